@@ -1,0 +1,257 @@
+//! The search loop: ask the strategy for a batch, record it, evaluate each proposal
+//! (or serve it from the store), tell the strategy, checkpoint, until the budget in
+//! cost units is spent. Every step is persisted so a killed search resumes exactly.
+
+use crate::store::{Experiment, NewTrial, Trial, TrialResult, TrialSource, TrialStatus};
+use crate::{
+    Cost, EvalError, Evaluator, Objective, Outcome, RewardConfig, Store, StoreError, Strategy,
+    StrategyError,
+};
+
+/// Loop settings.
+#[derive(Clone, Debug)]
+pub struct SearchConfig {
+    /// Budget in cost units (`Cost::evaluations`).
+    pub budget: u64,
+    /// Proposals per strategy batch (PPO update size).
+    pub batch_size: usize,
+    pub reward: RewardConfig,
+    /// Stop after `budget * max_proposals_factor` proposals even if the budget is not
+    /// spent: a converged policy may keep proposing architectures served from the store
+    /// at zero cost.
+    pub max_proposals_factor: u64,
+}
+
+impl SearchConfig {
+    pub fn new(budget: u64, batch_size: usize, reward: RewardConfig) -> Self {
+        Self {
+            budget,
+            batch_size,
+            reward,
+            max_proposals_factor: 20,
+        }
+    }
+}
+
+/// Errors that stop a search.
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Strategy(#[from] StrategyError),
+    #[error("evaluator: {0}")]
+    Evaluator(String),
+    #[error("stored trial {id} has an architecture this space cannot read: {message}")]
+    Corrupt { id: i64, message: String },
+}
+
+/// What the loop reports after each finished trial (for progress bars).
+#[derive(Clone, Debug)]
+pub struct TrialEvent<'a> {
+    pub trial: &'a Trial,
+    pub result: &'a TrialResult,
+    /// Cost units spent so far.
+    pub spent: u64,
+    pub budget: u64,
+    /// Best reward among finished trials so far.
+    pub best_reward: Option<f64>,
+}
+
+/// Summary of a finished (or resumed-and-finished) search.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SearchSummary {
+    pub trials: u64,
+    pub spent: u64,
+    pub best_reward: Option<f64>,
+}
+
+struct Ledger {
+    spent: u64,
+    proposals: u64,
+    best: Option<f64>,
+}
+
+impl Ledger {
+    fn record(&mut self, r: &TrialResult) {
+        self.spent += r.cost.evaluations;
+        if let Some(x) = r.reward {
+            self.best = Some(self.best.map_or(x, |b| b.max(x)));
+        }
+    }
+}
+
+/// Runs (or resumes) the search of `experiment` until its budget is spent.
+pub fn run_search(
+    store: &mut dyn Store,
+    experiment: &Experiment,
+    strategy: &mut dyn Strategy,
+    evaluator: &dyn Evaluator,
+    cfg: &SearchConfig,
+    progress: &mut dyn FnMut(&TrialEvent),
+) -> Result<SearchSummary, SearchError> {
+    let exp = experiment.id;
+    let mut ledger = Ledger {
+        spent: 0,
+        proposals: 0,
+        best: None,
+    };
+    for t in store.trials(exp)? {
+        ledger.proposals += 1;
+        if t.status != TrialStatus::Pending {
+            ledger.spent += t.cost.evaluations;
+            if let Some(x) = t.reward {
+                ledger.best = Some(ledger.best.map_or(x, |b| b.max(x)));
+            }
+        }
+    }
+    let mut batch = 0;
+    if let Some(cp) = store.checkpoint(exp)? {
+        strategy.restore(&cp.state)?;
+        batch = cp.batch + 1;
+        if cp.open {
+            finish_batch(
+                store,
+                exp,
+                cp.batch,
+                strategy,
+                evaluator,
+                cfg,
+                &mut ledger,
+                progress,
+            )?;
+        }
+    }
+    let cap = cfg
+        .budget
+        .saturating_mul(cfg.max_proposals_factor)
+        .max(cfg.budget + 1);
+    while ledger.spent < cfg.budget && ledger.proposals < cap {
+        // never propose more than the budget can pay for, so the budget is never exceeded
+        let n = (cfg.budget - ledger.spent).min(cfg.batch_size as u64) as usize;
+        let proposals = strategy.ask(n)?;
+        let space = evaluator.space();
+        let new: Vec<NewTrial> = proposals
+            .iter()
+            .map(|p| NewTrial {
+                arch: space.format(&p.arch),
+                canonical: space.format(&space.canonical(&p.arch)),
+                log_prob: p.log_prob,
+            })
+            .collect();
+        store.begin_batch(exp, batch, &new, &strategy.state()?)?;
+        ledger.proposals += new.len() as u64;
+        finish_batch(
+            store,
+            exp,
+            batch,
+            strategy,
+            evaluator,
+            cfg,
+            &mut ledger,
+            progress,
+        )?;
+        batch += 1;
+    }
+    store.set_experiment_status(exp, "finished")?;
+    Ok(SearchSummary {
+        trials: ledger.proposals,
+        spent: ledger.spent,
+        best_reward: ledger.best,
+    })
+}
+
+/// Evaluates the pending trials of a recorded batch, tells the strategy, closes the batch.
+#[allow(clippy::too_many_arguments)]
+fn finish_batch(
+    store: &mut dyn Store,
+    exp: i64,
+    batch: u64,
+    strategy: &mut dyn Strategy,
+    evaluator: &dyn Evaluator,
+    cfg: &SearchConfig,
+    ledger: &mut Ledger,
+    progress: &mut dyn FnMut(&TrialEvent),
+) -> Result<(), SearchError> {
+    let space = evaluator.space();
+    for t in store.batch_trials(exp, batch)? {
+        if t.status != TrialStatus::Pending {
+            continue;
+        }
+        let result = match store.find_evaluated(exp, &t.canonical)? {
+            Some(prev) => TrialResult {
+                status: prev.status,
+                source: TrialSource::Cached,
+                metrics: prev.metrics,
+                reward: prev.reward,
+                cost: Cost::default(),
+                error: prev.error,
+            },
+            None => {
+                let arch = space.parse(&t.arch).map_err(|e| SearchError::Corrupt {
+                    id: t.id,
+                    message: e.to_string(),
+                })?;
+                evaluate(evaluator, &arch, &cfg.reward)?
+            }
+        };
+        store.finish_trial(t.id, &result)?;
+        ledger.record(&result);
+        progress(&TrialEvent {
+            trial: &t,
+            result: &result,
+            spent: ledger.spent,
+            budget: cfg.budget,
+            best_reward: ledger.best,
+        });
+    }
+    let mut outcomes = Vec::new();
+    for t in store.batch_trials(exp, batch)? {
+        let arch = space.parse(&t.arch).map_err(|e| SearchError::Corrupt {
+            id: t.id,
+            message: e.to_string(),
+        })?;
+        outcomes.push(Outcome {
+            arch,
+            reward: t.reward,
+            log_prob: t.log_prob,
+        });
+    }
+    strategy.tell(&outcomes)?;
+    store.end_batch(exp, batch, &strategy.state()?)?;
+    Ok(())
+}
+
+/// One real evaluation turned into a trial result (failures are results, not errors).
+pub fn evaluate(
+    evaluator: &dyn Evaluator,
+    arch: &crate::Architecture,
+    reward: &RewardConfig,
+) -> Result<TrialResult, SearchError> {
+    match evaluator.evaluate(arch) {
+        Ok(ev) => {
+            let lat = match reward.objective {
+                Objective::Latency => ev.metrics.latency_ms,
+                Objective::Params => ev.metrics.params,
+            };
+            let r = reward.reward(ev.metrics.val_accuracy, lat);
+            Ok(TrialResult {
+                status: TrialStatus::Done,
+                source: TrialSource::Evaluated,
+                metrics: Some(ev.metrics),
+                reward: r,
+                cost: ev.cost,
+                error: None,
+            })
+        }
+        Err(EvalError::Failed { reason, cost }) => Ok(TrialResult {
+            status: TrialStatus::Failed,
+            source: TrialSource::Evaluated,
+            metrics: None,
+            reward: None,
+            cost,
+            error: Some(reason),
+        }),
+        Err(EvalError::Fatal(m)) => Err(SearchError::Evaluator(m)),
+    }
+}

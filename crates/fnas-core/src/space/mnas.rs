@@ -1,0 +1,305 @@
+//! The MNAS factorized hierarchical space, read from a TOML file.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Decision, Kind, SearchSpace, SpaceError};
+
+/// The shipped default space file (`spaces/mnas-28.toml`).
+pub(super) const DEFAULT_TOML: &str = include_str!("../../../../spaces/mnas-28.toml");
+
+/// Conv ops the child builder implements.
+pub const MNAS_OPS: &[&str] = &["conv", "dwsep", "mbconv3", "mbconv6"];
+
+/// The network's fixed input.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MnasInput {
+    pub channels: usize,
+    pub resolution: usize,
+    pub classes: usize,
+}
+
+/// A stem or head convolution.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MnasConv {
+    pub channels: usize,
+    #[serde(default = "one")]
+    pub stride: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// What an identity skip does where shapes differ.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MnasSkip {
+    pub on_mismatch: String,
+}
+
+/// Choice lists shared by all blocks.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MnasChoices {
+    pub op: Vec<String>,
+    pub kernel: Vec<i64>,
+    pub se: Vec<f64>,
+    pub skip: Vec<String>,
+    pub width: Vec<f64>,
+    pub layers_delta: Vec<i64>,
+}
+
+/// One block's fixed layout.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MnasBlock {
+    pub width: usize,
+    pub layers: usize,
+    pub stride: usize,
+}
+
+/// The whole space file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MnasSpec {
+    pub name: String,
+    pub input: MnasInput,
+    pub stem: MnasConv,
+    pub head: MnasConv,
+    pub skip: MnasSkip,
+    pub choices: MnasChoices,
+    pub blocks: Vec<MnasBlock>,
+}
+
+/// The per-block decisions, in order; decision `b{i}.{suffix}`.
+pub const BLOCK_DECISIONS: [&str; 6] = ["op", "kernel", "se", "skip", "width", "layers"];
+
+fn fmt_f(v: f64) -> String {
+    let s = format!("{v}");
+    if s.contains('.') {
+        s
+    } else {
+        format!("{s}.0")
+    }
+}
+
+impl MnasSpec {
+    pub(super) fn from_toml(text: &str, file: &str) -> Result<Self, SpaceError> {
+        let spec: MnasSpec = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+            let at = line.map(|l| format!(" (line {l})")).unwrap_or_default();
+            SpaceError::Read {
+                file: file.into(),
+                message: format!("{}{at}", e.message().trim()),
+            }
+        })?;
+        spec.validate(file)?;
+        Ok(spec)
+    }
+
+    fn validate(&self, file: &str) -> Result<(), SpaceError> {
+        let bad = |field: &str, expected: String| {
+            Err(SpaceError::InvalidFile {
+                file: file.into(),
+                field: field.into(),
+                expected,
+            })
+        };
+        let c = &self.choices;
+        let lists: [(&str, usize); 6] = [
+            ("choices.op", c.op.len()),
+            ("choices.kernel", c.kernel.len()),
+            ("choices.se", c.se.len()),
+            ("choices.skip", c.skip.len()),
+            ("choices.width", c.width.len()),
+            ("choices.layers_delta", c.layers_delta.len()),
+        ];
+        for (field, n) in lists {
+            if n == 0 {
+                return bad(field, "a non-empty list of choices".into());
+            }
+        }
+        for op in &c.op {
+            if !MNAS_OPS.contains(&op.as_str()) {
+                return bad(
+                    "choices.op",
+                    format!("ops from {}, got `{op}`", MNAS_OPS.join("|")),
+                );
+            }
+        }
+        for &k in &c.kernel {
+            if !(1..=11).contains(&k) || k % 2 == 0 {
+                return bad(
+                    "choices.kernel",
+                    format!("odd kernel sizes from 1 to 11, got {k}"),
+                );
+            }
+        }
+        for &s in &c.se {
+            if !(0.0..1.0).contains(&s) {
+                return bad(
+                    "choices.se",
+                    format!("squeeze-excitation ratios in [0, 1), got {s}"),
+                );
+            }
+        }
+        for s in &c.skip {
+            if s != "none" && s != "identity" {
+                return bad("choices.skip", format!("none|identity, got `{s}`"));
+            }
+        }
+        for &w in &c.width {
+            if !(w > 0.0 && w <= 8.0) {
+                return bad(
+                    "choices.width",
+                    format!("width multipliers in (0, 8], got {w}"),
+                );
+            }
+        }
+        if !["none", "project"].contains(&self.skip.on_mismatch.as_str()) {
+            return bad(
+                "skip.on_mismatch",
+                format!("none|project, got `{}`", self.skip.on_mismatch),
+            );
+        }
+        if self.input.channels == 0 || self.input.resolution == 0 {
+            return bad("input", "positive channels and resolution".into());
+        }
+        if self.input.classes < 2 {
+            return bad(
+                "input.classes",
+                format!("at least 2 classes, got {}", self.input.classes),
+            );
+        }
+        for (f, conv) in [("stem", &self.stem), ("head", &self.head)] {
+            if conv.channels == 0 || !(1..=2).contains(&conv.stride) {
+                return bad(f, "channels >= 1 and stride 1 or 2".into());
+            }
+        }
+        if self.blocks.is_empty() {
+            return bad("blocks", "at least one [[blocks]] entry".into());
+        }
+        let mut res = self.input.resolution.div_ceil(self.stem.stride);
+        for (i, b) in self.blocks.iter().enumerate() {
+            let field = format!("blocks[{i}]");
+            if b.width == 0 || b.layers == 0 {
+                return bad(&field, "width >= 1 and layers >= 1".into());
+            }
+            if !(1..=2).contains(&b.stride) {
+                return bad(
+                    &format!("{field}.stride"),
+                    format!("1 or 2, got {}", b.stride),
+                );
+            }
+            res = res.div_ceil(b.stride);
+            if res == 0 {
+                return bad(&field, "a resolution that stays >= 1".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The layer counts a block may choose: base + delta, at least 1, without repeats.
+    pub fn layer_choices(&self, block: usize) -> Vec<usize> {
+        let base = self.blocks[block].layers as i64;
+        let mut v: Vec<usize> = Vec::new();
+        for d in &self.choices.layers_delta {
+            let n = (base + d).max(1) as usize;
+            if !v.contains(&n) {
+                v.push(n);
+            }
+        }
+        v
+    }
+}
+
+pub(super) fn space(spec: MnasSpec) -> SearchSpace {
+    let c = &spec.choices;
+    let mut decisions = Vec::new();
+    for (i, _) in spec.blocks.iter().enumerate() {
+        let b = i + 1;
+        let lists: [Vec<String>; 6] = [
+            c.op.clone(),
+            c.kernel.iter().map(|k| k.to_string()).collect(),
+            c.se.iter()
+                .map(|&s| if s == 0.0 { "0".into() } else { s.to_string() })
+                .collect(),
+            c.skip.clone(),
+            c.width.iter().map(|&w| fmt_f(w)).collect(),
+            spec.layer_choices(i)
+                .iter()
+                .map(|n| n.to_string())
+                .collect(),
+        ];
+        for (suffix, choices) in BLOCK_DECISIONS.iter().zip(lists) {
+            decisions.push(Decision {
+                name: format!("b{b}.{suffix}"),
+                choices,
+            });
+        }
+    }
+    SearchSpace {
+        name: spec.name.clone(),
+        decisions,
+        kind: Kind::Mnas(Box::new(spec)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        SearchSpace::mnas_from_toml(text, "bad.toml")
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn default_space_has_six_decisions_per_block() {
+        let s = SearchSpace::mnas_default();
+        let spec = s.mnas_spec().unwrap();
+        assert_eq!(s.decisions().len(), 6 * spec.blocks.len());
+        assert_eq!(s.decisions()[0].name, "b1.op");
+        // block 1 has base 1 layer: choices {1, 2}; block 2 base 2: {1, 2, 3}
+        assert_eq!(s.decisions()[5].choices, vec!["1", "2"]);
+        assert_eq!(s.decisions()[11].choices, vec!["1", "2", "3"]);
+        // 4 ops x 3 kernels x 2 se x 2 skip x 3 widths x 3 layers = 432 per block (paper)
+        let per: f64 = s.decisions()[6..12]
+            .iter()
+            .map(|d| d.choices.len() as f64)
+            .product();
+        assert_eq!(per, 432.0);
+    }
+
+    #[test]
+    fn invalid_files_name_file_field_and_expectation() {
+        let good = DEFAULT_TOML;
+        let e = err(&good.replace("[stem]", "[stem]\nfoo = 1"));
+        assert!(
+            e.contains("bad.toml") && e.contains("unknown field `foo`"),
+            "{e}"
+        );
+        let e = err(&good.replace("kernel = [3, 5, 7]", "kernel = []"));
+        assert!(
+            e.contains("bad.toml") && e.contains("choices.kernel") && e.contains("non-empty"),
+            "{e}"
+        );
+        let e = err(&good.replace("kernel = [3, 5, 7]", "kernel = [3, 4]"));
+        assert!(e.contains("choices.kernel") && e.contains("odd"), "{e}");
+        let e = err(&good.replace("width = [0.75, 1.0, 1.25]", "width = [\"wide\"]"));
+        assert!(e.contains("bad.toml") && e.contains("line"), "{e}");
+        let e = err(&good.replacen("stride = 2", "stride = 3", 1));
+        assert!(
+            e.contains("blocks[1].stride") && e.contains("1 or 2"),
+            "{e}"
+        );
+        let e = err(&good.replace("on_mismatch = \"none\"", "on_mismatch = \"pad\""));
+        assert!(e.contains("skip.on_mismatch"), "{e}");
+        assert!(!e.contains('\n'));
+    }
+}

@@ -1,0 +1,59 @@
+//! Search strategies behind one small trait: `ask` for proposals, `tell` the outcomes,
+//! `state`/`restore` for exact resume.
+
+mod evolution;
+mod random;
+
+use crate::Architecture;
+
+pub use evolution::{Evolution, EvolutionConfig};
+pub use random::RandomSearch;
+
+/// One proposed architecture.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Proposal {
+    pub arch: Architecture,
+    /// Log-probability under the sampling policy (policy-based strategies only).
+    pub log_prob: Option<f64>,
+}
+
+/// What happened to a proposal.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome {
+    pub arch: Architecture,
+    /// The reward; `None` when the evaluation failed.
+    pub reward: Option<f64>,
+    pub log_prob: Option<f64>,
+}
+
+/// Strategy errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StrategyError {
+    #[error("cannot restore strategy state: {0}")]
+    BadState(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A search strategy. Given the same seed and the same outcomes it proposes the same
+/// sequence of architectures, and `restore(state())` continues exactly where it was.
+pub trait Strategy: Send {
+    /// Short name (`random`, `evolution`, `ppo`, ...).
+    fn name(&self) -> &str;
+    /// The next `n` proposals.
+    fn ask(&mut self, n: usize) -> Result<Vec<Proposal>, StrategyError>;
+    /// Outcomes of the last `ask`, in proposal order.
+    fn tell(&mut self, outcomes: &[Outcome]) -> Result<(), StrategyError>;
+    /// Serialized state (weights, optimizer, RNG, population...).
+    fn state(&self) -> Result<Vec<u8>, StrategyError>;
+    /// Restores a state produced by `state`.
+    fn restore(&mut self, state: &[u8]) -> Result<(), StrategyError>;
+}
+
+pub(crate) fn to_state<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StrategyError> {
+    serde_json::to_vec(v).map_err(|e| StrategyError::Other(format!("serialising state: {e}")))
+}
+
+pub(crate) fn from_state<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, StrategyError> {
+    serde_json::from_slice(b).map_err(|e| StrategyError::BadState(e.to_string()))
+}
