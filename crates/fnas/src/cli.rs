@@ -1,0 +1,181 @@
+//! Command-line arguments (clap derive): every command and option has help text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Fast neural architecture search: RL-based NAS (MnasNet-style PPO) accelerated by
+/// FNAS, on real tabular NAS benchmarks and (later) real child training.
+#[derive(Parser, Debug)]
+#[command(name = "fnas", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run (or resume) one architecture search and record it in the store.
+    Search(SearchArgs),
+    /// List the experiments of a store.
+    Ls(LsArgs),
+    /// Show one experiment: its best architectures and metrics (all trials with --json).
+    Show(ShowArgs),
+    /// Inspect search spaces.
+    Space {
+        #[command(subcommand)]
+        command: SpaceCommand,
+    },
+    /// Compare strategies on a tabular benchmark over seeds and datasets.
+    Bench(BenchArgs),
+}
+
+/// Where the store lives.
+#[derive(Args, Debug, Clone)]
+pub struct StoreArg {
+    /// SQLite store file (created by `search` if absent).
+    #[arg(long, default_value = "fnas.db", env = "FNAS_STORE")]
+    pub store: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct SearchArgs {
+    /// Tabular benchmark: nas-bench-graph or analog-nasbench.
+    #[arg(long, conflicts_with = "task")]
+    pub benchmark: Option<String>,
+    /// Dataset of the benchmark (nas-bench-graph: cora, citeseer, ...; analog-nasbench:
+    /// baseline, analog, ...).
+    #[arg(long, requires = "benchmark")]
+    pub dataset: Option<String>,
+    /// Task as BENCHMARK/DATASET (e.g. nas-bench-graph/cora), instead of the two above.
+    #[arg(long)]
+    pub task: Option<String>,
+    /// Search strategy: random, evolution or ppo.
+    #[arg(long, default_value = "ppo")]
+    pub strategy: String,
+    /// Budget in cost units (distinct architectures evaluated).
+    #[arg(long, default_value_t = 500)]
+    pub budget: u64,
+    /// Random seed (same seed, same sequence of architectures).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Architectures per strategy batch (one PPO update per batch).
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    #[command(flatten)]
+    pub store: StoreArg,
+    /// Experiment name (default: STRATEGY-DATASET-sSEED).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Where the benchmark data is (default: $FNAS_DATA_DIR, ./data, or the repo's data/).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Continue the experiment named by --name (or the default name) where it stopped;
+    /// settings then come from the store. Starts it if it does not exist yet.
+    #[arg(long)]
+    pub resume: bool,
+    /// Latency (or params) target T of the MnasNet reward ACC x (LAT/T)^w; none = accuracy only.
+    #[arg(long)]
+    pub target: Option<f64>,
+    /// Constraint form when a target is set.
+    #[arg(long, value_enum, default_value_t = Constraint::Soft)]
+    pub constraint: Constraint,
+    /// What LAT is in the reward.
+    #[arg(long, value_enum, default_value_t = ObjectiveArg::Latency)]
+    pub objective: ObjectiveArg,
+    /// Print a JSON summary instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Constraint {
+    /// w = -0.07 on both sides of T.
+    Soft,
+    /// w = 0 under T, -1 over T.
+    Hard,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObjectiveArg {
+    /// Latency in milliseconds.
+    Latency,
+    /// Parameter count.
+    Params,
+}
+
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    #[command(flatten)]
+    pub store: StoreArg,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ShowArgs {
+    /// Experiment name.
+    pub name: String,
+    #[command(flatten)]
+    pub store: StoreArg,
+    /// Number of best architectures to list.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    /// One JSON object with the experiment and every trial.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SpaceCommand {
+    /// List a space's decisions and its number of architectures.
+    Show {
+        /// A shipped space (nas-bench-graph, nas-bench-graph-proteins, nas-bench-201,
+        /// mnas-28) or a path to an MNAS space TOML file.
+        space: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print one uniformly random architecture's text form.
+    Sample {
+        /// A shipped space name or a TOML path.
+        space: String,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// How many architectures to print (one per line).
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// nas-bench-graph or analog-nasbench.
+    #[arg(long)]
+    pub benchmark: String,
+    /// Comma-separated datasets, or `all` (every dataset in the package).
+    #[arg(long, default_value = "all")]
+    pub datasets: String,
+    /// Comma-separated strategies.
+    #[arg(long, default_value = "random,evolution,ppo")]
+    pub strategies: String,
+    /// Number of seeds (0..N) per strategy and dataset.
+    #[arg(long, default_value_t = 20)]
+    pub seeds: u64,
+    /// Budget per search in cost units.
+    #[arg(long, default_value_t = 500)]
+    pub budget: u64,
+    /// Architectures per strategy batch.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Parallel searches (default: number of cores).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Where the benchmark data is.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Write one JSON record per (strategy, dataset, seed) to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}

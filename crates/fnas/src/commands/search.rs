@@ -1,0 +1,113 @@
+//! `fnas search`: run or resume one search, with progress, then print the best.
+
+use anyhow::{bail, Context, Result};
+use fnas_core::search::{run_search, SearchConfig};
+use fnas_core::store::ExperimentSpec;
+use fnas_core::{Evaluator, Store};
+use fnas_store::SqliteStore;
+
+use crate::cli::{Constraint, ObjectiveArg, SearchArgs};
+use crate::progress::budget_bar;
+use crate::setup::{check_strategy, load_benchmark, make_strategy, parse_task, reward_config, SearchSettings};
+
+pub fn run(a: SearchArgs) -> Result<()> {
+    let resumable = if a.resume { find_resumable(&a)? } else { None };
+    let (mut store, exp, settings, bench) = if let Some((store, exp)) = resumable {
+        let name = exp.spec.name.clone();
+        let settings: SearchSettings = serde_json::from_value(exp.spec.config.clone())
+            .with_context(|| format!("experiment `{name}` has settings this build cannot read"))?;
+        let (bench, dataset) = parse_task(Some(&settings.benchmark), Some(&settings.dataset), None)?;
+        let table = load_benchmark(bench, a.data_dir.as_deref(), &dataset)?;
+        if !a.json {
+            eprintln!("resuming experiment `{name}` (settings from the store)");
+        }
+        (store, exp, settings, table)
+    } else {
+        check_strategy(&a.strategy)?;
+        if a.budget == 0 || a.batch_size == 0 {
+            bail!("--budget and --batch-size must be at least 1");
+        }
+        let (bench, dataset) = parse_task(a.benchmark.as_deref(), a.dataset.as_deref(), a.task.as_deref())?;
+        let reward = reward_config(a.target, a.constraint == Constraint::Hard, a.objective == ObjectiveArg::Params)?;
+        // data first: a missing benchmark must not leave an empty experiment behind
+        let table = load_benchmark(bench, a.data_dir.as_deref(), &dataset)?;
+        let name = a.name.clone().unwrap_or_else(|| default_name(&a.strategy, bench.name(), &dataset, a.seed));
+        let mut store = SqliteStore::open(&a.store.store)?;
+        let settings = SearchSettings::new(bench, &dataset, a.batch_size, reward);
+        let spec = ExperimentSpec {
+            name,
+            space: table.space().name().to_string(),
+            task: table.task(),
+            strategy: a.strategy.clone(),
+            seed: a.seed,
+            budget: a.budget,
+            config: serde_json::to_value(&settings)?,
+        };
+        let exp = store.create_experiment(&spec)?;
+        (store, exp, settings, table)
+    };
+    let evaluator: &dyn Evaluator = bench.as_ref();
+    let mut strategy = make_strategy(&exp.spec.strategy, evaluator.space().clone(), exp.spec.seed, &settings)?;
+    let cfg = SearchConfig::new(exp.spec.budget, settings.batch_size, settings.reward.clone());
+    let bar = budget_bar(exp.spec.budget, a.json);
+    bar.set_message(format!("{} on {}", exp.spec.strategy, exp.spec.task));
+    let summary = run_search(&mut store, &exp, strategy.as_mut(), evaluator, &cfg, &mut |ev| {
+        bar.set_position(ev.spent);
+        if let Some(b) = ev.best_reward {
+            bar.set_message(format!("{} on {}  best {b:.4}", exp.spec.strategy, exp.spec.task));
+        }
+    })?;
+    bar.finish_and_clear();
+    let trials = store.trials(exp.id)?;
+    if a.json {
+        let best = crate::commands::show::best_trials(&trials).first().map(|t| (*t).clone());
+        let v = serde_json::json!({
+            "experiment": exp.spec.name,
+            "store": a.store.store,
+            "trials": summary.trials,
+            "cost": summary.spent,
+            "best_reward": summary.best_reward,
+            "best": best,
+        });
+        println!("{}", serde_json::to_string(&v)?);
+        return Ok(());
+    }
+    println!(
+        "experiment {}: {} trials, cost {}/{}, best reward {}",
+        exp.spec.name,
+        summary.trials,
+        summary.spent,
+        exp.spec.budget,
+        summary.best_reward.map(|b| format!("{b:.4}")).unwrap_or_else(|| "-".into())
+    );
+    crate::commands::show::print_best(&trials, 5);
+    println!("(store: {}; `fnas show {} --store {}` for more)", a.store.store.display(), exp.spec.name, a.store.store.display());
+    Ok(())
+}
+
+/// With `--resume`: the named experiment if it exists; `None` (start it) if it does not
+/// but the task is given; an error if neither.
+fn find_resumable(a: &SearchArgs) -> Result<Option<(SqliteStore, fnas_core::store::Experiment)>> {
+    let task = parse_task(a.benchmark.as_deref(), a.dataset.as_deref(), a.task.as_deref()).ok();
+    let name = match (&a.name, &task) {
+        (Some(n), _) => n.clone(),
+        (None, Some((b, d))) => default_name(&a.strategy, b.name(), d, a.seed),
+        (None, None) => bail!("--resume needs --name EXP (see `fnas ls`) or the task options of the search"),
+    };
+    if !a.store.store.exists() && task.is_some() {
+        return Ok(None);
+    }
+    let store = SqliteStore::open(&a.store.store)?;
+    match store.experiment(&name)? {
+        Some(exp) => Ok(Some((store, exp))),
+        None if task.is_some() => Ok(None),
+        None => bail!(
+            "no experiment `{name}` in {} to resume; give the task options (--benchmark/--dataset) to start it",
+            a.store.store.display()
+        ),
+    }
+}
+
+fn default_name(strategy: &str, bench: &str, dataset: &str, seed: u64) -> String {
+    format!("{strategy}-{bench}-{dataset}-s{seed}")
+}

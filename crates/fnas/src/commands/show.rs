@@ -1,0 +1,103 @@
+//! `fnas ls` and `fnas show`.
+
+use anyhow::{Context, Result};
+use fnas_core::store::{Trial, TrialSource, TrialStatus};
+use fnas_core::Store;
+use fnas_store::SqliteStore;
+
+use crate::cli::{LsArgs, ShowArgs};
+
+pub fn ls(a: LsArgs) -> Result<()> {
+    let store = SqliteStore::open_read_only(&a.store.store)?;
+    let rows = store.list_experiments()?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    if rows.is_empty() {
+        println!("no experiments in {}", a.store.store.display());
+        return Ok(());
+    }
+    println!(
+        "{:<28} {:<10} {:<28} {:>5} {:<9} {:>7} {:>11} {:>8}",
+        "NAME", "STRATEGY", "TASK", "SEED", "STATUS", "TRIALS", "COST/BUDGET", "BEST"
+    );
+    for r in rows {
+        let e = &r.experiment;
+        println!(
+            "{:<28} {:<10} {:<28} {:>5} {:<9} {:>7} {:>11} {:>8}",
+            e.spec.name,
+            e.spec.strategy,
+            e.spec.task,
+            e.spec.seed,
+            e.status,
+            r.trials,
+            format!("{}/{}", r.cost, e.spec.budget),
+            r.best_reward.map(|b| format!("{b:.4}")).unwrap_or_else(|| "-".into()),
+        );
+    }
+    Ok(())
+}
+
+/// Finished, really evaluated trials, best reward first (ties: earlier first).
+pub fn best_trials(trials: &[Trial]) -> Vec<&Trial> {
+    let mut v: Vec<&Trial> = trials
+        .iter()
+        .filter(|t| t.status == TrialStatus::Done && t.source == Some(TrialSource::Evaluated) && t.reward.is_some())
+        .collect();
+    v.sort_by(|a, b| b.reward.unwrap_or(f64::MIN).total_cmp(&a.reward.unwrap_or(f64::MIN)).then(a.id.cmp(&b.id)));
+    v
+}
+
+fn opt(v: Option<f64>, prec: usize) -> String {
+    v.map(|x| format!("{x:.prec$}")).unwrap_or_else(|| "-".into())
+}
+
+/// Prints the top-N table used by `show` and at the end of `search`.
+pub fn print_best(trials: &[Trial], top: usize) {
+    println!(
+        "{:>4} {:>8} {:>8} {:>8} {:>10} {:>10} {:>6}  ARCHITECTURE",
+        "RANK", "REWARD", "VAL", "TEST", "LAT_MS", "PARAMS", "TRIAL"
+    );
+    for (i, t) in best_trials(trials).into_iter().take(top).enumerate() {
+        let m = t.metrics.clone().unwrap_or_default();
+        println!(
+            "{:>4} {:>8} {:>8.4} {:>8} {:>10} {:>10} {:>6}  {}",
+            i + 1,
+            opt(t.reward, 4),
+            m.val_accuracy,
+            opt(m.test_accuracy, 4),
+            opt(m.latency_ms, 3),
+            opt(m.params, 0),
+            t.id,
+            t.arch
+        );
+    }
+}
+
+pub fn show(a: ShowArgs) -> Result<()> {
+    let store = SqliteStore::open_read_only(&a.store.store)?;
+    let exp = store
+        .experiment(&a.name)?
+        .with_context(|| format!("no experiment `{}` in {} (see `fnas ls`)", a.name, a.store.store.display()))?;
+    let trials = store.trials(exp.id)?;
+    let spent: u64 = trials.iter().map(|t| t.cost.evaluations).sum();
+    let finished = trials.iter().filter(|t| t.status != TrialStatus::Pending).count();
+    if a.json {
+        let best: Vec<i64> = best_trials(&trials).iter().take(a.top).map(|t| t.id).collect();
+        let v = serde_json::json!({
+            "experiment": exp,
+            "summary": { "trials": trials.len(), "finished": finished, "cost": spent, "best": best },
+            "trials": trials,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    let s = &exp.spec;
+    println!("experiment {} ({})", s.name, exp.status);
+    println!("  task {}  space {}  strategy {}  seed {}", s.task, s.space, s.strategy, s.seed);
+    println!("  trials {} (finished {finished})  cost {spent}/{}", trials.len(), s.budget);
+    println!();
+    print_best(&trials, a.top);
+    Ok(())
+}
