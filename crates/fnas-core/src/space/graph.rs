@@ -146,7 +146,7 @@ fn move_skip_op(link0: [u8; 4], ops0: [u8; 4]) -> ([u8; 4], [u8; 4]) {
                 brother = true;
             }
         }
-        if son || !brother || (check_dim(i as i64, &link, &ops) && !son) {
+        if son || !brother || check_dim(i as i64, &link, &ops) {
             move_one(i, &mut link, &mut ops);
         }
     }
