@@ -1,1 +1,77 @@
+//! The fnas knowledge store: [`SqliteStore`], the SQLite implementation of
+//! [`fnas_core::Store`], and the [`conformance`] suite every backend must pass.
+//!
+//! # What SQLite guarantees here
+//!
+//! The contract is written in `fnas_core::store`; this is how `SqliteStore` keeps it.
+//!
+//! | call | transaction |
+//! |------|-------------|
+//! | `create_experiment` | one `INSERT` (autocommit); a duplicate name violates `UNIQUE(name)` and becomes [`StoreError::Exists`] |
+//! | `set_experiment_status` | one `UPDATE` (autocommit) |
+//! | `begin_batch` | one `BEGIN IMMEDIATE` transaction: the `batches` row, every trial (`pending`) and the post-`ask` checkpoint; all or nothing |
+//! | `finish_trial` | one `UPDATE ... WHERE id = ? AND status = 'pending'` (autocommit): 0 rows changed means [`StoreError::AlreadyFinished`] (or an `Invalid` error when no such trial exists) |
+//! | `end_batch` | one `BEGIN IMMEDIATE` transaction: refuses with [`StoreError::BatchIncomplete`] while a trial is pending, else closes the batch and writes the post-`tell` checkpoint |
+//! | readers | one statement each; a statement sees one committed snapshot, so a half-written trial, batch or checkpoint is never visible |
+//!
+//! * **Durability.** A file store runs in WAL mode with `synchronous = FULL`: every
+//!   commit syncs the WAL before the call returns, so once a write call has returned its
+//!   effect survives the process being killed (SIGKILL) *and* an OS crash or power loss.
+//!   (`NORMAL` would already survive SIGKILL, which is the contract; `FULL` costs one
+//!   fsync per commit, negligible next to an evaluation, and makes "returned = on disk"
+//!   true without caveats. Benchmarks that run hundreds of thousands of trials use
+//!   [`SqliteStore::in_memory`], where none of this applies.) After a crash the next
+//!   open replays the committed part of the WAL; an uncommitted transaction, such as a
+//!   `begin_batch` cut off halfway, leaves no trace.
+//! * **Immutability.** A finished (`done`/`failed`) trial never changes: the API
+//!   refuses it, and a trigger (`trials_finished_are_immutable`) aborts any `UPDATE` of
+//!   a finished row, whoever issues it. CHECK constraints tie `status` to
+//!   `finished_at`/`source`/`cost` (NULL exactly while pending).
+//! * **Batches.** Per experiment, batch numbers strictly increase and at most one batch
+//!   is open; `begin_batch` of an existing batch, of a smaller number, or while another
+//!   batch is open is an [`StoreError::Invalid`] error. The store keeps only the
+//!   *latest* checkpoint of each experiment (`checkpoints` has one row per experiment,
+//!   overwritten by each `begin_batch`/`end_batch`; strategy states can be megabytes),
+//!   and the `batches` table keeps the history (size, open/closed, timestamps).
+//! * **Exact values.** `log_prob` and `reward` are stored as SQLite reals (IEEE
+//!   doubles) in columns without type affinity (a `REAL` column would turn `-0.0` into
+//!   `0`); metrics and cost are JSON written by `serde_json` and read back with its
+//!   `float_roundtrip` parser, and `finish_trial` checks that what it writes parses back
+//!   equal. So every finite `f64`, `-0.0` included, round-trips bit for bit. NaN is
+//!   refused with [`StoreError::Invalid`] (SQLite would turn it into NULL); infinities
+//!   are kept in `log_prob`/`reward` but refused inside metrics and cost (JSON cannot
+//!   hold them). `u64` seeds and budgets are stored as their two's-complement `i64`.
+//! * **Timestamps** are seconds since the Unix epoch as `f64`.
+//!
+//! # Concurrent writers
+//!
+//! Several processes may open the same file: WAL lets readers (`fnas ls`) run while a
+//! search writes, and writers queue on SQLite's single write lock. Write transactions
+//! start with `BEGIN IMMEDIATE`, so a writer takes the lock up front instead of
+//! failing on a read-to-write upgrade, and every connection waits up to
+//! [`BUSY_TIMEOUT`] (10 s) for it; only a lock held longer than that surfaces as a
+//! [`StoreError::Backend`] "database is locked" error. Each search should still use
+//! its own experiment: the store keeps rows consistent, not two strategies that
+//! share one experiment. WAL needs shared memory, so a store must live on a local
+//! filesystem (not NFS).
+//!
+//! # Files
+//!
+//! [`SqliteStore::open`] creates the file but never its directory. A new store is built
+//! in a hidden file beside `PATH`, synced, and hard-linked into place, so a file at
+//! `PATH` is always a complete store (a kill during creation can only leave the hidden
+//! `.NAME.PID.NANOS.creating` file). A file is an fnas
+//! store when `PRAGMA application_id` is [`APPLICATION_ID`] and `PRAGMA user_version`
+//! (the schema version, brought up to [`SCHEMA_VERSION`] by an ordered list of
+//! migrations run in one transaction) is set; an empty file or empty database becomes
+//! a store. Anything else (not SQLite, or an SQLite database of another program) is
+//! refused before anything is written to it, and a store from a newer fnas (higher
+//! schema version) is refused too. [`SqliteStore::integrity_check`] verifies the file
+//! and the invariants above.
 
+pub mod conformance;
+mod sqlite;
+
+pub use fnas_core::store;
+pub use fnas_core::{Store, StoreError};
+pub use sqlite::{SqliteStore, APPLICATION_ID, BUSY_TIMEOUT, SCHEMA_VERSION};

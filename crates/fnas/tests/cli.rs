@@ -1,0 +1,218 @@
+//! End-to-end tests of the `fnas` binary as a user runs it, on the real benchmark data
+//! (installed by scripts/setup.sh).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+fn fnas() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_fnas"))
+}
+
+fn data_dir() -> PathBuf {
+    let d = fnas_bench::resolve_data_dir(None);
+    assert!(
+        d.join("nas-bench-graph/light/cora.bench").exists(),
+        "benchmark data missing in {}: run scripts/setup.sh",
+        d.display()
+    );
+    d
+}
+
+fn run(args: &[&str]) -> Output {
+    fnas().args(args).output().expect("fnas binary runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// A user-facing failure: non-zero exit, one line starting `error:`, no panic.
+fn assert_clean_error(o: &Output, needle: &str) {
+    let e = stderr(o);
+    assert!(!o.status.success(), "expected failure, got success; stderr: {e}");
+    assert!(!e.contains("panicked"), "panic: {e}");
+    assert!(e.trim_end().lines().count() == 1, "not one line: {e}");
+    assert!(e.starts_with("error:"), "{e}");
+    assert!(e.contains(needle), "`{needle}` not in: {e}");
+}
+
+fn show_json(store: &Path, name: &str) -> serde_json::Value {
+    let o = run(&["show", name, "--store", store.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "show failed: {}", stderr(&o));
+    serde_json::from_slice(&o.stdout).expect("show --json prints JSON")
+}
+
+fn search_args<'a>(store: &'a str, strategy: &'a str, budget: &'a str, data: &'a str) -> Vec<&'a str> {
+    vec![
+        "search", "--benchmark", "nas-bench-graph", "--dataset", "cora", "--strategy", strategy, "--budget", budget,
+        "--seed", "5", "--store", store, "--name", "exp", "--data-dir", data, "--json",
+    ]
+}
+
+fn total_cost(v: &serde_json::Value) -> u64 {
+    v["trials"].as_array().unwrap().iter().map(|t| t["cost"]["evaluations"].as_u64().unwrap()).sum()
+}
+
+fn arch_sequence(v: &serde_json::Value) -> Vec<String> {
+    v["trials"].as_array().unwrap().iter().map(|t| t["arch"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn search_then_ls_and_show() {
+    let data = data_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("s.db");
+    let s = store.to_str().unwrap();
+    let o = run(&search_args(s, "evolution", "60", data.to_str().unwrap()));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summary["cost"], 60);
+    let v = show_json(&store, "exp");
+    let trials = v["trials"].as_array().unwrap();
+    let mut ids: Vec<i64> = trials.iter().map(|t| t["id"].as_i64().unwrap()).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), trials.len(), "ids unique");
+    for t in trials {
+        assert_eq!(t["status"], "done");
+        assert!(t["metrics"]["val_accuracy"].as_f64().unwrap() > 0.0);
+        assert!(t["reward"].as_f64().is_some());
+    }
+    let cost: u64 = trials.iter().map(|t| t["cost"]["evaluations"].as_u64().unwrap()).sum();
+    assert_eq!(cost, 60);
+    let ls = run(&["ls", "--store", s]);
+    assert!(String::from_utf8_lossy(&ls.stdout).contains("exp"));
+    // a second start of the same name is refused, the store untouched
+    let before = std::fs::read(&store).unwrap().len();
+    let o = run(&search_args(s, "evolution", "60", data.to_str().unwrap()));
+    assert_clean_error(&o, "already exists");
+    assert_eq!(show_json(&store, "exp")["trials"].as_array().unwrap().len(), trials.len());
+    assert!(std::fs::read(&store).unwrap().len() >= before);
+}
+
+/// SIGKILL at random moments, then --resume: same trials as an uninterrupted run, none
+/// twice, the budget spent exactly.
+fn kill_and_resume(strategy: &str, budget: &str) {
+    let data = data_dir();
+    let d = data.to_str().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let whole = tmp.path().join("whole.db");
+    let o = run(&search_args(whole.to_str().unwrap(), strategy, budget, d));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let whole_run = show_json(&whole, "exp");
+    let reference = arch_sequence(&whole_run);
+    let reference_cost = total_cost(&whole_run);
+
+    let store = tmp.path().join("killed.db");
+    let s = store.to_str().unwrap();
+    let mut kills = 0;
+    let mut delay_ms = 40u64;
+    for attempt in 0..40 {
+        let mut args = search_args(s, strategy, budget, d);
+        args.push("--resume");
+        let mut child = fnas().args(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms + (attempt * 37 % 50)));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        child.wait().unwrap();
+        delay_ms += 15;
+        // the kill may land before the experiment exists: then it is simply not started
+        let o = run(&["show", "exp", "--store", s, "--json"]);
+        if o.status.success() {
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            if v["experiment"]["status"] == "finished" {
+                break;
+            }
+        }
+    }
+    assert!(kills >= 2, "the search finished before it could be killed twice");
+    let mut args = search_args(s, strategy, budget, d);
+    args.push("--resume");
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = show_json(&store, "exp");
+    assert_eq!(v["experiment"]["status"], "finished");
+    let trials = v["trials"].as_array().unwrap();
+    assert!(trials.iter().all(|t| t["status"] == "done"));
+    assert_eq!(total_cost(&v), reference_cost);
+    assert!(reference_cost <= budget.parse::<u64>().unwrap());
+    assert_eq!(arch_sequence(&v), reference, "resumed run differs from an uninterrupted one");
+}
+
+#[test]
+fn sigkill_then_resume_random() {
+    kill_and_resume("random", "400");
+}
+
+#[test]
+fn sigkill_then_resume_ppo() {
+    kill_and_resume("ppo", "200");
+}
+
+#[test]
+fn bad_input_gets_one_line_errors() {
+    let data = data_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("s.db");
+    let s = store.to_str().unwrap();
+    let d = data.to_str().unwrap();
+
+    let o = run(&["search", "--benchmark", "nas-bench-graph", "--dataset", "cora", "--data-dir", "/nonexistent", "--store", s]);
+    assert_clean_error(&o, "scripts/setup.sh");
+    assert!(!store.exists(), "a failed start must not create a store");
+
+    // truncated pickle
+    let bad = tmp.path().join("bad");
+    std::fs::create_dir_all(bad.join("nas-bench-graph/light")).unwrap();
+    let bytes = std::fs::read(data.join("nas-bench-graph/light/cora.bench")).unwrap();
+    std::fs::write(bad.join("nas-bench-graph/light/cora.bench"), &bytes[..bytes.len() / 3]).unwrap();
+    let o = run(&["search", "--benchmark", "nas-bench-graph", "--dataset", "cora", "--data-dir", bad.to_str().unwrap(), "--store", s]);
+    assert_clean_error(&o, "cora.bench");
+
+    let o = run(&["search", "--benchmark", "nas-bench-graph", "--dataset", "mnist", "--data-dir", d, "--store", s]);
+    assert_clean_error(&o, "unknown dataset `mnist`");
+    let o = run(&["search", "--benchmark", "nas-bench-graph", "--dataset", "cora", "--strategy", "sa", "--store", s]);
+    assert_clean_error(&o, "unknown strategy `sa`");
+    let o = run(&["search", "--benchmark", "nas-bench-999", "--dataset", "cora", "--store", s]);
+    assert_clean_error(&o, "nas-bench-999");
+
+    let toml = tmp.path().join("space.toml");
+    std::fs::write(&toml, "name = \"x\"\n[input]\nchannels = \"one\"\n").unwrap();
+    let o = run(&["space", "show", toml.to_str().unwrap()]);
+    assert_clean_error(&o, "space.toml");
+
+    let o = run(&["search", "--benchmark", "nas-bench-graph", "--dataset", "cora", "--data-dir", d, "--store", "/nonexistent-dir/x.db"]);
+    assert_clean_error(&o, "/nonexistent-dir");
+
+    // an existing store survives bad commands and stays readable
+    let o = run(&search_args(s, "random", "20", d));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let before = std::fs::read(&store).unwrap();
+    let o = run(&["show", "nope", "--store", s]);
+    assert_clean_error(&o, "nope");
+    let o = run(&["search", "--benchmark", "nas-bench-graph", "--dataset", "cora", "--strategy", "sa", "--store", s, "--name", "exp"]);
+    assert!(!o.status.success());
+    assert_eq!(std::fs::read(&store).unwrap(), before);
+    assert_eq!(show_json(&store, "exp")["trials"].as_array().unwrap().len(), 20);
+
+    let junk = tmp.path().join("junk.db");
+    std::fs::write(&junk, b"this is not a database at all, not even close........").unwrap();
+    let o = run(&["ls", "--store", junk.to_str().unwrap()]);
+    assert!(!o.status.success() && !stderr(&o).contains("panicked"), "{}", stderr(&o));
+}
+
+#[test]
+fn space_commands() {
+    let o = run(&["space", "show", "nas-bench-graph"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("157440") && out.contains("26206"), "{out}");
+    let o = run(&["space", "show", "mnas-28", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["decisions"].as_array().unwrap().len(), 30);
+    let a = run(&["space", "sample", "nas-bench-201", "--seed", "4"]);
+    let b = run(&["space", "sample", "nas-bench-201", "--seed", "4"]);
+    assert_eq!(a.stdout, b.stdout);
+    assert!(String::from_utf8_lossy(&a.stdout).contains("e1_2="));
+}
