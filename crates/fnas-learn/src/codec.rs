@@ -30,7 +30,7 @@ fn encode(bytes: &[u8]) -> String {
 
 fn decode(text: &str) -> Result<Vec<u8>, String> {
     let text = text.as_bytes();
-    if text.len() % 4 != 0 {
+    if !text.chunks_exact(4).remainder().is_empty() {
         return Err("base64 length is not a multiple of 4".into());
     }
     let value = |c: u8| -> Result<u32, String> {
@@ -73,8 +73,10 @@ pub mod f32s {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f32>, D::Error> {
         let text = String::deserialize(d)?;
         let bytes = decode(&text).map_err(serde::de::Error::custom)?;
-        if bytes.len() % 4 != 0 {
-            return Err(serde::de::Error::custom("f32 byte length not a multiple of 4"));
+        if !bytes.chunks_exact(4).remainder().is_empty() {
+            return Err(serde::de::Error::custom(
+                "f32 byte length not a multiple of 4",
+            ));
         }
         Ok(bytes
             .chunks_exact(4)

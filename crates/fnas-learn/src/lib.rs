@@ -1,1 +1,24 @@
+//! The learned parts of fnas on burn: the LSTM controller trained with PPO
+//! ([`ppo::PpoController`], strategy `ppo`), the MnasNet-style RL baseline.
 
+mod codec;
+mod policy;
+pub mod ppo;
+
+pub use ppo::{PpoConfig, PpoController};
+
+/// The device the learned parts compute on: CUDA GPU 0 with the `cuda` feature,
+/// otherwise burn's flex CPU backend.
+pub fn device() -> burn::prelude::Device {
+    #[cfg(feature = "cuda")]
+    {
+        burn::prelude::Device::cuda(0)
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        burn::prelude::Device::flex()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -145,7 +145,11 @@ pub(crate) fn rollout<R: Rng + ?Sized>(
             let f_g = sigm(z[hsz + j]);
             let g_g = z[2 * hsz + j].tanh();
             let o_g = sigm(z[3 * hsz + j]);
-            c[j] = if t > 0 { f_g * c[j] + i_g * g_g } else { i_g * g_g };
+            c[j] = if t > 0 {
+                f_g * c[j] + i_g * g_g
+            } else {
+                i_g * g_g
+            };
             h[j] = o_g * c[j].tanh();
         }
         let hw_off = layout.head_w[t];
@@ -153,7 +157,7 @@ pub(crate) fn rollout<R: Rng + ?Sized>(
         let mut hl = vec![0f32; nc];
         add_vec_mat(&mut hl, &h, &theta[hw_off..hw_off + hsz * nc]);
         for (l, v) in logits.iter_mut().zip(&hl) {
-            *l = v + *l;
+            *l += v;
         }
         // log-softmax: x - max - ln(sum(exp(x - max)))
         let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -262,6 +266,8 @@ pub(crate) fn forward_batch(
     }
     let zeros = || Tensor::<2>::zeros([bsz, 1], device);
     let logp = logp_sum.unwrap_or_else(zeros);
-    let ent = ent_sum.unwrap_or_else(zeros).div_scalar(steps.max(1) as f32);
+    let ent = ent_sum
+        .unwrap_or_else(zeros)
+        .div_scalar(steps.max(1) as f32);
     (logp, ent)
 }

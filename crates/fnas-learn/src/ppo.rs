@@ -1,0 +1,395 @@
+//! The vanilla MnasNet-style RL baseline: an LSTM controller that emits one token per
+//! decision of the space, trained with PPO (clipped surrogate, entropy bonus) against an
+//! exponential-moving-average reward baseline.
+//!
+//! - **Sampling** (`ask`) runs the policy in plain Rust on the flat `f32` weights (tiny
+//!   matrix-vector products; burn's per-op overhead would dominate) and draws each token
+//!   from the softmax with the controller's own seeded ChaCha8 RNG. An architecture the
+//!   space rejects (`SearchSpace::is_valid`, e.g. NAS-Bench-Graph's all-skip cells) is
+//!   thrown away and sampled again; the recorded `log_prob` is `sum_t log pi(token_t)` of
+//!   the returned tokens under the unconstrained policy (the renormalisation over the
+//!   valid set is ignored: it cancels in PPO's ratio up to `P_new(valid)/P_old(valid)`).
+//! - **Learning** (`tell`) teacher-forces the batch through the same network built from
+//!   burn autodiff tensors on [`crate::device`], and applies Adam to the flat weights
+//!   itself, so the whole state (weights, Adam moments, RNG, baseline statistics,
+//!   counters) is plain data and `restore(state())` continues bit-identically.
+//!
+//! Reward processing in `tell`, per batch of outcomes (in order):
+//! - a failed evaluation (`reward: None`) counts as `failed_reward` (default 0, the
+//!   worst value of the MnasNet reward), or is left out when that is `None`; a
+//!   non-finite reward is left out; a batch with nothing left changes nothing;
+//! - an outcome without `log_prob` (not proposed by this controller) uses the current
+//!   policy's log-probability as its old one (ratio 1 at the first epoch);
+//! - the advantage is `A = (R - b) / (sigma + 1e-8)` where `b` is the EMA baseline
+//!   *before* this batch and `sigma` the square root of an EMA of squared deviations,
+//!   first updated per sample of this batch: `var <- d var + (1 - d) (R - b)^2`. Dividing by a running std is our choice
+//!   (MnasNet uses the raw difference): it makes the step size and the weight of the
+//!   entropy bonus independent of the reward's scale. Updating the variance before
+//!   dividing bounds |A| by about 1/sqrt(1 - decay). The first batch initialises `b` to
+//!   its mean and the variance to its mean squared deviation (so identical rewards
+//!   give A = 0, leaving only the entropy bonus);
+//! - then the baseline is updated per sample of the batch: `b <- d b + (1 - d) R`
+//!   (`d` = `baseline_decay`; not for the first batch, which set it);
+//! - finally `epochs` full-batch PPO epochs:
+//!   `loss = -mean(min(r A, clip(r, 1-eps, 1+eps) A)) - entropy_coef * mean(entropy)`,
+//!   `r = exp(log pi_new(a) - log pi_old(a))`, entropy = mean over decisions of the
+//!   entropy of each decision's distribution.
+
+use burn::prelude::*;
+use fnas_core::strategy::{Outcome, Proposal, Strategy, StrategyError};
+use fnas_core::{Architecture, SearchSpace};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{f32s, f64_bits};
+use crate::policy::{forward_batch, rollout, Layout};
+
+/// Draws per architecture before `ask` gives up on finding a valid one.
+const MAX_RESAMPLE: usize = 10_000;
+const ADAM_BETA1: f32 = 0.9;
+const ADAM_BETA2: f32 = 0.999;
+const ADAM_EPS: f32 = 1e-8;
+const STD_EPS: f64 = 1e-8;
+
+/// Hyper-parameters of the PPO controller.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PpoConfig {
+    /// LSTM hidden size (also the token embedding size).
+    pub hidden: usize,
+    /// Adam learning rate.
+    pub lr: f64,
+    /// PPO epochs (full-batch gradient steps) per `tell`.
+    pub epochs: usize,
+    /// PPO clip range epsilon.
+    pub clip: f64,
+    /// Weight of the entropy bonus.
+    pub entropy_coef: f64,
+    /// Decay of the EMA reward baseline (and of the EMA reward variance).
+    pub baseline_decay: f64,
+    /// Reward given to failed evaluations; `None` leaves them out of the update.
+    pub failed_reward: Option<f64>,
+}
+
+impl Default for PpoConfig {
+    fn default() -> Self {
+        Self {
+            hidden: 64,
+            lr: 0.005,
+            epochs: 4,
+            clip: 0.2,
+            entropy_coef: 0.01,
+            baseline_decay: 0.9,
+            failed_reward: Some(0.0),
+        }
+    }
+}
+
+/// EMA statistics of the rewards.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Baseline {
+    #[serde(with = "f64_bits")]
+    mean: f64,
+    #[serde(with = "f64_bits")]
+    var: f64,
+}
+
+/// Everything that changes during a search; serialised by `state()`.
+#[derive(Clone, Serialize, Deserialize)]
+struct State {
+    #[serde(with = "f32s")]
+    theta: Vec<f32>,
+    #[serde(with = "f32s")]
+    adam_m: Vec<f32>,
+    #[serde(with = "f32s")]
+    adam_v: Vec<f32>,
+    /// Adam steps taken (for bias correction).
+    adam_t: u64,
+    rng: ChaCha8Rng,
+    baseline: Option<Baseline>,
+    /// Architectures proposed so far (valid ones returned by `ask`).
+    proposed: u64,
+    /// Rewards used for learning so far.
+    rewards_seen: u64,
+    /// `tell` calls that updated the policy.
+    updates: u64,
+}
+
+/// The LSTM + PPO controller (strategy name `ppo`).
+pub struct PpoController {
+    space: SearchSpace,
+    config: PpoConfig,
+    layout: Layout,
+    device: Device,
+    st: State,
+}
+
+impl PpoController {
+    /// A controller for `space`, with weights drawn from a ChaCha8 RNG seeded by `seed`.
+    pub fn new(space: SearchSpace, config: PpoConfig, seed: u64) -> Self {
+        let choices = space.decisions().iter().map(|d| d.choices.len()).collect();
+        let layout = Layout::new(choices, config.hidden.max(1));
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let theta = layout.init(&mut rng);
+        let n = theta.len();
+        Self {
+            space,
+            config,
+            layout,
+            device: crate::device(),
+            st: State {
+                theta,
+                adam_m: vec![0.0; n],
+                adam_v: vec![0.0; n],
+                adam_t: 0,
+                rng,
+                baseline: None,
+                proposed: 0,
+                rewards_seen: 0,
+                updates: 0,
+            },
+        }
+    }
+
+    pub fn config(&self) -> &PpoConfig {
+        &self.config
+    }
+
+    /// Number of trainable parameters.
+    pub fn num_params(&self) -> usize {
+        self.layout.total
+    }
+
+    /// The current EMA reward baseline (`None` before the first `tell`).
+    pub fn baseline(&self) -> Option<f64> {
+        self.st.baseline.as_ref().map(|b| b.mean)
+    }
+
+    /// Number of policy updates (`tell` calls that changed the weights).
+    pub fn updates(&self) -> u64 {
+        self.st.updates
+    }
+
+    /// `sum_t log pi(a_t)` of each architecture under the current weights, computed by
+    /// the batched, teacher-forced burn forward pass (the one PPO differentiates).
+    pub fn log_probs(&self, archs: &[Architecture]) -> Result<Vec<f64>, StrategyError> {
+        let toks = self.check_archs(archs.iter())?;
+        if toks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let theta = self.theta_tensor(&self.device, false);
+        let (logp, _) = forward_batch(&self.layout, theta, &toks, &self.device);
+        let v = logp
+            .try_into_vec_as::<f32>()
+            .map_err(|e| StrategyError::Other(format!("reading log-probs: {e:?}")))?;
+        Ok(v.into_iter().map(f64::from).collect())
+    }
+
+    /// `sum_t log pi(a_t)` computed by the plain-Rust pass that `ask` uses.
+    pub fn log_prob_cpu(&self, arch: &Architecture) -> Result<f64, StrategyError> {
+        let toks = self.check_archs(std::iter::once(arch))?;
+        let (_, lp) = rollout::<ChaCha8Rng>(&self.layout, &self.st.theta, Some(toks[0]), None);
+        Ok(f64::from(lp))
+    }
+
+    fn check_archs<'a>(
+        &self,
+        archs: impl Iterator<Item = &'a Architecture>,
+    ) -> Result<Vec<&'a [u16]>, StrategyError> {
+        archs
+            .map(|a| {
+                let ok = a.0.len() == self.layout.choices.len()
+                    && a.0
+                        .iter()
+                        .zip(&self.layout.choices)
+                        .all(|(&c, &n)| (c as usize) < n);
+                if ok {
+                    Ok(a.0.as_slice())
+                } else {
+                    Err(StrategyError::Other(format!(
+                        "architecture {:?} does not fit space {}",
+                        a.0,
+                        self.space.name()
+                    )))
+                }
+            })
+            .collect()
+    }
+
+    fn theta_tensor(&self, device: &Device, grad: bool) -> Tensor<1> {
+        let t = Tensor::<1>::from_data(
+            TensorData::new(self.st.theta.clone(), [self.layout.total]),
+            device,
+        );
+        if grad {
+            t.require_grad()
+        } else {
+            t
+        }
+    }
+
+    /// Advantages of `rewards` (see the module docs); updates the EMA statistics.
+    fn advantages(&mut self, rewards: &[f64]) -> Vec<f64> {
+        let d = self.config.baseline_decay;
+        let n = rewards.len() as f64;
+        let (mut b, first) = match self.st.baseline.take() {
+            None => {
+                let mean = rewards.iter().sum::<f64>() / n;
+                let var = rewards.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / n;
+                (Baseline { mean, var }, true)
+            }
+            Some(mut b) => {
+                for r in rewards {
+                    b.var = d * b.var + (1.0 - d) * (r - b.mean).powi(2);
+                }
+                (b, false)
+            }
+        };
+        let sigma = b.var.max(0.0).sqrt();
+        let adv = rewards
+            .iter()
+            .map(|r| (r - b.mean) / (sigma + STD_EPS))
+            .collect();
+        if !first {
+            for r in rewards {
+                b.mean = d * b.mean + (1.0 - d) * r;
+            }
+        }
+        self.st.baseline = Some(b);
+        adv
+    }
+
+    /// `epochs` PPO steps on one batch.
+    fn ppo_update(&mut self, archs: &[&[u16]], old_logp: &[f32], adv: &[f32]) {
+        let bsz = archs.len();
+        let ad = self.device.clone().autodiff();
+        let old = || Tensor::<2>::from_data(TensorData::new(old_logp.to_vec(), [bsz, 1]), &ad);
+        let advt = || Tensor::<2>::from_data(TensorData::new(adv.to_vec(), [bsz, 1]), &ad);
+        let clip = self.config.clip as f32;
+        for _ in 0..self.config.epochs {
+            let theta = self.theta_tensor(&ad, true);
+            let (logp, ent) = forward_batch(&self.layout, theta.clone(), archs, &ad);
+            let ratio = (logp - old()).exp();
+            let s1 = ratio.clone() * advt();
+            let s2 = ratio.clamp(1.0 - clip, 1.0 + clip) * advt();
+            let loss = s1.min_pair(s2).mean().neg()
+                - ent.mean().mul_scalar(self.config.entropy_coef as f32);
+            let grads = loss.backward();
+            let g = theta
+                .grad(&grads)
+                .and_then(|g| g.try_into_vec_as::<f32>().ok())
+                .unwrap_or_else(|| vec![0.0; self.layout.total]);
+            self.adam_step(&g);
+        }
+    }
+
+    fn adam_step(&mut self, g: &[f32]) {
+        let st = &mut self.st;
+        st.adam_t += 1;
+        let t = st.adam_t.min(i32::MAX as u64) as i32;
+        let bc1 = 1.0 - ADAM_BETA1.powi(t);
+        let bc2 = 1.0 - ADAM_BETA2.powi(t);
+        let lr = self.config.lr as f32;
+        for (((p, m), v), &gi) in st
+            .theta
+            .iter_mut()
+            .zip(st.adam_m.iter_mut())
+            .zip(st.adam_v.iter_mut())
+            .zip(g)
+        {
+            *m = ADAM_BETA1 * *m + (1.0 - ADAM_BETA1) * gi;
+            *v = ADAM_BETA2 * *v + (1.0 - ADAM_BETA2) * gi * gi;
+            let mh = *m / bc1;
+            let vh = *v / bc2;
+            *p -= lr * mh / (vh.sqrt() + ADAM_EPS);
+        }
+    }
+}
+
+impl Strategy for PpoController {
+    fn name(&self) -> &str {
+        "ppo"
+    }
+
+    fn ask(&mut self, n: usize) -> Result<Vec<Proposal>, StrategyError> {
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let mut found = None;
+            for _ in 0..MAX_RESAMPLE {
+                let (toks, lp) =
+                    rollout(&self.layout, &self.st.theta, None, Some(&mut self.st.rng));
+                let arch = Architecture(toks);
+                if self.space.is_valid(&arch) {
+                    found = Some((arch, lp));
+                    break;
+                }
+            }
+            let (arch, lp) = found.ok_or_else(|| {
+                StrategyError::Other(format!(
+                    "ppo: no valid architecture of space {} in {MAX_RESAMPLE} samples",
+                    self.space.name()
+                ))
+            })?;
+            self.st.proposed += 1;
+            out.push(Proposal {
+                arch,
+                log_prob: Some(f64::from(lp)),
+            });
+        }
+        Ok(out)
+    }
+
+    fn tell(&mut self, outcomes: &[Outcome]) -> Result<(), StrategyError> {
+        let used: Vec<(&Outcome, f64)> = outcomes
+            .iter()
+            .filter_map(|o| o.reward.or(self.config.failed_reward).map(|r| (o, r)))
+            .filter(|(_, r)| r.is_finite())
+            .collect();
+        if used.is_empty() {
+            return Ok(());
+        }
+        let archs = self.check_archs(used.iter().map(|(o, _)| &o.arch))?;
+        let old: Vec<f32> = used
+            .iter()
+            .zip(&archs)
+            .map(|((o, _), a)| match o.log_prob {
+                Some(lp) => lp as f32,
+                None => rollout::<ChaCha8Rng>(&self.layout, &self.st.theta, Some(a), None).1,
+            })
+            .collect();
+        let rewards: Vec<f64> = used.iter().map(|(_, r)| *r).collect();
+        let adv: Vec<f32> = self
+            .advantages(&rewards)
+            .into_iter()
+            .map(|a| a as f32)
+            .collect();
+        self.st.rewards_seen += rewards.len() as u64;
+        if self.config.epochs > 0 {
+            self.ppo_update(&archs, &old, &adv);
+            self.st.updates += 1;
+        }
+        Ok(())
+    }
+
+    fn state(&self) -> Result<Vec<u8>, StrategyError> {
+        serde_json::to_vec(&self.st)
+            .map_err(|e| StrategyError::Other(format!("serialising ppo state: {e}")))
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), StrategyError> {
+        let st: State =
+            serde_json::from_slice(state).map_err(|e| StrategyError::BadState(e.to_string()))?;
+        let n = self.layout.total;
+        if st.theta.len() != n || st.adam_m.len() != n || st.adam_v.len() != n {
+            return Err(StrategyError::BadState(format!(
+                "ppo state has {} weights, this controller ({} decisions, hidden {}) has {n}",
+                st.theta.len(),
+                self.layout.choices.len(),
+                self.layout.hidden
+            )));
+        }
+        self.st = st;
+        Ok(())
+    }
+}
