@@ -28,7 +28,7 @@ impl SearchConfig {
             budget,
             batch_size,
             reward,
-            max_proposals_factor: 20,
+            max_proposals_factor: 4,
         }
     }
 }

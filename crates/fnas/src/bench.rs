@@ -76,12 +76,20 @@ impl Targets {
         let top1 = threshold(&mut vals, 0.01);
         let top01 = threshold(&mut vals, 0.001);
         let max_test = table.iter().map(|t| t.1).fold(f64::NEG_INFINITY, f64::max);
-        Self { top01, top1, max_test }
+        Self {
+            top01,
+            top1,
+            max_test,
+        }
     }
 }
 
 /// Figures of one search from its evaluated (validation, test) sequence, in order.
-pub fn score(evals: &[(f64, f64)], t: &Targets, budget: u64) -> (Option<u64>, Option<u64>, BTreeMap<u64, f64>) {
+pub fn score(
+    evals: &[(f64, f64)],
+    t: &Targets,
+    budget: u64,
+) -> (Option<u64>, Option<u64>, BTreeMap<u64, f64>) {
     let first = |thr: f64| evals.iter().position(|e| e.0 >= thr).map(|i| i as u64 + 1);
     let mut regret = BTreeMap::new();
     for q in REGRET_AT.into_iter().filter(|&q| q <= budget) {
@@ -135,7 +143,14 @@ fn run_one(
     let exp = store.create_experiment(&spec)?;
     let mut strat = make_strategy(strategy, evaluator.space().clone(), seed, &settings)?;
     let cfg = SearchConfig::new(budget, batch_size, settings.reward.clone());
-    let summary = run_search(&mut store, &exp, strat.as_mut(), evaluator, &cfg, &mut |_| {})?;
+    let summary = run_search(
+        &mut store,
+        &exp,
+        strat.as_mut(),
+        evaluator,
+        &cfg,
+        &mut |_| {},
+    )?;
     let trials = store.trials(exp.id)?;
     let evals: Vec<(f64, f64)> = trials
         .iter()
@@ -144,7 +159,13 @@ fn run_one(
         .map(|m| (m.val_accuracy, m.test_accuracy.unwrap_or(m.val_accuracy)))
         .collect();
     let (cost_to_target, cost_to_top1, regret_at) = score(&evals, targets, budget);
-    let best = evals.iter().fold(None::<(f64, f64)>, |b, &e| if b.is_none_or(|b| e.0 > b.0) { Some(e) } else { b });
+    let best = evals.iter().fold(None::<(f64, f64)>, |b, &e| {
+        if b.is_none_or(|b| e.0 > b.0) {
+            Some(e)
+        } else {
+            b
+        }
+    });
     Ok(Record {
         strategy: strategy.into(),
         benchmark: bench.name().into(),
@@ -163,7 +184,10 @@ fn run_one(
 }
 
 fn split(list: &str) -> Vec<String> {
-    list.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+    list.split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
@@ -175,32 +199,50 @@ pub fn run(a: BenchArgs) -> Result<()> {
     };
     for d in &datasets {
         if !bench.datasets().contains(&d.as_str()) {
-            bail!("unknown dataset `{d}` for {} (known: {})", bench.name(), bench.datasets().join(", "));
+            bail!(
+                "unknown dataset `{d}` for {} (known: {})",
+                bench.name(),
+                bench.datasets().join(", ")
+            );
         }
     }
     let strategies = split(&a.strategies);
     for s in &strategies {
         check_strategy(s)?;
     }
-    if a.seeds == 0 || a.budget == 0 || a.batch_size == 0 || datasets.is_empty() || strategies.is_empty() {
+    if a.seeds == 0
+        || a.budget == 0
+        || a.batch_size == 0
+        || datasets.is_empty()
+        || strategies.is_empty()
+    {
         bail!("--seeds, --budget, --batch-size, --datasets and --strategies must be non-empty / at least 1");
     }
     let dir = fnas_bench::resolve_data_dir(a.data_dir.as_deref());
     let mut tables = Vec::new();
     for d in &datasets {
-        let t: Arc<dyn TabularBenchmark> =
-            Arc::from(fnas_bench::load(bench, &dir, d).with_context(|| format!("loading {}/{d}", bench.name()))?);
+        let t: Arc<dyn TabularBenchmark> = Arc::from(
+            fnas_bench::load(bench, &dir, d)
+                .with_context(|| format!("loading {}/{d}", bench.name()))?,
+        );
         let targets = Targets::of(&t.table());
         tables.push((d.clone(), t, targets));
     }
     let jobs: Vec<(usize, usize, u64)> = (0..strategies.len())
-        .flat_map(|s| (0..tables.len()).flat_map(move |d| (0..a.seeds).map(move |seed| (s, d, seed))))
+        .flat_map(|s| {
+            (0..tables.len()).flat_map(move |d| (0..a.seeds).map(move |seed| (s, d, seed)))
+        })
         .collect();
-    let threads = a.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build()?;
+    let threads = a
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .build()?;
     let bar = indicatif::ProgressBar::new(jobs.len() as u64);
-    if let Ok(style) = indicatif::ProgressStyle::with_template("[{elapsed_precise}] {bar:30} {pos}/{len} searches {msg}")
-    {
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "[{elapsed_precise}] {bar:30} {pos}/{len} searches {msg}",
+    ) {
         bar.set_style(style);
     }
     let t0 = Instant::now();
@@ -208,7 +250,16 @@ pub fn run(a: BenchArgs) -> Result<()> {
         jobs.par_iter()
             .map(|&(s, d, seed)| {
                 let (name, table, targets) = &tables[d];
-                let r = run_one(&strategies[s], bench, name, table.as_ref(), targets, seed, a.budget, a.batch_size);
+                let r = run_one(
+                    &strategies[s],
+                    bench,
+                    name,
+                    table.as_ref(),
+                    targets,
+                    seed,
+                    a.budget,
+                    a.batch_size,
+                );
                 bar.inc(1);
                 r
             })
@@ -216,7 +267,15 @@ pub fn run(a: BenchArgs) -> Result<()> {
     })?;
     bar.finish_and_clear();
     let wall = t0.elapsed().as_secs_f64();
-    print_table(&records, &strategies, &tables.iter().map(|t| (t.0.clone(), t.2)).collect::<Vec<_>>(), a.budget);
+    print_table(
+        &records,
+        &strategies,
+        &tables
+            .iter()
+            .map(|t| (t.0.clone(), t.2))
+            .collect::<Vec<_>>(),
+        a.budget,
+    );
     println!(
         "\n{} searches ({} strategies x {} datasets x {} seeds, budget {}) in {:.1} s on {threads} threads",
         records.len(),
@@ -235,39 +294,77 @@ pub fn run(a: BenchArgs) -> Result<()> {
 
 fn write_json(path: &Path, records: &[Record]) -> Result<()> {
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(records)?).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::write(&tmp, serde_json::to_vec_pretty(records)?)
+        .with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 
 /// Median and IQR of costs, with "not reached" as budget+1.
 fn cost_cell(vals: &[Option<u64>], budget: u64) -> String {
-    let mut v: Vec<f64> = vals.iter().map(|c| c.unwrap_or(budget + 1) as f64).collect();
+    let mut v: Vec<f64> = vals
+        .iter()
+        .map(|c| c.unwrap_or(budget + 1) as f64)
+        .collect();
     v.sort_by(f64::total_cmp);
     let reached = vals.iter().filter(|c| c.is_some()).count();
-    let f = |x: f64| if x > budget as f64 { format!(">{budget}") } else { format!("{x:.0}") };
-    format!("{} [{}-{}] {}/{}", f(quantile(&v, 0.5)), f(quantile(&v, 0.25)), f(quantile(&v, 0.75)), reached, vals.len())
+    let f = |x: f64| {
+        if x > budget as f64 {
+            format!(">{budget}")
+        } else {
+            format!("{x:.0}")
+        }
+    };
+    format!(
+        "{} [{}-{}] {}/{}",
+        f(quantile(&v, 0.5)),
+        f(quantile(&v, 0.25)),
+        f(quantile(&v, 0.75)),
+        reached,
+        vals.len()
+    )
 }
 
-fn print_table(records: &[Record], strategies: &[String], datasets: &[(String, Targets)], budget: u64) {
+fn print_table(
+    records: &[Record],
+    strategies: &[String],
+    datasets: &[(String, Targets)],
+    budget: u64,
+) {
     let qs: Vec<u64> = REGRET_AT.into_iter().filter(|&q| q <= budget).collect();
     println!(
         "cost = distinct architectures evaluated; median [IQR] over seeds, reached/seeds; not reached = {}",
         budget + 1
     );
-    print!("{:<12} {:<10} {:>26} {:>26}", "DATASET", "STRATEGY", "COST TO TOP 0.1% (VAL)", "COST TO TOP 1% (VAL)");
+    print!(
+        "{:<12} {:<10} {:>26} {:>26}",
+        "DATASET", "STRATEGY", "COST TO TOP 0.1% (VAL)", "COST TO TOP 1% (VAL)"
+    );
     for q in &qs {
         print!(" {:>12}", format!("REGRET@{q}"));
     }
     println!();
     for (d, _) in datasets {
         for s in strategies {
-            let rs: Vec<&Record> = records.iter().filter(|r| &r.dataset == d && &r.strategy == s).collect();
+            let rs: Vec<&Record> = records
+                .iter()
+                .filter(|r| &r.dataset == d && &r.strategy == s)
+                .collect();
             let c01: Vec<Option<u64>> = rs.iter().map(|r| r.cost_to_target).collect();
             let c1: Vec<Option<u64>> = rs.iter().map(|r| r.cost_to_top1).collect();
-            print!("{:<12} {:<10} {:>26} {:>26}", d, s, cost_cell(&c01, budget), cost_cell(&c1, budget));
+            print!(
+                "{:<12} {:<10} {:>26} {:>26}",
+                d,
+                s,
+                cost_cell(&c01, budget),
+                cost_cell(&c1, budget)
+            );
             for q in &qs {
-                let mut v: Vec<f64> = rs.iter().filter_map(|r| r.regret_at.get(q)).map(|x| x * 100.0).collect();
+                let mut v: Vec<f64> = rs
+                    .iter()
+                    .filter_map(|r| r.regret_at.get(q))
+                    .map(|x| x * 100.0)
+                    .collect();
                 v.sort_by(f64::total_cmp);
                 print!(" {:>12}", format!("{:.2}pp", quantile(&v, 0.5)));
             }
@@ -282,7 +379,9 @@ mod tests {
 
     #[test]
     fn thresholds_include_ties() {
-        let table: Vec<(f64, f64)> = (0..1000).map(|i| (if i < 5 { 0.9 } else { i as f64 / 2000.0 }, 0.5)).collect();
+        let table: Vec<(f64, f64)> = (0..1000)
+            .map(|i| (if i < 5 { 0.9 } else { i as f64 / 2000.0 }, 0.5))
+            .collect();
         let t = Targets::of(&table);
         // top 0.1% of 1000 = rank 1; five tied at 0.9 all count
         assert_eq!(t.top01, 0.9);
@@ -293,9 +392,15 @@ mod tests {
 
     #[test]
     fn regret_uses_best_by_validation_not_best_by_test() {
-        let t = Targets { top01: 0.99, top1: 0.95, max_test: 0.8 };
+        let t = Targets {
+            top01: 0.99,
+            top1: 0.95,
+            max_test: 0.8,
+        };
         // second arch has better validation but worse test: regret follows validation
-        let evals: Vec<(f64, f64)> = (0..60).map(|i| if i == 1 { (0.9, 0.7) } else { (0.5, 0.79) }).collect();
+        let evals: Vec<(f64, f64)> = (0..60)
+            .map(|i| if i == 1 { (0.9, 0.7) } else { (0.5, 0.79) })
+            .collect();
         let (c01, c1, r) = score(&evals, &t, 100);
         assert_eq!((c01, c1), (None, None));
         assert!((r[&50] - 0.1).abs() < 1e-12);

@@ -29,7 +29,12 @@ pub struct SearchSettings {
 }
 
 impl SearchSettings {
-    pub fn new(benchmark: Benchmark, dataset: &str, batch_size: usize, reward: RewardConfig) -> Self {
+    pub fn new(
+        benchmark: Benchmark,
+        dataset: &str,
+        batch_size: usize,
+        reward: RewardConfig,
+    ) -> Self {
         Self {
             benchmark: benchmark.name().to_string(),
             dataset: dataset.to_string(),
@@ -43,13 +48,19 @@ impl SearchSettings {
 
 /// Regularized-evolution defaults sized for budgets of a few hundred evaluations.
 pub fn default_evolution() -> EvolutionConfig {
-    EvolutionConfig { population: 20, sample: 5 }
+    EvolutionConfig {
+        population: 20,
+        sample: 5,
+    }
 }
 
 /// Checks a strategy name early, with the list of known ones in the error.
 pub fn check_strategy(name: &str) -> Result<()> {
     if !STRATEGIES.contains(&name) {
-        bail!("unknown strategy `{name}` (known: {})", STRATEGIES.join(", "));
+        bail!(
+            "unknown strategy `{name}` (known: {})",
+            STRATEGIES.join(", ")
+        );
     }
     Ok(())
 }
@@ -70,7 +81,11 @@ pub fn make_strategy(
 }
 
 /// Parses `BENCHMARK/DATASET` or the pair of options.
-pub fn parse_task(benchmark: Option<&str>, dataset: Option<&str>, task: Option<&str>) -> Result<(Benchmark, String)> {
+pub fn parse_task(
+    benchmark: Option<&str>,
+    dataset: Option<&str>,
+    task: Option<&str>,
+) -> Result<(Benchmark, String)> {
     let (b, d) = match (benchmark, dataset, task) {
         (Some(b), Some(d), None) => (b.to_string(), d.to_string()),
         (None, None, Some(t)) => match t.split_once('/') {
@@ -85,22 +100,38 @@ pub fn parse_task(benchmark: Option<&str>, dataset: Option<&str>, task: Option<&
     };
     let bench: Benchmark = b.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
     if !bench.datasets().contains(&d.as_str()) {
-        bail!("unknown dataset `{d}` for {} (known: {})", bench.name(), bench.datasets().join(", "));
+        bail!(
+            "unknown dataset `{d}` for {} (known: {})",
+            bench.name(),
+            bench.datasets().join(", ")
+        );
     }
     Ok((bench, d))
 }
 
 /// Loads a benchmark's table for one dataset.
-pub fn load_benchmark(bench: Benchmark, data_dir: Option<&Path>, dataset: &str) -> Result<Box<dyn TabularBenchmark>> {
+pub fn load_benchmark(
+    bench: Benchmark,
+    data_dir: Option<&Path>,
+    dataset: &str,
+) -> Result<Box<dyn TabularBenchmark>> {
     let dir = fnas_bench::resolve_data_dir(data_dir);
-    fnas_bench::load(bench, &dir, dataset).with_context(|| format!("loading {}/{dataset}", bench.name()))
+    fnas_bench::load(bench, &dir, dataset)
+        .with_context(|| format!("loading {}/{dataset}", bench.name()))
 }
 
 /// The reward settings of the command-line flags.
 pub fn reward_config(target: Option<f64>, hard: bool, params: bool) -> Result<RewardConfig> {
-    let objective = if params { Objective::Params } else { Objective::Latency };
+    let objective = if params {
+        Objective::Params
+    } else {
+        Objective::Latency
+    };
     Ok(match target {
-        None => RewardConfig { objective, ..RewardConfig::default() },
+        None => RewardConfig {
+            objective,
+            ..RewardConfig::default()
+        },
         Some(t) if t > 0.0 && t.is_finite() => {
             if hard {
                 RewardConfig::hard(t, objective)

@@ -30,7 +30,10 @@ fn stderr(o: &Output) -> String {
 /// A user-facing failure: non-zero exit, one line starting `error:`, no panic.
 fn assert_clean_error(o: &Output, needle: &str) {
     let e = stderr(o);
-    assert!(!o.status.success(), "expected failure, got success; stderr: {e}");
+    assert!(
+        !o.status.success(),
+        "expected failure, got success; stderr: {e}"
+    );
     assert!(!e.contains("panicked"), "panic: {e}");
     assert!(e.trim_end().lines().count() == 1, "not one line: {e}");
     assert!(e.starts_with("error:"), "{e}");
@@ -43,19 +46,50 @@ fn show_json(store: &Path, name: &str) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).expect("show --json prints JSON")
 }
 
-fn search_args<'a>(store: &'a str, strategy: &'a str, budget: &'a str, data: &'a str) -> Vec<&'a str> {
+fn search_args<'a>(
+    store: &'a str,
+    strategy: &'a str,
+    budget: &'a str,
+    data: &'a str,
+) -> Vec<&'a str> {
     vec![
-        "search", "--benchmark", "nas-bench-graph", "--dataset", "cora", "--strategy", strategy, "--budget", budget,
-        "--seed", "5", "--store", store, "--name", "exp", "--data-dir", data, "--json",
+        "search",
+        "--benchmark",
+        "nas-bench-graph",
+        "--dataset",
+        "cora",
+        "--strategy",
+        strategy,
+        "--budget",
+        budget,
+        "--seed",
+        "5",
+        "--store",
+        store,
+        "--name",
+        "exp",
+        "--data-dir",
+        data,
+        "--json",
     ]
 }
 
 fn total_cost(v: &serde_json::Value) -> u64 {
-    v["trials"].as_array().unwrap().iter().map(|t| t["cost"]["evaluations"].as_u64().unwrap()).sum()
+    v["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["cost"]["evaluations"].as_u64().unwrap())
+        .sum()
 }
 
 fn arch_sequence(v: &serde_json::Value) -> Vec<String> {
-    v["trials"].as_array().unwrap().iter().map(|t| t["arch"].as_str().unwrap().to_string()).collect()
+    v["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["arch"].as_str().unwrap().to_string())
+        .collect()
 }
 
 #[test]
@@ -78,7 +112,10 @@ fn search_then_ls_and_show() {
         assert!(t["metrics"]["val_accuracy"].as_f64().unwrap() > 0.0);
         assert!(t["reward"].as_f64().is_some());
     }
-    let cost: u64 = trials.iter().map(|t| t["cost"]["evaluations"].as_u64().unwrap()).sum();
+    let cost: u64 = trials
+        .iter()
+        .map(|t| t["cost"]["evaluations"].as_u64().unwrap())
+        .sum();
     assert_eq!(cost, 60);
     let ls = run(&["ls", "--store", s]);
     assert!(String::from_utf8_lossy(&ls.stdout).contains("exp"));
@@ -86,7 +123,10 @@ fn search_then_ls_and_show() {
     let before = std::fs::read(&store).unwrap().len();
     let o = run(&search_args(s, "evolution", "60", data.to_str().unwrap()));
     assert_clean_error(&o, "already exists");
-    assert_eq!(show_json(&store, "exp")["trials"].as_array().unwrap().len(), trials.len());
+    assert_eq!(
+        show_json(&store, "exp")["trials"].as_array().unwrap().len(),
+        trials.len()
+    );
     assert!(std::fs::read(&store).unwrap().len() >= before);
 }
 
@@ -110,7 +150,12 @@ fn kill_and_resume(strategy: &str, budget: &str) {
     for attempt in 0..40 {
         let mut args = search_args(s, strategy, budget, d);
         args.push("--resume");
-        let mut child = fnas().args(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let mut child = fnas()
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         std::thread::sleep(Duration::from_millis(delay_ms + (attempt * 37 % 50)));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL
@@ -127,7 +172,10 @@ fn kill_and_resume(strategy: &str, budget: &str) {
             }
         }
     }
-    assert!(kills >= 2, "the search finished before it could be killed twice");
+    assert!(
+        kills >= 2,
+        "the search finished before it could be killed twice"
+    );
     let mut args = search_args(s, strategy, budget, d);
     args.push("--resume");
     let o = run(&args);
@@ -138,7 +186,11 @@ fn kill_and_resume(strategy: &str, budget: &str) {
     assert!(trials.iter().all(|t| t["status"] == "done"));
     assert_eq!(total_cost(&v), reference_cost);
     assert!(reference_cost <= budget.parse::<u64>().unwrap());
-    assert_eq!(arch_sequence(&v), reference, "resumed run differs from an uninterrupted one");
+    assert_eq!(
+        arch_sequence(&v),
+        reference,
+        "resumed run differs from an uninterrupted one"
+    );
 }
 
 #[test]
@@ -159,7 +211,17 @@ fn bad_input_gets_one_line_errors() {
     let s = store.to_str().unwrap();
     let d = data.to_str().unwrap();
 
-    let o = run(&["search", "--benchmark", "nas-bench-graph", "--dataset", "cora", "--data-dir", "/nonexistent", "--store", s]);
+    let o = run(&[
+        "search",
+        "--benchmark",
+        "nas-bench-graph",
+        "--dataset",
+        "cora",
+        "--data-dir",
+        "/nonexistent",
+        "--store",
+        s,
+    ]);
     assert_clean_error(&o, "scripts/setup.sh");
     assert!(!store.exists(), "a failed start must not create a store");
 
@@ -167,15 +229,57 @@ fn bad_input_gets_one_line_errors() {
     let bad = tmp.path().join("bad");
     std::fs::create_dir_all(bad.join("nas-bench-graph/light")).unwrap();
     let bytes = std::fs::read(data.join("nas-bench-graph/light/cora.bench")).unwrap();
-    std::fs::write(bad.join("nas-bench-graph/light/cora.bench"), &bytes[..bytes.len() / 3]).unwrap();
-    let o = run(&["search", "--benchmark", "nas-bench-graph", "--dataset", "cora", "--data-dir", bad.to_str().unwrap(), "--store", s]);
+    std::fs::write(
+        bad.join("nas-bench-graph/light/cora.bench"),
+        &bytes[..bytes.len() / 3],
+    )
+    .unwrap();
+    let o = run(&[
+        "search",
+        "--benchmark",
+        "nas-bench-graph",
+        "--dataset",
+        "cora",
+        "--data-dir",
+        bad.to_str().unwrap(),
+        "--store",
+        s,
+    ]);
     assert_clean_error(&o, "cora.bench");
 
-    let o = run(&["search", "--benchmark", "nas-bench-graph", "--dataset", "mnist", "--data-dir", d, "--store", s]);
+    let o = run(&[
+        "search",
+        "--benchmark",
+        "nas-bench-graph",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        d,
+        "--store",
+        s,
+    ]);
     assert_clean_error(&o, "unknown dataset `mnist`");
-    let o = run(&["search", "--benchmark", "nas-bench-graph", "--dataset", "cora", "--strategy", "sa", "--store", s]);
+    let o = run(&[
+        "search",
+        "--benchmark",
+        "nas-bench-graph",
+        "--dataset",
+        "cora",
+        "--strategy",
+        "sa",
+        "--store",
+        s,
+    ]);
     assert_clean_error(&o, "unknown strategy `sa`");
-    let o = run(&["search", "--benchmark", "nas-bench-999", "--dataset", "cora", "--store", s]);
+    let o = run(&[
+        "search",
+        "--benchmark",
+        "nas-bench-999",
+        "--dataset",
+        "cora",
+        "--store",
+        s,
+    ]);
     assert_clean_error(&o, "nas-bench-999");
 
     let toml = tmp.path().join("space.toml");
@@ -183,7 +287,17 @@ fn bad_input_gets_one_line_errors() {
     let o = run(&["space", "show", toml.to_str().unwrap()]);
     assert_clean_error(&o, "space.toml");
 
-    let o = run(&["search", "--benchmark", "nas-bench-graph", "--dataset", "cora", "--data-dir", d, "--store", "/nonexistent-dir/x.db"]);
+    let o = run(&[
+        "search",
+        "--benchmark",
+        "nas-bench-graph",
+        "--dataset",
+        "cora",
+        "--data-dir",
+        d,
+        "--store",
+        "/nonexistent-dir/x.db",
+    ]);
     assert_clean_error(&o, "/nonexistent-dir");
 
     // an existing store survives bad commands and stays readable
@@ -192,15 +306,38 @@ fn bad_input_gets_one_line_errors() {
     let before = std::fs::read(&store).unwrap();
     let o = run(&["show", "nope", "--store", s]);
     assert_clean_error(&o, "nope");
-    let o = run(&["search", "--benchmark", "nas-bench-graph", "--dataset", "cora", "--strategy", "sa", "--store", s, "--name", "exp"]);
+    let o = run(&[
+        "search",
+        "--benchmark",
+        "nas-bench-graph",
+        "--dataset",
+        "cora",
+        "--strategy",
+        "sa",
+        "--store",
+        s,
+        "--name",
+        "exp",
+    ]);
     assert!(!o.status.success());
     assert_eq!(std::fs::read(&store).unwrap(), before);
-    assert_eq!(show_json(&store, "exp")["trials"].as_array().unwrap().len(), 20);
+    assert_eq!(
+        show_json(&store, "exp")["trials"].as_array().unwrap().len(),
+        20
+    );
 
     let junk = tmp.path().join("junk.db");
-    std::fs::write(&junk, b"this is not a database at all, not even close........").unwrap();
+    std::fs::write(
+        &junk,
+        b"this is not a database at all, not even close........",
+    )
+    .unwrap();
     let o = run(&["ls", "--store", junk.to_str().unwrap()]);
-    assert!(!o.status.success() && !stderr(&o).contains("panicked"), "{}", stderr(&o));
+    assert!(
+        !o.status.success() && !stderr(&o).contains("panicked"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

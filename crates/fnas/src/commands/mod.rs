@@ -14,8 +14,12 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Search(a) => search::run(a),
         Command::Ls(a) => show::ls(a),
         Command::Show(a) => show::show(a),
-        Command::Space { command: SpaceCommand::Show { space, json } } => space::show(&space, json),
-        Command::Space { command: SpaceCommand::Sample { space, seed, count } } => space::sample(&space, seed, count),
+        Command::Space {
+            command: SpaceCommand::Show { space, json },
+        } => space::show(&space, json),
+        Command::Space {
+            command: SpaceCommand::Sample { space, seed, count },
+        } => space::sample(&space, seed, count),
         Command::Bench(a) => crate::bench::run(a),
     }
 }

@@ -8,7 +8,9 @@ use fnas_store::SqliteStore;
 
 use crate::cli::{Constraint, ObjectiveArg, SearchArgs};
 use crate::progress::budget_bar;
-use crate::setup::{check_strategy, load_benchmark, make_strategy, parse_task, reward_config, SearchSettings};
+use crate::setup::{
+    check_strategy, load_benchmark, make_strategy, parse_task, reward_config, SearchSettings,
+};
 
 pub fn run(a: SearchArgs) -> Result<()> {
     let resumable = if a.resume { find_resumable(&a)? } else { None };
@@ -16,7 +18,8 @@ pub fn run(a: SearchArgs) -> Result<()> {
         let name = exp.spec.name.clone();
         let settings: SearchSettings = serde_json::from_value(exp.spec.config.clone())
             .with_context(|| format!("experiment `{name}` has settings this build cannot read"))?;
-        let (bench, dataset) = parse_task(Some(&settings.benchmark), Some(&settings.dataset), None)?;
+        let (bench, dataset) =
+            parse_task(Some(&settings.benchmark), Some(&settings.dataset), None)?;
         let table = load_benchmark(bench, a.data_dir.as_deref(), &dataset)?;
         if !a.json {
             eprintln!("resuming experiment `{name}` (settings from the store)");
@@ -27,11 +30,22 @@ pub fn run(a: SearchArgs) -> Result<()> {
         if a.budget == 0 || a.batch_size == 0 {
             bail!("--budget and --batch-size must be at least 1");
         }
-        let (bench, dataset) = parse_task(a.benchmark.as_deref(), a.dataset.as_deref(), a.task.as_deref())?;
-        let reward = reward_config(a.target, a.constraint == Constraint::Hard, a.objective == ObjectiveArg::Params)?;
+        let (bench, dataset) = parse_task(
+            a.benchmark.as_deref(),
+            a.dataset.as_deref(),
+            a.task.as_deref(),
+        )?;
+        let reward = reward_config(
+            a.target,
+            a.constraint == Constraint::Hard,
+            a.objective == ObjectiveArg::Params,
+        )?;
         // data first: a missing benchmark must not leave an empty experiment behind
         let table = load_benchmark(bench, a.data_dir.as_deref(), &dataset)?;
-        let name = a.name.clone().unwrap_or_else(|| default_name(&a.strategy, bench.name(), &dataset, a.seed));
+        let name = a
+            .name
+            .clone()
+            .unwrap_or_else(|| default_name(&a.strategy, bench.name(), &dataset, a.seed));
         let mut store = SqliteStore::open(&a.store.store)?;
         let settings = SearchSettings::new(bench, &dataset, a.batch_size, reward);
         let spec = ExperimentSpec {
@@ -47,20 +61,41 @@ pub fn run(a: SearchArgs) -> Result<()> {
         (store, exp, settings, table)
     };
     let evaluator: &dyn Evaluator = bench.as_ref();
-    let mut strategy = make_strategy(&exp.spec.strategy, evaluator.space().clone(), exp.spec.seed, &settings)?;
-    let cfg = SearchConfig::new(exp.spec.budget, settings.batch_size, settings.reward.clone());
+    let mut strategy = make_strategy(
+        &exp.spec.strategy,
+        evaluator.space().clone(),
+        exp.spec.seed,
+        &settings,
+    )?;
+    let cfg = SearchConfig::new(
+        exp.spec.budget,
+        settings.batch_size,
+        settings.reward.clone(),
+    );
     let bar = budget_bar(exp.spec.budget, a.json);
     bar.set_message(format!("{} on {}", exp.spec.strategy, exp.spec.task));
-    let summary = run_search(&mut store, &exp, strategy.as_mut(), evaluator, &cfg, &mut |ev| {
-        bar.set_position(ev.spent);
-        if let Some(b) = ev.best_reward {
-            bar.set_message(format!("{} on {}  best {b:.4}", exp.spec.strategy, exp.spec.task));
-        }
-    })?;
+    let summary = run_search(
+        &mut store,
+        &exp,
+        strategy.as_mut(),
+        evaluator,
+        &cfg,
+        &mut |ev| {
+            bar.set_position(ev.spent);
+            if let Some(b) = ev.best_reward {
+                bar.set_message(format!(
+                    "{} on {}  best {b:.4}",
+                    exp.spec.strategy, exp.spec.task
+                ));
+            }
+        },
+    )?;
     bar.finish_and_clear();
     let trials = store.trials(exp.id)?;
     if a.json {
-        let best = crate::commands::show::best_trials(&trials).first().map(|t| (*t).clone());
+        let best = crate::commands::show::best_trials(&trials)
+            .first()
+            .map(|t| (*t).clone());
         let v = serde_json::json!({
             "experiment": exp.spec.name,
             "store": a.store.store,
@@ -78,21 +113,36 @@ pub fn run(a: SearchArgs) -> Result<()> {
         summary.trials,
         summary.spent,
         exp.spec.budget,
-        summary.best_reward.map(|b| format!("{b:.4}")).unwrap_or_else(|| "-".into())
+        summary
+            .best_reward
+            .map(|b| format!("{b:.4}"))
+            .unwrap_or_else(|| "-".into())
     );
     crate::commands::show::print_best(&trials, 5);
-    println!("(store: {}; `fnas show {} --store {}` for more)", a.store.store.display(), exp.spec.name, a.store.store.display());
+    println!(
+        "(store: {}; `fnas show {} --store {}` for more)",
+        a.store.store.display(),
+        exp.spec.name,
+        a.store.store.display()
+    );
     Ok(())
 }
 
 /// With `--resume`: the named experiment if it exists; `None` (start it) if it does not
 /// but the task is given; an error if neither.
 fn find_resumable(a: &SearchArgs) -> Result<Option<(SqliteStore, fnas_core::store::Experiment)>> {
-    let task = parse_task(a.benchmark.as_deref(), a.dataset.as_deref(), a.task.as_deref()).ok();
+    let task = parse_task(
+        a.benchmark.as_deref(),
+        a.dataset.as_deref(),
+        a.task.as_deref(),
+    )
+    .ok();
     let name = match (&a.name, &task) {
         (Some(n), _) => n.clone(),
         (None, Some((b, d))) => default_name(&a.strategy, b.name(), d, a.seed),
-        (None, None) => bail!("--resume needs --name EXP (see `fnas ls`) or the task options of the search"),
+        (None, None) => {
+            bail!("--resume needs --name EXP (see `fnas ls`) or the task options of the search")
+        }
     };
     if !a.store.store.exists() && task.is_some() {
         return Ok(None);

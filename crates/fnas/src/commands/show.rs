@@ -33,7 +33,9 @@ pub fn ls(a: LsArgs) -> Result<()> {
             e.status,
             r.trials,
             format!("{}/{}", r.cost, e.spec.budget),
-            r.best_reward.map(|b| format!("{b:.4}")).unwrap_or_else(|| "-".into()),
+            r.best_reward
+                .map(|b| format!("{b:.4}"))
+                .unwrap_or_else(|| "-".into()),
         );
     }
     Ok(())
@@ -43,14 +45,24 @@ pub fn ls(a: LsArgs) -> Result<()> {
 pub fn best_trials(trials: &[Trial]) -> Vec<&Trial> {
     let mut v: Vec<&Trial> = trials
         .iter()
-        .filter(|t| t.status == TrialStatus::Done && t.source == Some(TrialSource::Evaluated) && t.reward.is_some())
+        .filter(|t| {
+            t.status == TrialStatus::Done
+                && t.source == Some(TrialSource::Evaluated)
+                && t.reward.is_some()
+        })
         .collect();
-    v.sort_by(|a, b| b.reward.unwrap_or(f64::MIN).total_cmp(&a.reward.unwrap_or(f64::MIN)).then(a.id.cmp(&b.id)));
+    v.sort_by(|a, b| {
+        b.reward
+            .unwrap_or(f64::MIN)
+            .total_cmp(&a.reward.unwrap_or(f64::MIN))
+            .then(a.id.cmp(&b.id))
+    });
     v
 }
 
 fn opt(v: Option<f64>, prec: usize) -> String {
-    v.map(|x| format!("{x:.prec$}")).unwrap_or_else(|| "-".into())
+    v.map(|x| format!("{x:.prec$}"))
+        .unwrap_or_else(|| "-".into())
 }
 
 /// Prints the top-N table used by `show` and at the end of `search`.
@@ -77,14 +89,25 @@ pub fn print_best(trials: &[Trial], top: usize) {
 
 pub fn show(a: ShowArgs) -> Result<()> {
     let store = SqliteStore::open_read_only(&a.store.store)?;
-    let exp = store
-        .experiment(&a.name)?
-        .with_context(|| format!("no experiment `{}` in {} (see `fnas ls`)", a.name, a.store.store.display()))?;
+    let exp = store.experiment(&a.name)?.with_context(|| {
+        format!(
+            "no experiment `{}` in {} (see `fnas ls`)",
+            a.name,
+            a.store.store.display()
+        )
+    })?;
     let trials = store.trials(exp.id)?;
     let spent: u64 = trials.iter().map(|t| t.cost.evaluations).sum();
-    let finished = trials.iter().filter(|t| t.status != TrialStatus::Pending).count();
+    let finished = trials
+        .iter()
+        .filter(|t| t.status != TrialStatus::Pending)
+        .count();
     if a.json {
-        let best: Vec<i64> = best_trials(&trials).iter().take(a.top).map(|t| t.id).collect();
+        let best: Vec<i64> = best_trials(&trials)
+            .iter()
+            .take(a.top)
+            .map(|t| t.id)
+            .collect();
         let v = serde_json::json!({
             "experiment": exp,
             "summary": { "trials": trials.len(), "finished": finished, "cost": spent, "best": best },
@@ -95,8 +118,15 @@ pub fn show(a: ShowArgs) -> Result<()> {
     }
     let s = &exp.spec;
     println!("experiment {} ({})", s.name, exp.status);
-    println!("  task {}  space {}  strategy {}  seed {}", s.task, s.space, s.strategy, s.seed);
-    println!("  trials {} (finished {finished})  cost {spent}/{}", trials.len(), s.budget);
+    println!(
+        "  task {}  space {}  strategy {}  seed {}",
+        s.task, s.space, s.strategy, s.seed
+    );
+    println!(
+        "  trials {} (finished {finished})  cost {spent}/{}",
+        trials.len(),
+        s.budget
+    );
     println!();
     print_best(&trials, a.top);
     Ok(())

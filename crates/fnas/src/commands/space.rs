@@ -18,9 +18,19 @@ pub fn show(name: &str, json: bool) -> Result<()> {
         return Ok(());
     }
     println!("space {}: {} decisions", s.name(), s.decisions().len());
-    let w = s.decisions().iter().map(|d| d.name.len()).max().unwrap_or(0);
+    let w = s
+        .decisions()
+        .iter()
+        .map(|d| d.name.len())
+        .max()
+        .unwrap_or(0);
     for d in s.decisions() {
-        println!("  {:w$}  {} choices: {}", d.name, d.choices.len(), d.choices.join(" | "));
+        println!(
+            "  {:w$}  {} choices: {}",
+            d.name,
+            d.choices.len(),
+            d.choices.join(" | ")
+        );
     }
     println!("architectures: {}", fmt_count(s.raw_size()));
     if let Some(c) = canonical {
