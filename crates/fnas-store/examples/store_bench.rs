@@ -52,6 +52,7 @@ fn proposals(batch: u64) -> Vec<NewTrial> {
                 arch: format!("[gcn,gat,sage,gin]|[0,1,1,2]|{k}"),
                 canonical: format!("canon-{k}"),
                 log_prob: Some(-3.5 - i as f64 / 10.0),
+                prediction: None,
             }
         })
         .collect()

@@ -14,7 +14,7 @@ use fnas_core::store::{
     Checkpoint, Experiment, ExperimentSpec, NewTrial, Trial, TrialId, TrialResult, TrialSource,
     TrialStatus,
 };
-use fnas_core::{Cost, Metrics, Store, StoreError};
+use fnas_core::{Cost, Metrics, Prediction, Store, StoreError};
 
 /// A check: gets a fresh, empty store; panics on a violation.
 pub type Check = fn(&mut dyn Store);
@@ -43,6 +43,11 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("trials_are_ordered", trials_are_ordered),
     ("find_evaluated_semantics", find_evaluated_semantics),
     ("values_round_trip_exactly", values_round_trip_exactly),
+    (
+        "predictions_round_trip_exactly",
+        predictions_round_trip_exactly,
+    ),
+    ("critic_trials_semantics", critic_trials_semantics),
     ("list_experiments_counts", list_experiments_counts),
     ("set_experiment_status_works", set_experiment_status_works),
 ];
@@ -87,12 +92,19 @@ fn create(s: &mut dyn Store, name: &str) -> Experiment {
         .unwrap_or_else(|e| panic!("create_experiment({name}): {e}"))
 }
 
+/// `n` proposals; every third has no prediction, the others alternate between an
+/// untrusted and a trusted one.
 fn new_trials(prefix: &str, n: usize) -> Vec<NewTrial> {
     (0..n)
         .map(|i| NewTrial {
             arch: format!("{prefix}-arch-{i}"),
             canonical: format!("{prefix}-canon-{i}"),
             log_prob: Some(-(i as f64) - 0.25),
+            prediction: (i % 3 != 0).then(|| Prediction {
+                mean: 0.5 + i as f64 / 100.0,
+                std: 0.01 * i as f64,
+                trusted: i % 3 == 2,
+            }),
         })
         .collect()
 }
@@ -102,6 +114,15 @@ fn nt(arch: &str, canonical: &str) -> NewTrial {
         arch: arch.to_string(),
         canonical: canonical.to_string(),
         log_prob: None,
+        prediction: None,
+    }
+}
+
+/// A proposal with a critic prediction.
+fn ntp(arch: &str, canonical: &str, mean: f64, std: f64, trusted: bool) -> NewTrial {
+    NewTrial {
+        prediction: Some(Prediction { mean, std, trusted }),
+        ..nt(arch, canonical)
     }
 }
 
@@ -118,6 +139,21 @@ fn done(reward: Option<f64>, evaluations: u64, source: TrialSource) -> TrialResu
             evaluations,
             ..Cost::default()
         },
+        error: None,
+    }
+}
+
+/// The result the search loop records for a trial it did not evaluate because the
+/// critic's prediction was trusted.
+fn critic(t: &NewTrial) -> TrialResult {
+    let p = t.prediction.expect("a critic result needs a prediction");
+    assert!(p.trusted, "a critic result needs a trusted prediction");
+    TrialResult {
+        status: TrialStatus::Done,
+        source: TrialSource::Critic,
+        metrics: None,
+        reward: Some(p.mean),
+        cost: Cost::default(),
         error: None,
     }
 }
@@ -178,6 +214,10 @@ fn summary(s: &dyn Store, name: &str) -> fnas_core::store::ExperimentSummary {
 
 fn bits(x: Option<f64>) -> Option<u64> {
     x.map(f64::to_bits)
+}
+
+fn prediction_bits(p: Option<Prediction>) -> Option<(u64, u64, bool)> {
+    p.map(|p| (p.mean.to_bits(), p.std.to_bits(), p.trusted))
 }
 
 fn assert_metrics_bits(got: &Metrics, want: &Metrics) {
@@ -296,6 +336,10 @@ pub fn begin_batch_records_pending_trials(s: &mut dyn Store) {
         assert_eq!(t.arch, proposals[i].arch);
         assert_eq!(t.canonical, proposals[i].canonical);
         assert_eq!(bits(t.log_prob), bits(proposals[i].log_prob));
+        assert_eq!(
+            prediction_bits(t.prediction),
+            prediction_bits(proposals[i].prediction)
+        );
         assert_eq!(t.status, TrialStatus::Pending);
         assert_eq!(t.source, None);
         assert_eq!(t.metrics, None);
@@ -605,7 +649,8 @@ pub fn find_evaluated_semantics(s: &mut dyn Store) {
     );
 }
 
-/// Metrics, cost, reward and log_prob come back bit for bit; texts byte for byte.
+/// Metrics, cost, reward, log_prob and the prediction come back bit for bit; texts byte
+/// for byte.
 pub fn values_round_trip_exactly(s: &mut dyn Store) {
     let e = create(s, "e");
     let tricky = [
@@ -630,6 +675,11 @@ pub fn values_round_trip_exactly(s: &mut dyn Store) {
             arch: format!("arch {i} \u{2192} \"quoted\" \\ \n tab\t ünï"),
             canonical: format!("canon-{i}-\u{1F600}"),
             log_prob: if i == 0 { None } else { Some(*x) },
+            prediction: (i % 5 != 1).then(|| Prediction {
+                mean: -*x,
+                std: tricky[(i + 5) % tricky.len()],
+                trusted: i % 2 == 0,
+            }),
         })
         .collect();
     let ids = begin(s, e.id, 0, &proposals, b"\x00\xff binary \x00");
@@ -686,6 +736,11 @@ pub fn values_round_trip_exactly(s: &mut dyn Store) {
         assert_eq!(t.arch, p.arch);
         assert_eq!(t.canonical, p.canonical);
         assert_eq!(bits(t.log_prob), bits(p.log_prob), "log_prob of trial {i}");
+        assert_eq!(
+            prediction_bits(t.prediction),
+            prediction_bits(p.prediction),
+            "prediction of trial {i}"
+        );
         assert_eq!(t.status, r.status);
         assert_eq!(t.source, Some(r.source));
         assert_eq!(bits(t.reward), bits(r.reward), "reward of trial {i}");
@@ -699,6 +754,224 @@ pub fn values_round_trip_exactly(s: &mut dyn Store) {
     }
     let cp = s.checkpoint(e.id).unwrap().unwrap();
     assert_eq!(cp.state, b"\x00\xff binary \x00".to_vec());
+}
+
+/// The critic's prediction recorded by `begin_batch` comes back bit for bit (mean, std
+/// and the trusted flag), `None` as `None`, from every reader and whatever the trial's
+/// result; a finished trial keeps the prediction it was proposed with.
+pub fn predictions_round_trip_exactly(s: &mut dyn Store) {
+    let e = create(s, "e");
+    let values = [
+        0.1 + 0.2,
+        -0.0,
+        0.0,
+        5e-324,
+        -1.2345678901234567e-300,
+        f64::MAX,
+        f64::MIN_POSITIVE,
+        1.0 / 3.0,
+        0.9999999999999999,
+        -7.25,
+    ];
+    let mut proposals: Vec<NewTrial> = Vec::new();
+    for (i, mean) in values.iter().enumerate() {
+        let std = values[(i + 3) % values.len()].abs();
+        proposals.push(ntp(
+            &format!("p{i}"),
+            &format!("c{i}"),
+            *mean,
+            std,
+            i % 2 == 1,
+        ));
+        if i % 3 == 0 {
+            proposals.push(nt(&format!("n{i}"), &format!("c{i}")));
+        }
+    }
+    let ids = begin(s, e.id, 0, &proposals, b"ask");
+    let check = |s: &dyn Store, when: &str| {
+        let got = s.batch_trials(e.id, 0).unwrap();
+        assert_eq!(got.len(), proposals.len());
+        for (t, p) in got.iter().zip(&proposals) {
+            assert_eq!(
+                prediction_bits(t.prediction),
+                prediction_bits(p.prediction),
+                "prediction of `{}` ({when})",
+                p.arch
+            );
+        }
+        assert_eq!(s.trials(e.id).unwrap(), got, "trials() agrees ({when})");
+    };
+    check(s, "pending");
+    for (i, (id, p)) in ids.iter().zip(&proposals).enumerate() {
+        let r = match p.prediction {
+            Some(pr) if pr.trusted && i % 3 != 0 => critic(p),
+            _ if i % 4 == 2 => failed(1),
+            _ => done(Some(0.25 * i as f64), 1, TrialSource::Evaluated),
+        };
+        finish(s, *id, &r);
+    }
+    end(s, e.id, 0, b"tell");
+    check(s, "finished");
+    for (i, p) in proposals.iter().enumerate() {
+        if let Some(t) = s.find_evaluated(e.id, &p.canonical).unwrap() {
+            let want = proposals
+                .iter()
+                .zip(&ids)
+                .find(|(_, id)| **id == t.id)
+                .map(|(p, _)| p.prediction)
+                .unwrap_or_else(|| panic!("find_evaluated for proposal {i}: unknown trial"));
+            assert_eq!(
+                prediction_bits(t.prediction),
+                prediction_bits(want),
+                "find_evaluated returns the prediction"
+            );
+        }
+    }
+}
+
+/// A trial the critic scored (source `Critic`: done, its reward the trusted prediction,
+/// no metrics, free) is stored and read back as such; it is never returned by
+/// `find_evaluated` (a prediction is no reason to skip an evaluation), never counts for
+/// `best_reward`, costs nothing in `list_experiments`, and is immutable like any
+/// finished trial. A result with source `Critic` that is failed, has no reward, has
+/// metrics or costs an evaluation is refused and leaves the trial pending.
+pub fn critic_trials_semantics(s: &mut dyn Store) {
+    let e = create(s, "e");
+    let only = create(s, "only-critic");
+    let proposals = [
+        ntp("x1", "x", 0.97, 0.01, true),
+        ntp("x2", "x", 0.6, 0.2, false),
+        ntp("y1", "y", 0.8, 0.02, true),
+        ntp("z1", "z", -0.0, 0.0, true),
+    ];
+    let ids = begin(s, e.id, 0, &proposals, b"ask");
+
+    // malformed critic results are refused and change nothing
+    let good = critic(&proposals[0]);
+    let bad: Vec<(&str, TrialResult)> = vec![
+        (
+            "failed",
+            TrialResult {
+                status: TrialStatus::Failed,
+                reward: None,
+                error: Some("x".into()),
+                ..good.clone()
+            },
+        ),
+        (
+            "without a reward",
+            TrialResult {
+                reward: None,
+                ..good.clone()
+            },
+        ),
+        (
+            "with metrics",
+            TrialResult {
+                metrics: Some(Metrics::default()),
+                ..good.clone()
+            },
+        ),
+        (
+            "costing an evaluation",
+            TrialResult {
+                cost: Cost::query(),
+                ..good.clone()
+            },
+        ),
+    ];
+    for (what, r) in &bad {
+        match s.finish_trial(ids[0], r) {
+            Ok(()) => panic!("a critic result {what} must be refused"),
+            Err(StoreError::AlreadyFinished(_)) => {
+                panic!("a critic result {what}: refused as AlreadyFinished")
+            }
+            Err(_) => {}
+        }
+        let t = trial_by_id(s, e.id, ids[0]);
+        assert_eq!(
+            t.status,
+            TrialStatus::Pending,
+            "after a critic result {what}"
+        );
+        assert_eq!((t.source, t.reward), (None, None));
+    }
+
+    finish(s, ids[0], &good);
+    let t = trial_by_id(s, e.id, ids[0]);
+    assert_eq!(t.status, TrialStatus::Done);
+    assert_eq!(t.source, Some(TrialSource::Critic));
+    assert_eq!(bits(t.reward), Some(0.97f64.to_bits()));
+    assert_eq!(t.metrics, None);
+    assert_eq!(t.cost, Cost::default());
+    assert_eq!(t.error, None);
+    assert!(t.finished_at.is_some());
+    assert_eq!(
+        prediction_bits(t.prediction),
+        prediction_bits(proposals[0].prediction)
+    );
+    assert!(
+        s.find_evaluated(e.id, "x").unwrap().is_none(),
+        "a critic-scored trial is not evaluated"
+    );
+    match s.finish_trial(ids[0], &done(Some(0.1), 1, TrialSource::Evaluated)) {
+        Err(StoreError::AlreadyFinished(id)) => assert_eq!(id, ids[0]),
+        r => panic!("finishing a critic-scored trial again: expected AlreadyFinished, got {r:?}"),
+    }
+    assert_eq!(trial_by_id(s, e.id, ids[0]), t, "it stays as it was");
+
+    let x = summary(s, "e");
+    assert_eq!((x.trials, x.finished_trials, x.cost), (4, 1, 0));
+    assert_eq!(x.best_reward, None, "a prediction is never found");
+
+    // the same architecture evaluated later is what find_evaluated returns
+    finish(s, ids[1], &done(Some(0.5), 1, TrialSource::Evaluated));
+    let got = s
+        .find_evaluated(e.id, "x")
+        .unwrap()
+        .expect("evaluated trial");
+    assert_eq!(got.id, ids[1]);
+    assert_eq!(got.source, Some(TrialSource::Evaluated));
+    let x = summary(s, "e");
+    assert_eq!((x.trials, x.finished_trials, x.cost), (4, 2, 1));
+    assert_eq!(
+        x.best_reward,
+        Some(0.5),
+        "the critic's 0.97 is not the best reward"
+    );
+
+    finish(s, ids[2], &critic(&proposals[2]));
+    finish(s, ids[3], &critic(&proposals[3]));
+    assert_eq!(
+        bits(trial_by_id(s, e.id, ids[3]).reward),
+        Some((-0.0f64).to_bits()),
+        "a critic reward is exact"
+    );
+    assert!(s.find_evaluated(e.id, "y").unwrap().is_none());
+    assert!(s.find_evaluated(e.id, "z").unwrap().is_none());
+    end(s, e.id, 0, b"tell");
+    let x = summary(s, "e");
+    assert_eq!((x.trials, x.finished_trials, x.cost), (4, 4, 1));
+    assert_eq!(x.best_reward, Some(0.5));
+    let sources: Vec<Option<TrialSource>> = s
+        .batch_trials(e.id, 0)
+        .unwrap()
+        .iter()
+        .map(|t| t.source)
+        .collect();
+    use TrialSource::{Critic, Evaluated};
+    assert_eq!(
+        sources,
+        [Some(Critic), Some(Evaluated), Some(Critic), Some(Critic)]
+    );
+
+    // an experiment with only critic-scored trials has found nothing
+    let p = [ntp("w", "w", 0.99, 0.0, true)];
+    let wid = begin(s, only.id, 0, &p, b"ask");
+    finish(s, wid[0], &critic(&p[0]));
+    let x = summary(s, "only-critic");
+    assert_eq!((x.trials, x.finished_trials, x.cost), (1, 1, 0));
+    assert_eq!(x.best_reward, None);
 }
 
 /// `list_experiments` counts trials, finished trials, the cost (sum of `evaluations`

@@ -9,7 +9,7 @@
 //! |------|-------------|
 //! | `create_experiment` | one `INSERT` (autocommit); a duplicate name violates `UNIQUE(name)` and becomes [`StoreError::Exists`] |
 //! | `set_experiment_status` | one `UPDATE` (autocommit) |
-//! | `begin_batch` | one `BEGIN IMMEDIATE` transaction: the `batches` row, every trial (`pending`) and the post-`ask` checkpoint; all or nothing |
+//! | `begin_batch` | one `BEGIN IMMEDIATE` transaction: the `batches` row, every trial (`pending`, with the critic's prediction if any) and the post-`ask` checkpoint; all or nothing |
 //! | `finish_trial` | one `UPDATE ... WHERE id = ? AND status = 'pending'` (autocommit): 0 rows changed means [`StoreError::AlreadyFinished`] (or an `Invalid` error when no such trial exists) |
 //! | `end_batch` | one `BEGIN IMMEDIATE` transaction: refuses with [`StoreError::BatchIncomplete`] while a trial is pending, else closes the batch and writes the post-`tell` checkpoint |
 //! | readers | one statement each; a statement sees one committed snapshot, so a half-written trial, batch or checkpoint is never visible |
@@ -27,20 +27,33 @@
 //!   refuses it, and a trigger (`trials_finished_are_immutable`) aborts any `UPDATE` of
 //!   a finished row, whoever issues it. CHECK constraints tie `status` to
 //!   `finished_at`/`source`/`cost` (NULL exactly while pending).
+//! * **Critic.** A trial records the critic's prediction made when it was proposed
+//!   (`pred_mean`, `pred_std`, `pred_trusted`: all three or none; `None` for strategies
+//!   without a critic), whatever happens to it next. A trial the search did not
+//!   evaluate because the prediction was trusted is finished with source `critic`:
+//!   `done`, with a reward (the search loop records the prediction's mean), no metrics,
+//!   no error, zero evaluations, and only on a trial with a trusted prediction.
+//!   `finish_trial` refuses anything else with [`StoreError::Invalid`], and a CHECK
+//!   constraint enforces the same on every write.
+//!   Such a trial is never what `find_evaluated` returns (only source `evaluated` is:
+//!   a prediction is no reason to skip an evaluation) and never counts for
+//!   `list_experiments`' `best_reward` (a prediction never makes an architecture
+//!   found); it counts as finished, at its zero cost.
 //! * **Batches.** Per experiment, batch numbers strictly increase and at most one batch
 //!   is open; `begin_batch` of an existing batch, of a smaller number, or while another
 //!   batch is open is an [`StoreError::Invalid`] error. The store keeps only the
 //!   *latest* checkpoint of each experiment (`checkpoints` has one row per experiment,
 //!   overwritten by each `begin_batch`/`end_batch`; strategy states can be megabytes),
 //!   and the `batches` table keeps the history (size, open/closed, timestamps).
-//! * **Exact values.** `log_prob` and `reward` are stored as SQLite reals (IEEE
-//!   doubles) in columns without type affinity (a `REAL` column would turn `-0.0` into
-//!   `0`); metrics and cost are JSON written by `serde_json` and read back with its
-//!   `float_roundtrip` parser, and `finish_trial` checks that what it writes parses back
-//!   equal. So every finite `f64`, `-0.0` included, round-trips bit for bit. NaN is
-//!   refused with [`StoreError::Invalid`] (SQLite would turn it into NULL); infinities
-//!   are kept in `log_prob`/`reward` but refused inside metrics and cost (JSON cannot
-//!   hold them). `u64` seeds and budgets are stored as their two's-complement `i64`.
+//! * **Exact values.** `log_prob`, `reward` and the prediction's mean and std are stored
+//!   as SQLite reals (IEEE doubles) in columns without type affinity (a `REAL` column
+//!   would turn `-0.0` into `0`); metrics and cost are JSON written by `serde_json` and
+//!   read back with its `float_roundtrip` parser, and `finish_trial` checks that what
+//!   it writes parses back equal. So every finite `f64`, `-0.0` included, round-trips
+//!   bit for bit. NaN is refused with [`StoreError::Invalid`] (SQLite would turn it
+//!   into NULL); infinities are kept in `log_prob`/`reward`/the prediction but refused
+//!   inside metrics and cost (JSON cannot hold them). `u64` seeds and budgets are
+//!   stored as their two's-complement `i64`.
 //! * **Timestamps** are seconds since the Unix epoch as `f64`.
 //!
 //! # Concurrent writers
@@ -68,6 +81,24 @@
 //! refused before anything is written to it, and a store from a newer fnas (higher
 //! schema version) is refused too. [`SqliteStore::integrity_check`] verifies the file
 //! and the invariants above.
+//!
+//! # Schema versions
+//!
+//! | version | what |
+//! |---------|------|
+//! | 1 | experiments, batches, trials (sources `evaluated`, `cached`), checkpoints |
+//! | 2 | trials gain the critic's prediction (`pred_mean`, `pred_std`, `pred_trusted`) and the source `critic` |
+//!
+//! [`SqliteStore::open`] upgrades an older store in place, in the same single
+//! transaction as any migration: either the store is at the new version with every row
+//! kept (ids, bits and bytes included) or it is left as it was. v2 rebuilds the
+//! `trials` table (SQLite cannot alter a CHECK constraint): create the new table, copy
+//! every row, drop the old one, rename, re-create its index and trigger. Foreign keys
+//! are turned off around the migration transaction (they cannot be switched inside one,
+//! and a table rebuild must not trigger them) and back on after it, and
+//! `PRAGMA foreign_key_check` must come back empty before it commits. A read-only
+//! open of an older store is refused with a message to open it once for writing;
+//! older fnas builds refuse a v2 store (newer schema).
 
 pub mod conformance;
 mod sqlite;

@@ -9,7 +9,7 @@ use fnas_core::store::{
     Checkpoint, Experiment, ExperimentSpec, ExperimentSummary, NewTrial, Trial, TrialId,
     TrialResult, TrialSource, TrialStatus,
 };
-use fnas_core::{Cost, Metrics, Store, StoreError};
+use fnas_core::{Cost, Metrics, Prediction, Store, StoreError};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
 
 /// `PRAGMA application_id` of an fnas store (`"fnas"` in ASCII). Together with
@@ -102,6 +102,72 @@ CREATE TABLE checkpoints (
     FOREIGN KEY (experiment_id, batch) REFERENCES batches(experiment_id, batch)
 );
 "#,
+    // v2: the critic (FNAS). Trials gain the prediction made at proposal time
+    // (pred_mean, pred_std, pred_trusted: all three or none) and the source 'critic'
+    // (not evaluated: the reward is the trusted prediction, free). SQLite cannot alter
+    // a CHECK, so `trials` is rebuilt: create the new table, copy every row (ids kept),
+    // drop the old one, rename, and re-create its index and trigger. The runner turns
+    // foreign keys off around the transaction and runs `foreign_key_check` before the
+    // commit (https://sqlite.org/lang_altertable.html#otheralter). Nothing references
+    // `trials`, so no other table needs rebuilding.
+    r#"
+CREATE TABLE trials_v2 (
+    id               INTEGER PRIMARY KEY,
+    experiment_id    INTEGER NOT NULL REFERENCES experiments(id),
+    batch            INTEGER NOT NULL,
+    idx              INTEGER NOT NULL CHECK (idx >= 0),
+    arch             TEXT    NOT NULL,
+    canonical        TEXT    NOT NULL,
+    -- log_prob, reward, pred_mean and pred_std: IEEE doubles. Declared without a type
+    -- on purpose: a REAL column would store -0.0 as the integer 0 and give back +0.0.
+    log_prob                 CHECK (typeof(log_prob) IN ('real', 'null')),
+    -- the critic's prediction at proposal time (NULL: none was made)
+    pred_mean                CHECK (typeof(pred_mean) IN ('real', 'null')),
+    pred_std                 CHECK (typeof(pred_std) IN ('real', 'null')),
+    pred_trusted     INTEGER CHECK (pred_trusted IN (0, 1)),
+    status           TEXT    NOT NULL DEFAULT 'pending'
+                             -- not `IN (a, b, c)`: SQLite builds a temporary b-tree
+                             -- for a list of three or more at every execution
+                             CHECK (status = 'pending' OR status = 'done' OR status = 'failed'),
+    source           TEXT    CHECK (source = 'evaluated' OR source = 'cached'
+                                    OR source = 'critic'),
+    metrics          TEXT,   -- JSON of fnas_core::Metrics
+    reward                   CHECK (typeof(reward) IN ('real', 'null')),
+    cost             TEXT,   -- JSON of fnas_core::Cost; NULL while pending
+    cost_evaluations INTEGER NOT NULL DEFAULT 0 CHECK (cost_evaluations >= 0),
+    error            TEXT,
+    created_at       REAL    NOT NULL,
+    finished_at      REAL,
+    UNIQUE (experiment_id, batch, idx),
+    FOREIGN KEY (experiment_id, batch) REFERENCES batches(experiment_id, batch),
+    CHECK ((status = 'pending') = (finished_at IS NULL)),
+    CHECK ((status = 'pending') = (source IS NULL)),
+    CHECK ((status = 'pending') = (cost IS NULL)),
+    CHECK ((pred_mean IS NULL) = (pred_std IS NULL)
+           AND (pred_mean IS NULL) = (pred_trusted IS NULL)),
+    -- a critic-scored trial was not evaluated: done, with the trusted prediction as its
+    -- reward, no metrics, no error, and free (`IS`, not `=`: a NULL would pass a CHECK)
+    CHECK (source IS NOT 'critic'
+           OR (status = 'done' AND reward IS NOT NULL AND metrics IS NULL
+               AND error IS NULL AND cost_evaluations = 0 AND pred_trusted IS 1))
+);
+INSERT INTO trials_v2
+       (id, experiment_id, batch, idx, arch, canonical, log_prob, status, source, metrics,
+        reward, cost, cost_evaluations, error, created_at, finished_at)
+SELECT id, experiment_id, batch, idx, arch, canonical, log_prob, status, source, metrics,
+       reward, cost, cost_evaluations, error, created_at, finished_at
+  FROM trials;
+DROP TABLE trials;
+ALTER TABLE trials_v2 RENAME TO trials;
+CREATE INDEX trials_by_canonical ON trials(experiment_id, canonical);
+
+-- A finished trial is immutable, whoever writes to the file.
+CREATE TRIGGER trials_finished_are_immutable
+BEFORE UPDATE ON trials WHEN OLD.status <> 'pending'
+BEGIN
+    SELECT RAISE(ABORT, 'a finished trial is immutable');
+END;
+"#,
 ];
 
 const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
@@ -110,7 +176,7 @@ const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 macro_rules! trial_columns {
     () => {
         "id, experiment_id, batch, idx, arch, canonical, log_prob, status, source, metrics, \
-         reward, cost, error, created_at, finished_at"
+         reward, cost, error, created_at, finished_at, pred_mean, pred_std, pred_trusted"
     };
 }
 
@@ -441,7 +507,8 @@ impl SqliteStore {
     /// store's own invariants: no pending trial in a closed batch, at most one open
     /// batch per experiment, every batch holds exactly the trials it was begun with
     /// (indices `0..size`), each checkpoint matches its batch's open flag and is the
-    /// experiment's latest batch, and the JSON columns parse.
+    /// experiment's latest batch, the JSON columns parse, and the index and the
+    /// immutability trigger of `trials` exist (a table rebuild re-creates them).
     pub fn integrity_check(&self) -> Result<(), StoreError> {
         // one snapshot for all the checks, even while another process writes
         let snapshot = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
@@ -530,6 +597,15 @@ impl SqliteStore {
                 "experiments with invalid config JSON",
                 "SELECT count(*) FROM experiments WHERE NOT json_valid(config)",
             ),
+            (
+                "missing schema objects (index trials_by_canonical, trigger \
+                 trials_finished_are_immutable)",
+                "SELECT 2 - count(*) FROM sqlite_master
+                  WHERE (type = 'index' AND name = 'trials_by_canonical'
+                         AND tbl_name = 'trials')
+                     OR (type = 'trigger' AND name = 'trials_finished_are_immutable'
+                         AND tbl_name = 'trials')",
+            ),
         ];
         for (what, sql) in checks {
             let n: i64 = self
@@ -583,8 +659,41 @@ impl SqliteStore {
     }
 
     /// Brings the schema up to [`SCHEMA_VERSION`], re-judging the file inside the
-    /// write transaction (another process may have created the store meanwhile).
+    /// write transaction (another process may have created or upgraded the store
+    /// meanwhile).
+    ///
+    /// A migration may rebuild a table (SQLite cannot alter a constraint), which must
+    /// run with foreign keys off; `PRAGMA foreign_keys` cannot change inside a
+    /// transaction, so it is turned off before the migration transaction and back on
+    /// after it, whatever the outcome. In between, `PRAGMA foreign_key_check` must find
+    /// nothing before the transaction commits.
     fn migrate(&mut self) -> Result<(), StoreError> {
+        self.set_foreign_keys(false)?;
+        let result = self.migrate_in_transaction();
+        // the transaction is over (committed, or rolled back when it was dropped)
+        let restored = self.set_foreign_keys(true);
+        result?;
+        restored
+    }
+
+    fn set_foreign_keys(&self, on: bool) -> Result<(), StoreError> {
+        self.conn
+            .pragma_update(None, "foreign_keys", on)
+            .map_err(|e| self.err(e))?;
+        let now: bool = self
+            .conn
+            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        if now != on {
+            return Err(self.err(format!(
+                "cannot turn foreign keys {}",
+                if on { "on" } else { "off" }
+            )));
+        }
+        Ok(())
+    }
+
+    fn migrate_in_transaction(&mut self) -> Result<(), StoreError> {
         let path = self.path.clone();
         let e = |e: rusqlite::Error| backend(&path, e);
         let tx = self
@@ -601,14 +710,30 @@ impl SqliteStore {
             Kind::Ours(v) => v,
             Kind::Foreign(m) => return Err(backend(&path, m)),
         };
+        if from == SCHEMA_VERSION {
+            return tx.commit().map_err(e);
+        }
         for (i, step) in MIGRATIONS.iter().enumerate().skip(from as usize) {
             tx.execute_batch(step)
                 .map_err(|err| backend(&path, format!("migration to v{}: {err}", i + 1)))?;
         }
-        if from < SCHEMA_VERSION {
-            tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-                .map_err(e)?;
+        let violations: i64 = tx
+            .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                r.get(0)
+            })
+            .map_err(e)?;
+        if violations > 0 {
+            // dropping `tx` rolls everything back: the file stays at v{from}
+            return Err(backend(
+                &path,
+                format!(
+                    "migration from v{from} to v{SCHEMA_VERSION}: {violations} rows violate a \
+                     foreign key (the store is left at v{from}; see `PRAGMA foreign_key_check`)"
+                ),
+            ));
         }
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(e)?;
         tx.commit().map_err(e)
     }
 
@@ -649,6 +774,15 @@ impl SqliteStore {
             None => Cost::default(),
             Some(s) => serde_json::from_str::<Cost>(&s).map_err(|e| bad("cost JSON", &e))?,
         };
+        let prediction = match (
+            r.get::<_, Option<f64>>(15).map_err(g)?,
+            r.get::<_, Option<f64>>(16).map_err(g)?,
+            r.get::<_, Option<bool>>(17).map_err(g)?,
+        ) {
+            (None, None, None) => None,
+            (Some(mean), Some(std), Some(trusted)) => Some(Prediction { mean, std, trusted }),
+            _ => return Err(bad("prediction", &"only part of it is stored")),
+        };
         let batch: i64 = r.get(2).map_err(g)?;
         let index: i64 = r.get(3).map_err(g)?;
         Ok(Trial {
@@ -659,6 +793,7 @@ impl SqliteStore {
             arch: r.get(4).map_err(g)?,
             canonical: r.get(5).map_err(g)?,
             log_prob: r.get(6).map_err(g)?,
+            prediction,
             status,
             source,
             metrics,
@@ -699,6 +834,7 @@ fn parse_source(s: &str) -> Option<TrialSource> {
     match s {
         "evaluated" => Some(TrialSource::Evaluated),
         "cached" => Some(TrialSource::Cached),
+        "critic" => Some(TrialSource::Critic),
         _ => None,
     }
 }
@@ -707,7 +843,29 @@ fn source_str(s: TrialSource) -> &'static str {
     match s {
         TrialSource::Evaluated => "evaluated",
         TrialSource::Cached => "cached",
+        TrialSource::Critic => "critic",
     }
+}
+
+/// What a result with source `critic` must look like (the table's CHECK enforces the
+/// same, plus a trusted prediction; checked here first for a clear error).
+fn critic_result_ok(trial: TrialId, r: &TrialResult) -> Result<(), StoreError> {
+    let problem = if r.status != TrialStatus::Done {
+        "its status must be `done`"
+    } else if r.reward.is_none() {
+        "it must have a reward (the trusted prediction)"
+    } else if r.metrics.is_some() {
+        "it has no metrics (it was not evaluated)"
+    } else if r.error.is_some() {
+        "it has no error"
+    } else if r.cost.evaluations != 0 {
+        "it costs no evaluation"
+    } else {
+        return Ok(());
+    };
+    Err(StoreError::Invalid(format!(
+        "trial {trial}: a critic-scored result is not an evaluation: {problem}"
+    )))
 }
 
 fn batch_i64(batch: u64) -> Result<i64, StoreError> {
@@ -795,7 +953,8 @@ impl Store for SqliteStore {
                     (SELECT coalesce(sum(t.cost_evaluations), 0) FROM trials t
                       WHERE t.experiment_id = e.id AND t.status <> 'pending'),
                     (SELECT max(t.reward) FROM trials t
-                      WHERE t.experiment_id = e.id AND t.status <> 'pending')
+                      WHERE t.experiment_id = e.id AND t.status <> 'pending'
+                        AND t.source <> 'critic')
                FROM experiments e ORDER BY e.id"
         );
         let mut stmt = self.conn.prepare_cached(SQL).map_err(|e| self.err(e))?;
@@ -848,9 +1007,19 @@ impl Store for SqliteStore {
     ) -> Result<Vec<TrialId>, StoreError> {
         let b = batch_i64(batch)?;
         for t in trials {
-            if t.log_prob.is_some_and(f64::is_nan) {
+            // SQLite would store a NaN as NULL
+            let nan = if t.log_prob.is_some_and(f64::is_nan) {
+                Some("log_prob")
+            } else if t.prediction.is_some_and(|p| p.mean.is_nan()) {
+                Some("predicted mean")
+            } else if t.prediction.is_some_and(|p| p.std.is_nan()) {
+                Some("predicted std")
+            } else {
+                None
+            };
+            if let Some(what) = nan {
                 return Err(StoreError::Invalid(format!(
-                    "batch {batch} of experiment {experiment}: log_prob of `{}` is NaN",
+                    "batch {batch} of experiment {experiment}: {what} of `{}` is NaN",
                     t.arch
                 )));
             }
@@ -906,8 +1075,8 @@ impl Store for SqliteStore {
             let mut ins = tx
                 .prepare_cached(
                     "INSERT INTO trials (experiment_id, batch, idx, arch, canonical, log_prob,
-                                         status, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7)",
+                                         pred_mean, pred_std, pred_trusted, status, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', ?10)",
                 )
                 .map_err(e)?;
             for (i, t) in trials.iter().enumerate() {
@@ -918,6 +1087,9 @@ impl Store for SqliteStore {
                     t.arch,
                     t.canonical,
                     t.log_prob,
+                    t.prediction.map(|p| p.mean),
+                    t.prediction.map(|p| p.std),
+                    t.prediction.map(|p| p.trusted),
                     at
                 ])
                 .map_err(e)?;
@@ -945,6 +1117,9 @@ impl Store for SqliteStore {
         }
         if result.reward.is_some_and(f64::is_nan) {
             return Err(StoreError::Invalid(format!("trial {trial}: reward is NaN")));
+        }
+        if result.source == TrialSource::Critic {
+            critic_result_ok(trial, result)?;
         }
         let evaluations = i64::try_from(result.cost.evaluations).map_err(|_| {
             StoreError::Invalid(format!(
@@ -980,7 +1155,20 @@ impl Store for SqliteStore {
                     now(),
                 ])
             })
-            .map_err(|e| self.err(e))?;
+            .map_err(|e| match e {
+                // only the critic rule can fail here (the other checks hold by
+                // construction): the trial has no trusted prediction
+                rusqlite::Error::SqliteFailure(f, _)
+                    if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_CHECK
+                        && result.source == TrialSource::Critic =>
+                {
+                    StoreError::Invalid(format!(
+                        "trial {trial}: a critic-scored result needs a trusted prediction \
+                         recorded with the trial"
+                    ))
+                }
+                e => self.err(e),
+            })?;
         if n == 1 {
             return Ok(());
         }
@@ -1111,5 +1299,51 @@ impl Store for SqliteStore {
             .query_trials(SQL, params![experiment, canonical])?
             .into_iter()
             .next())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A released migration step never changes: stores in the field were built by it.
+    /// (`tests/migration.rs` builds v1 stores from the same file.)
+    #[test]
+    fn released_v1_schema_is_unchanged() {
+        assert_eq!(
+            MIGRATIONS[0],
+            include_str!("../tests/fixtures/schema_v1.sql")
+        );
+    }
+
+    fn foreign_keys(s: &SqliteStore) -> bool {
+        s.conn
+            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// The migration runner turns foreign keys off around its transaction; every
+    /// store handed out has them on again, whether it migrated or not.
+    #[test]
+    fn foreign_keys_are_on_after_migrating() {
+        assert!(foreign_keys(&SqliteStore::in_memory().unwrap()));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(&format!(
+                "PRAGMA journal_mode = WAL; BEGIN; PRAGMA application_id = {APPLICATION_ID};
+                 {} PRAGMA user_version = 1; COMMIT;",
+                MIGRATIONS[0]
+            ))
+            .unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+        assert!(foreign_keys(&s));
+        drop(s);
+        let s = SqliteStore::open(&path).unwrap();
+        assert!(foreign_keys(&s));
+        assert!(foreign_keys(&SqliteStore::open_read_only(&path).unwrap()));
     }
 }

@@ -117,6 +117,7 @@ fn child_main(path: &Path) -> ! {
                     arch: format!("arch-{batch}-{i}"),
                     canonical: format!("canon-{k}"),
                     log_prob: Some(-(k as f64) / 10.0),
+                    prediction: None,
                 }
             })
             .collect();

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::{Arc, Barrier};
 
 use fnas_core::store::{ExperimentSpec, NewTrial, TrialResult, TrialSource, TrialStatus};
-use fnas_core::{Cost, Metrics};
+use fnas_core::{Cost, Metrics, Prediction};
 use fnas_store::{SqliteStore, Store, StoreError, APPLICATION_ID, SCHEMA_VERSION};
 
 fn spec(name: &str) -> ExperimentSpec {
@@ -25,6 +25,7 @@ fn trials(n: usize) -> Vec<NewTrial> {
             arch: format!("a{i}"),
             canonical: format!("c{i}"),
             log_prob: Some(-1.0 - i as f64),
+            prediction: None,
         })
         .collect()
 }
@@ -368,6 +369,21 @@ fn integrity_check_finds_broken_invariants() {
     );
     assert!(m.contains("not exactly indices 0..size"), "{m}");
 
+    // a dropped trigger
+    let path = dir.path().join("d.db");
+    populate(&mut SqliteStore::open(&path).unwrap());
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute("DROP TRIGGER trials_finished_are_immutable", [])
+        .unwrap();
+    let m = message(
+        SqliteStore::open(&path)
+            .unwrap()
+            .integrity_check()
+            .unwrap_err(),
+    );
+    assert!(m.contains("1 missing schema objects"), "{m}");
+
     // and a healthy one passes
     let path = dir.path().join("c.db");
     populate(&mut SqliteStore::open(&path).unwrap());
@@ -446,12 +462,38 @@ fn non_finite_values_are_refused_or_kept() {
     assert!(s.trials(e.id).unwrap().is_empty());
     assert_eq!(s.checkpoint(e.id).unwrap(), None);
 
+    for (mean, std) in [(f64::NAN, 0.1), (0.5, f64::NAN)] {
+        let mut bad = trials(2);
+        bad[1].prediction = Some(Prediction {
+            mean,
+            std,
+            trusted: true,
+        });
+        let m = match s.begin_batch(e.id, 0, &bad, b"a") {
+            Err(StoreError::Invalid(m)) => m,
+            r => panic!("a NaN prediction: expected Invalid, got {r:?}"),
+        };
+        assert!(m.contains("NaN") && m.contains("predicted"), "{m}");
+    }
+    assert!(s.trials(e.id).unwrap().is_empty());
+    assert_eq!(s.checkpoint(e.id).unwrap(), None);
+
     let mut good = trials(4);
     good[0].log_prob = Some(f64::NEG_INFINITY);
+    good[1].prediction = Some(Prediction {
+        mean: f64::NEG_INFINITY,
+        std: f64::INFINITY,
+        trusted: false,
+    });
     let ids = s.begin_batch(e.id, 0, &good, b"a").unwrap();
     assert_eq!(
         s.batch_trials(e.id, 0).unwrap()[0].log_prob,
         Some(f64::NEG_INFINITY)
+    );
+    assert_eq!(
+        s.batch_trials(e.id, 0).unwrap()[1].prediction,
+        good[1].prediction,
+        "infinite predictions are kept"
     );
 
     let mut r = ok(0.5);
