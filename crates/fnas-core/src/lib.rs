@@ -18,4 +18,4 @@ pub use eval::{Cost, EvalError, Evaluation, Evaluator, Metrics};
 pub use reward::{Objective, RewardConfig};
 pub use space::{Decision, SearchSpace, SpaceError};
 pub use store::{Store, StoreError};
-pub use strategy::{Outcome, Proposal, Strategy, StrategyError};
+pub use strategy::{Outcome, Prediction, Proposal, Strategy, StrategyError};

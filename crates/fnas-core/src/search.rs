@@ -75,6 +75,10 @@ struct Ledger {
 impl Ledger {
     fn record(&mut self, r: &TrialResult) {
         self.spent += r.cost.evaluations;
+        // a critic's prediction never makes an architecture "found"
+        if r.source == TrialSource::Critic {
+            return;
+        }
         if let Some(x) = r.reward {
             self.best = Some(self.best.map_or(x, |b| b.max(x)));
         }
@@ -100,7 +104,7 @@ pub fn run_search(
         ledger.proposals += 1;
         if t.status != TrialStatus::Pending {
             ledger.spent += t.cost.evaluations;
-            if let Some(x) = t.reward {
+            if let (Some(x), false) = (t.reward, t.source == Some(TrialSource::Critic)) {
                 ledger.best = Some(ledger.best.map_or(x, |b| b.max(x)));
             }
         }
@@ -137,6 +141,7 @@ pub fn run_search(
                 arch: space.format(&p.arch),
                 canonical: space.format(&space.canonical(&p.arch)),
                 log_prob: p.log_prob,
+                prediction: p.prediction,
             })
             .collect();
         store.begin_batch(exp, batch, &new, &strategy.state()?)?;
@@ -178,7 +183,9 @@ fn finish_batch(
         if t.status != TrialStatus::Pending {
             continue;
         }
+        let trusted = t.prediction.filter(|p| p.trusted);
         let result = match store.find_evaluated(exp, &t.canonical)? {
+            // an architecture already evaluated is served from the store, trusted or not
             Some(prev) => TrialResult {
                 status: prev.status,
                 source: TrialSource::Cached,
@@ -186,6 +193,14 @@ fn finish_batch(
                 reward: prev.reward,
                 cost: Cost::default(),
                 error: prev.error,
+            },
+            None if trusted.is_some() => TrialResult {
+                status: TrialStatus::Done,
+                source: TrialSource::Critic,
+                metrics: None,
+                reward: trusted.map(|p| p.mean),
+                cost: Cost::default(),
+                error: None,
             },
             None => {
                 let arch = space.parse(&t.arch).map_err(|e| SearchError::Corrupt {
@@ -215,6 +230,7 @@ fn finish_batch(
             arch,
             reward: t.reward,
             log_prob: t.log_prob,
+            evaluated: t.source != Some(TrialSource::Critic),
         });
     }
     strategy.tell(&outcomes)?;

@@ -16,7 +16,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Cost, Metrics};
+use crate::{Cost, Metrics, Prediction};
 
 /// Store-wide id of a trial.
 pub type TrialId = i64;
@@ -97,6 +97,9 @@ pub enum TrialSource {
     Evaluated,
     /// The same canonical architecture was already evaluated in this experiment; free.
     Cached,
+    /// Not evaluated: the critic's trusted prediction is the reward; free, and never
+    /// counted as found.
+    Critic,
 }
 
 /// A proposal to record.
@@ -108,6 +111,8 @@ pub struct NewTrial {
     pub canonical: String,
     /// Log-probability under the sampling policy, where the strategy has one.
     pub log_prob: Option<f64>,
+    /// The critic's prediction at proposal time (FNAS), kept for calibration.
+    pub prediction: Option<Prediction>,
 }
 
 /// A finished trial's result.
@@ -135,6 +140,8 @@ pub struct Trial {
     pub arch: String,
     pub canonical: String,
     pub log_prob: Option<f64>,
+    /// The critic's prediction at proposal time (FNAS).
+    pub prediction: Option<Prediction>,
     pub status: TrialStatus,
     pub source: Option<TrialSource>,
     pub metrics: Option<Metrics>,

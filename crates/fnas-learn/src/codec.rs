@@ -98,6 +98,36 @@ pub mod f64_bits {
     }
 }
 
+/// `#[serde(with = "crate::codec::f32_bits")]` for `f32`: its bit pattern as `u32`.
+pub mod f32_bits {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(v: &f32, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u32(v.to_bits())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
+        Ok(f32::from_bits(u32::deserialize(d)?))
+    }
+}
+
+/// `#[serde(with = "crate::codec::opt_f64_bits")]` for `Option<f64>`: the bit pattern
+/// as `Option<u64>`.
+pub mod opt_f64_bits {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(x) => s.serialize_some(&x.to_bits()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(f64::from_bits))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,10 +1,15 @@
 //! The learned parts of fnas on burn: the LSTM controller trained with PPO
-//! ([`ppo::PpoController`], strategy `ppo`), the MnasNet-style RL baseline.
+//! ([`ppo::PpoController`], strategy `ppo`), the MnasNet-style RL baseline; the
+//! deep-ensemble critic ([`critic::Critic`]); and the FNAS strategy built from them
+//! ([`fnas::FnasStrategy`], strategy `fnas`).
 
 mod codec;
+pub mod critic;
+pub mod fnas;
 mod policy;
 pub mod ppo;
 
+pub use fnas::{FnasConfig, FnasStrategy};
 pub use ppo::{PpoConfig, PpoController};
 
 /// The device the learned parts compute on: CUDA GPU 0 with the `cuda` feature,

@@ -36,6 +36,16 @@
 //!   `loss = -mean(min(r A, clip(r, 1-eps, 1+eps) A)) - entropy_coef * mean(entropy)`,
 //!   `r = exp(log pi_new(a) - log pi_old(a))`, entropy = mean over decisions of the
 //!   entropy of each decision's distribution.
+//!
+//! The pieces are reusable by the FNAS strategy ([`crate::fnas`]), which keeps this
+//! controller's sampling and update but plugs in its own advantages and adds replayed
+//! samples: `tell` = [`PpoController::prepare`] (reward processing above) +
+//! [`PpoController::ema_advantages`] (the EMA baseline) + [`PpoController::learn`] (the
+//! PPO epochs on per-sample `(tokens, old log-prob, advantage, weight)`). A sample's
+//! weight `w` multiplies its clipped surrogate term:
+//! `loss = -mean(w * min(r A, clip(r, 1-eps, 1+eps) A)) - entropy_coef * mean(entropy)`;
+//! the plain controller's samples all have `w = 1` (and then the multiplication is
+//! skipped, so its arithmetic is exactly the unweighted one).
 
 use burn::prelude::*;
 use fnas_core::strategy::{Outcome, Proposal, Strategy, StrategyError};
@@ -104,7 +114,7 @@ struct Baseline {
 
 /// Everything that changes during a search; serialised by `state()`.
 #[derive(Clone, Serialize, Deserialize)]
-struct State {
+pub(crate) struct State {
     #[serde(with = "f32s")]
     theta: Vec<f32>,
     #[serde(with = "f32s")]
@@ -121,6 +131,45 @@ struct State {
     rewards_seen: u64,
     /// `tell` calls that updated the policy.
     updates: u64,
+}
+
+/// One sample of a PPO update.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Sample<'a> {
+    pub tokens: &'a [u16],
+    /// `log pi_old(a)`: the log-probability the ratio is taken against.
+    pub old_logp: f32,
+    pub advantage: f32,
+    /// Multiplies the sample's clipped surrogate term (no gradient flows through it).
+    pub weight: f32,
+}
+
+/// An outcome prepared for learning by [`PpoController::prepare`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Prepared<'a> {
+    pub outcome: &'a Outcome,
+    pub tokens: &'a [u16],
+    /// The reward used for learning (`failed_reward` for a failed evaluation).
+    pub reward: f64,
+    /// The sampling-time log-probability (the current policy's when the outcome has
+    /// none).
+    pub old_logp: f32,
+}
+
+/// The EMA baseline and reward scale that [`PpoController::ema_advantages`] used.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Scale {
+    /// `b` before this batch's EMA update.
+    pub baseline: f64,
+    /// Cumulative reward std, this batch included.
+    pub sigma: f64,
+}
+
+impl Scale {
+    /// `(r - b) / (sigma + 1e-8)`.
+    pub fn advantage(&self, r: f64) -> f64 {
+        (r - self.baseline) / (self.sigma + STD_EPS)
+    }
 }
 
 /// The LSTM + PPO controller (strategy name `ppo`).
@@ -196,8 +245,7 @@ impl PpoController {
     /// `sum_t log pi(a_t)` computed by the plain-Rust pass that `ask` uses.
     pub fn log_prob_cpu(&self, arch: &Architecture) -> Result<f64, StrategyError> {
         let toks = self.check_archs(std::iter::once(arch))?;
-        let (_, lp) = rollout::<ChaCha8Rng>(&self.layout, &self.st.theta, Some(toks[0]), None);
-        Ok(f64::from(lp))
+        Ok(f64::from(self.log_prob_tokens(toks[0])))
     }
 
     fn check_archs<'a>(
@@ -236,8 +284,9 @@ impl PpoController {
         }
     }
 
-    /// Advantages of `rewards` (see the module docs); updates the EMA statistics.
-    fn advantages(&mut self, rewards: &[f64]) -> Vec<f64> {
+    /// Advantages of `rewards` under the EMA baseline (see the module docs); updates the
+    /// EMA statistics. Also returns the baseline and scale it used.
+    pub(crate) fn ema_advantages(&mut self, rewards: &[f64]) -> (Vec<f64>, Scale) {
         let d = self.config.baseline_decay;
         let n = rewards.len() as f64;
         let (mut b, first) = match self.st.baseline.take() {
@@ -262,41 +311,151 @@ impl PpoController {
             b.m2 += delta * (r - b.all_mean);
         }
         let sigma = (b.m2 / b.count.max(1.0)).max(0.0).sqrt();
-        let adv = rewards
-            .iter()
-            .map(|r| (r - b.mean) / (sigma + STD_EPS))
-            .collect();
+        let scale = Scale {
+            baseline: b.mean,
+            sigma,
+        };
+        let adv = rewards.iter().map(|&r| scale.advantage(r)).collect();
         if !first {
             for r in rewards {
                 b.mean = d * b.mean + (1.0 - d) * r;
             }
         }
         self.st.baseline = Some(b);
-        adv
+        (adv, scale)
     }
 
     /// `epochs` PPO steps on one batch.
-    fn ppo_update(&mut self, archs: &[&[u16]], old_logp: &[f32], adv: &[f32]) {
-        let bsz = archs.len();
+    fn update(&mut self, samples: &[Sample]) {
         let ad = self.device.clone().autodiff();
-        let old = || Tensor::<2>::from_data(TensorData::new(old_logp.to_vec(), [bsz, 1]), &ad);
-        let advt = || Tensor::<2>::from_data(TensorData::new(adv.to_vec(), [bsz, 1]), &ad);
-        let clip = self.config.clip as f32;
         for _ in 0..self.config.epochs {
-            let theta = self.theta_tensor(&ad, true);
-            let (logp, ent) = forward_batch(&self.layout, theta.clone(), archs, &ad);
-            let ratio = (logp - old()).exp();
-            let s1 = ratio.clone() * advt();
-            let s2 = ratio.clamp(1.0 - clip, 1.0 + clip) * advt();
-            let loss = s1.min_pair(s2).mean().neg()
-                - ent.mean().mul_scalar(self.config.entropy_coef as f32);
-            let grads = loss.backward();
-            let g = theta
-                .grad(&grads)
-                .and_then(|g| g.try_into_vec_as::<f32>().ok())
-                .unwrap_or_else(|| vec![0.0; self.layout.total]);
+            let g = self.gradient_on(&ad, samples);
             self.adam_step(&g);
         }
+    }
+
+    /// The gradient of the PPO loss (module docs) at the current weights, the ratio taken
+    /// against each sample's `old_logp`.
+    #[cfg(test)]
+    pub(crate) fn loss_gradient(&self, samples: &[Sample]) -> Vec<f32> {
+        let ad = self.device.clone().autodiff();
+        self.gradient_on(&ad, samples)
+    }
+
+    fn gradient_on(&self, ad: &Device, samples: &[Sample]) -> Vec<f32> {
+        let bsz = samples.len();
+        let archs: Vec<&[u16]> = samples.iter().map(|s| s.tokens).collect();
+        let col = |f: fn(&Sample) -> f32| {
+            let v: Vec<f32> = samples.iter().map(f).collect();
+            Tensor::<2>::from_data(TensorData::new(v, [bsz, 1]), ad)
+        };
+        let old = col(|s| s.old_logp);
+        let advt = col(|s| s.advantage);
+        let clip = self.config.clip as f32;
+        let theta = self.theta_tensor(ad, true);
+        let (logp, ent) = forward_batch(&self.layout, theta.clone(), &archs, ad);
+        let ratio = (logp - old).exp();
+        let s1 = ratio.clone() * advt.clone();
+        let s2 = ratio.clamp(1.0 - clip, 1.0 + clip) * advt;
+        let mut surrogate = s1.min_pair(s2);
+        // all weights 1 (the plain controller): leave the arithmetic exactly unweighted
+        if samples.iter().any(|s| s.weight != 1.0) {
+            surrogate = surrogate * col(|s| s.weight);
+        }
+        let loss = surrogate.mean().neg() - ent.mean().mul_scalar(self.config.entropy_coef as f32);
+        let grads = loss.backward();
+        theta
+            .grad(&grads)
+            .and_then(|g| g.try_into_vec_as::<f32>().ok())
+            .unwrap_or_else(|| vec![0.0; self.layout.total])
+    }
+
+    /// Counts `rewards` rewards as seen and runs the `epochs` PPO steps on `samples`
+    /// (one policy update; nothing when `samples` is empty or `epochs` is 0).
+    pub(crate) fn learn(&mut self, samples: &[Sample], rewards: usize) {
+        self.st.rewards_seen += rewards as u64;
+        if self.config.epochs > 0 && !samples.is_empty() {
+            self.update(samples);
+            self.st.updates += 1;
+        }
+    }
+
+    /// The reward processing of `tell` (module docs): the outcomes that count, with their
+    /// reward, tokens and old log-probability.
+    pub(crate) fn prepare<'a>(
+        &self,
+        outcomes: &'a [Outcome],
+    ) -> Result<Vec<Prepared<'a>>, StrategyError> {
+        let used: Vec<(&Outcome, f64)> = outcomes
+            .iter()
+            .filter_map(|o| o.reward.or(self.config.failed_reward).map(|r| (o, r)))
+            .filter(|(_, r)| r.is_finite())
+            .collect();
+        let archs = self.check_archs(used.iter().map(|(o, _)| &o.arch))?;
+        Ok(used
+            .iter()
+            .zip(archs)
+            .map(|(&(outcome, reward), tokens)| Prepared {
+                outcome,
+                tokens,
+                reward,
+                old_logp: match outcome.log_prob {
+                    Some(lp) => lp as f32,
+                    None => self.log_prob_tokens(tokens),
+                },
+            })
+            .collect())
+    }
+
+    /// `n` architectures sampled from the policy with their sampling log-probabilities
+    /// (what `ask` returns).
+    pub(crate) fn sample(&mut self, n: usize) -> Result<Vec<(Architecture, f32)>, StrategyError> {
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let mut found = None;
+            for _ in 0..MAX_RESAMPLE {
+                let (toks, lp) =
+                    rollout(&self.layout, &self.st.theta, None, Some(&mut self.st.rng));
+                let arch = Architecture(toks);
+                if self.space.is_valid(&arch) {
+                    found = Some((arch, lp));
+                    break;
+                }
+            }
+            let (arch, lp) = found.ok_or_else(|| {
+                StrategyError::Other(format!(
+                    "ppo: no valid architecture of space {} in {MAX_RESAMPLE} samples",
+                    self.space.name()
+                ))
+            })?;
+            self.st.proposed += 1;
+            out.push((arch, lp));
+        }
+        Ok(out)
+    }
+
+    /// `sum_t log pi(a_t)` of checked tokens by the plain-Rust pass `ask` uses.
+    pub(crate) fn log_prob_tokens(&self, tokens: &[u16]) -> f32 {
+        rollout::<ChaCha8Rng>(&self.layout, &self.st.theta, Some(tokens), None).1
+    }
+
+    pub(crate) fn raw_state(&self) -> &State {
+        &self.st
+    }
+
+    /// Replaces the state after checking that its weights fit this controller.
+    pub(crate) fn set_raw_state(&mut self, st: State) -> Result<(), StrategyError> {
+        let n = self.layout.total;
+        if st.theta.len() != n || st.adam_m.len() != n || st.adam_v.len() != n {
+            return Err(StrategyError::BadState(format!(
+                "ppo state has {} weights, this controller ({} decisions, hidden {}) has {n}",
+                st.theta.len(),
+                self.layout.choices.len(),
+                self.layout.hidden
+            )));
+        }
+        self.st = st;
+        Ok(())
     }
 
     fn adam_step(&mut self, g: &[f32]) {
@@ -328,62 +487,31 @@ impl Strategy for PpoController {
     }
 
     fn ask(&mut self, n: usize) -> Result<Vec<Proposal>, StrategyError> {
-        let mut out = Vec::with_capacity(n);
-        for _ in 0..n {
-            let mut found = None;
-            for _ in 0..MAX_RESAMPLE {
-                let (toks, lp) =
-                    rollout(&self.layout, &self.st.theta, None, Some(&mut self.st.rng));
-                let arch = Architecture(toks);
-                if self.space.is_valid(&arch) {
-                    found = Some((arch, lp));
-                    break;
-                }
-            }
-            let (arch, lp) = found.ok_or_else(|| {
-                StrategyError::Other(format!(
-                    "ppo: no valid architecture of space {} in {MAX_RESAMPLE} samples",
-                    self.space.name()
-                ))
-            })?;
-            self.st.proposed += 1;
-            out.push(Proposal {
-                arch,
-                log_prob: Some(f64::from(lp)),
-            });
-        }
-        Ok(out)
+        Ok(self
+            .sample(n)?
+            .into_iter()
+            .map(|(arch, lp)| Proposal::new(arch, Some(f64::from(lp))))
+            .collect())
     }
 
     fn tell(&mut self, outcomes: &[Outcome]) -> Result<(), StrategyError> {
-        let used: Vec<(&Outcome, f64)> = outcomes
-            .iter()
-            .filter_map(|o| o.reward.or(self.config.failed_reward).map(|r| (o, r)))
-            .filter(|(_, r)| r.is_finite())
-            .collect();
+        let used = self.prepare(outcomes)?;
         if used.is_empty() {
             return Ok(());
         }
-        let archs = self.check_archs(used.iter().map(|(o, _)| &o.arch))?;
-        let old: Vec<f32> = used
+        let rewards: Vec<f64> = used.iter().map(|u| u.reward).collect();
+        let (adv, _) = self.ema_advantages(&rewards);
+        let samples: Vec<Sample> = used
             .iter()
-            .zip(&archs)
-            .map(|((o, _), a)| match o.log_prob {
-                Some(lp) => lp as f32,
-                None => rollout::<ChaCha8Rng>(&self.layout, &self.st.theta, Some(a), None).1,
+            .zip(adv)
+            .map(|(u, a)| Sample {
+                tokens: u.tokens,
+                old_logp: u.old_logp,
+                advantage: a as f32,
+                weight: 1.0,
             })
             .collect();
-        let rewards: Vec<f64> = used.iter().map(|(_, r)| *r).collect();
-        let adv: Vec<f32> = self
-            .advantages(&rewards)
-            .into_iter()
-            .map(|a| a as f32)
-            .collect();
-        self.st.rewards_seen += rewards.len() as u64;
-        if self.config.epochs > 0 {
-            self.ppo_update(&archs, &old, &adv);
-            self.st.updates += 1;
-        }
+        self.learn(&samples, rewards.len());
         Ok(())
     }
 
@@ -395,16 +523,6 @@ impl Strategy for PpoController {
     fn restore(&mut self, state: &[u8]) -> Result<(), StrategyError> {
         let st: State =
             serde_json::from_slice(state).map_err(|e| StrategyError::BadState(e.to_string()))?;
-        let n = self.layout.total;
-        if st.theta.len() != n || st.adam_m.len() != n || st.adam_v.len() != n {
-            return Err(StrategyError::BadState(format!(
-                "ppo state has {} weights, this controller ({} decisions, hidden {}) has {n}",
-                st.theta.len(),
-                self.layout.choices.len(),
-                self.layout.hidden
-            )));
-        }
-        self.st = st;
-        Ok(())
+        self.set_raw_state(st)
     }
 }

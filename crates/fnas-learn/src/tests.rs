@@ -19,6 +19,7 @@ fn outcomes(props: &[Proposal], reward: impl Fn(&Architecture) -> f64) -> Vec<Ou
             arch: p.arch.clone(),
             reward: Some(reward(&p.arch)),
             log_prob: p.log_prob,
+            evaluated: true,
         })
         .collect()
 }
@@ -119,6 +120,7 @@ fn one_update_moves_log_prob_in_the_direction_of_the_advantage() {
     let before = c.log_probs(&[a.clone(), b.clone()]).unwrap();
     let outs = [(a.clone(), 1.0), (b.clone(), 0.0)].map(|(arch, r)| Outcome {
         log_prob: Some(c.log_prob_cpu(&arch).unwrap()),
+        evaluated: true,
         arch,
         reward: Some(r),
     });
@@ -189,6 +191,7 @@ fn proposals_are_valid_and_failures_are_handled() {
                 },
                 // an outcome from elsewhere has no log-prob
                 log_prob: if i == 1 { None } else { p.log_prob },
+                evaluated: true,
             })
             .collect();
         c.tell(&outs).unwrap();
@@ -211,6 +214,7 @@ fn proposals_are_valid_and_failures_are_handled() {
             arch: p.arch.clone(),
             reward: None,
             log_prob: p.log_prob,
+            evaluated: true,
         })
         .collect();
     skip.tell(&outs).unwrap();
@@ -307,6 +311,7 @@ fn lr_sweep_on_a_noisy_additive_reward() {
                                 arch: p.arch.clone(),
                                 reward: Some(t + noise * z),
                                 log_prob: p.log_prob,
+                                evaluated: true,
                             }
                         })
                         .collect();

@@ -20,14 +20,15 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use fnas_bench::{Benchmark, TabularBenchmark};
 use fnas_core::search::{run_search, SearchConfig};
-use fnas_core::store::{ExperimentSpec, TrialSource};
+use fnas_core::store::{ExperimentSpec, Trial, TrialSource};
+use fnas_core::Architecture;
 use fnas_core::{Evaluator, RewardConfig, Store};
 use fnas_store::SqliteStore;
 use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::cli::BenchArgs;
-use crate::setup::{check_strategy, make_strategy, SearchSettings};
+use crate::setup::{check_strategy, fnas_preset, make_strategy, normalise_source, SearchSettings};
 
 /// Query counts at which test regret is reported.
 pub const REGRET_AT: [u64; 4] = [50, 100, 200, 500];
@@ -48,8 +49,17 @@ pub struct Record {
     pub regret_at: BTreeMap<u64, f64>,
     /// Cost actually spent (less than budget only if the proposal cap stopped the search).
     pub cost: u64,
-    /// Proposals made (including those served from the store).
+    /// Proposals made (including those served from the store or the critic).
     pub proposals: u64,
+    /// Proposals the critic scored instead of an evaluation.
+    pub trusted: u64,
+    /// Fraction of evaluated, critic-scored trials whose reward fell within the
+    /// prediction +- 2 std (None without a critic).
+    pub critic_coverage: Option<f64>,
+    /// Mean absolute error of the critic's predictions on evaluated trials.
+    pub critic_mae: Option<f64>,
+    /// Points the critic was pre-trained on.
+    pub transferred_points: u64,
     pub best_val: Option<f64>,
     pub best_test: Option<f64>,
     pub seconds: f64,
@@ -117,31 +127,49 @@ pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
-fn run_one(
-    strategy: &str,
-    bench: Benchmark,
-    dataset: &str,
-    table: &dyn TabularBenchmark,
-    targets: &Targets,
+/// One search's job: strategy (without any `+transfer` suffix), dataset, seed and the
+/// transfer points for the critic.
+struct Job<'a> {
+    label: &'a str,
+    strategy: &'a str,
+    dataset: usize,
     seed: u64,
+    transfer: Vec<(Architecture, f64)>,
+}
+
+/// Runs one search in an in-memory store; returns its record and its evaluated
+/// (architecture, reward) points (the transfer source of later jobs).
+fn run_one(
+    job: &Job,
+    bench: Benchmark,
+    tables: &[(String, Arc<dyn TabularBenchmark>, Targets)],
     budget: u64,
     batch_size: usize,
-) -> Result<Record> {
+) -> Result<(Record, Vec<(Architecture, f64)>)> {
     let t0 = Instant::now();
+    let (dataset, table, targets) = &tables[job.dataset];
     let mut store = SqliteStore::in_memory()?;
-    let settings = SearchSettings::new(bench, dataset, batch_size, RewardConfig::default());
-    let evaluator: &dyn Evaluator = table;
+    let mut settings = SearchSettings::new(bench, dataset, batch_size, RewardConfig::default());
+    settings.fnas = fnas_preset(job.strategy, &settings.ppo);
+    let evaluator: &dyn Evaluator = table.as_ref();
+    let space = evaluator.space();
     let spec = ExperimentSpec {
-        name: format!("{strategy}-{dataset}-s{seed}"),
-        space: evaluator.space().name().into(),
+        name: format!("{}-{dataset}-s{}", job.label, job.seed),
+        space: space.name().into(),
         task: evaluator.task(),
-        strategy: strategy.into(),
-        seed,
+        strategy: job.strategy.into(),
+        seed: job.seed,
         budget,
         config: serde_json::to_value(&settings)?,
     };
     let exp = store.create_experiment(&spec)?;
-    let mut strat = make_strategy(strategy, evaluator.space().clone(), seed, &settings)?;
+    let mut strat = make_strategy(
+        job.strategy,
+        space.clone(),
+        job.seed,
+        &settings,
+        &job.transfer,
+    )?;
     let cfg = SearchConfig::new(budget, batch_size, settings.reward.clone());
     let summary = run_search(
         &mut store,
@@ -152,9 +180,12 @@ fn run_one(
         &mut |_| {},
     )?;
     let trials = store.trials(exp.id)?;
-    let evals: Vec<(f64, f64)> = trials
+    let evaluated: Vec<&Trial> = trials
         .iter()
         .filter(|t| t.source == Some(TrialSource::Evaluated))
+        .collect();
+    let evals: Vec<(f64, f64)> = evaluated
+        .iter()
         .filter_map(|t| t.metrics.as_ref())
         .map(|m| (m.val_accuracy, m.test_accuracy.unwrap_or(m.val_accuracy)))
         .collect();
@@ -166,21 +197,48 @@ fn run_one(
             b
         }
     });
-    Ok(Record {
-        strategy: strategy.into(),
+    // calibration: evaluated trials that carry the critic's prediction
+    let scored: Vec<(f64, f64, f64)> = evaluated
+        .iter()
+        .filter_map(|t| Some((t.prediction?, t.reward?)))
+        .map(|(p, r)| (p.mean, p.std, r))
+        .collect();
+    let coverage = (!scored.is_empty()).then(|| {
+        scored
+            .iter()
+            .filter(|(m, s, r)| (r - m).abs() <= 2.0 * s)
+            .count() as f64
+            / scored.len() as f64
+    });
+    let critic_mae = (!scored.is_empty())
+        .then(|| scored.iter().map(|(m, _, r)| (r - m).abs()).sum::<f64>() / scored.len() as f64);
+    let points = evaluated
+        .iter()
+        .filter_map(|t| Some((space.parse(&t.arch).ok()?, t.reward?)))
+        .collect();
+    let record = Record {
+        strategy: job.label.into(),
         benchmark: bench.name().into(),
-        dataset: dataset.into(),
-        seed,
+        dataset: dataset.clone(),
+        seed: job.seed,
         budget,
         cost_to_target,
         cost_to_top1,
         regret_at,
         cost: summary.spent,
         proposals: summary.trials,
+        trusted: trials
+            .iter()
+            .filter(|t| t.source == Some(TrialSource::Critic))
+            .count() as u64,
+        critic_coverage: coverage,
+        critic_mae,
+        transferred_points: job.transfer.len() as u64,
         best_val: best.map(|b| b.0),
         best_test: best.map(|b| b.1),
         seconds: t0.elapsed().as_secs_f64(),
-    })
+    };
+    Ok((record, points))
 }
 
 fn split(list: &str) -> Vec<String> {
@@ -188,6 +246,23 @@ fn split(list: &str) -> Vec<String> {
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .collect()
+}
+
+/// The transfer sources of a target dataset: the other datasets of the bench for
+/// NAS-Bench-Graph; for AnalogNAS-Bench the digital `baseline` accuracy (and `analog`
+/// for the baseline itself).
+fn transfer_sources(bench: Benchmark, target: &str, datasets: &[String]) -> Vec<String> {
+    match bench {
+        Benchmark::AnalogNasBench => {
+            vec![if target == "baseline" {
+                "analog"
+            } else {
+                "baseline"
+            }
+            .to_string()]
+        }
+        _ => datasets.iter().filter(|d| *d != target).cloned().collect(),
+    }
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
@@ -206,21 +281,39 @@ pub fn run(a: BenchArgs) -> Result<()> {
             );
         }
     }
-    let strategies = split(&a.strategies);
-    for s in &strategies {
-        check_strategy(s)?;
+    let labels = split(&a.strategies);
+    for l in &labels {
+        let base = l.strip_suffix("+transfer").unwrap_or(l);
+        check_strategy(base)?;
+        if base != l.as_str()
+            && fnas_preset(base, &Default::default()).is_none_or(|f| f.critic.is_none())
+        {
+            bail!("`{l}`: transfer needs a strategy with a critic (fnas, fnas-value, fnas-gate)");
+        }
     }
     if a.seeds == 0
         || a.budget == 0
         || a.batch_size == 0
         || datasets.is_empty()
-        || strategies.is_empty()
+        || labels.is_empty()
     {
         bail!("--seeds, --budget, --batch-size, --datasets and --strategies must be non-empty / at least 1");
     }
+    let any_transfer = labels.iter().any(|l| l.ends_with("+transfer"));
+    // datasets searched: the requested ones, plus transfer sources not among them
+    let mut all_sets = datasets.clone();
+    if any_transfer {
+        for d in &datasets {
+            for s in transfer_sources(bench, d, &datasets) {
+                if !all_sets.contains(&s) {
+                    all_sets.push(s);
+                }
+            }
+        }
+    }
     let dir = fnas_bench::resolve_data_dir(a.data_dir.as_deref());
     let mut tables = Vec::new();
-    for d in &datasets {
+    for d in &all_sets {
         let t: Arc<dyn TabularBenchmark> = Arc::from(
             fnas_bench::load(bench, &dir, d)
                 .with_context(|| format!("loading {}/{d}", bench.name()))?,
@@ -228,58 +321,112 @@ pub fn run(a: BenchArgs) -> Result<()> {
         let targets = Targets::of(&t.table());
         tables.push((d.clone(), t, targets));
     }
-    let jobs: Vec<(usize, usize, u64)> = (0..strategies.len())
-        .flat_map(|s| {
-            (0..tables.len()).flat_map(move |d| (0..a.seeds).map(move |seed| (s, d, seed)))
-        })
-        .collect();
+    let index = |d: &str| all_sets.iter().position(|x| x == d).unwrap_or(0);
+    // phase 1: every search without transfer (vanilla PPO also on the transfer sources)
+    let mut phase1: Vec<Job> = Vec::new();
+    for l in labels.iter().filter(|l| !l.ends_with("+transfer")) {
+        for d in &datasets {
+            for seed in 0..a.seeds {
+                phase1.push(Job {
+                    label: l,
+                    strategy: l,
+                    dataset: index(d),
+                    seed,
+                    transfer: Vec::new(),
+                });
+            }
+        }
+    }
+    if any_transfer {
+        for (di, d) in all_sets.iter().enumerate() {
+            let is_source = datasets
+                .iter()
+                .any(|t| transfer_sources(bench, t, &datasets).contains(d));
+            let done = labels.iter().any(|l| l == "ppo") && datasets.contains(d);
+            if is_source && !done {
+                for seed in 0..a.seeds {
+                    phase1.push(Job {
+                        label: "ppo(source)",
+                        strategy: "ppo",
+                        dataset: di,
+                        seed,
+                        transfer: Vec::new(),
+                    });
+                }
+            }
+        }
+    }
     let threads = a
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))
         .build()?;
-    let bar = indicatif::ProgressBar::new(jobs.len() as u64);
+    let n_transfer = labels.iter().filter(|l| l.ends_with("+transfer")).count()
+        * datasets.len()
+        * a.seeds as usize;
+    let bar = indicatif::ProgressBar::new((phase1.len() + n_transfer) as u64);
     if let Ok(style) = indicatif::ProgressStyle::with_template(
         "[{elapsed_precise}] {bar:30} {pos}/{len} searches {msg}",
     ) {
         bar.set_style(style);
     }
     let t0 = Instant::now();
-    let records: Vec<Record> = pool.install(|| {
-        jobs.par_iter()
-            .map(|&(s, d, seed)| {
-                let (name, table, targets) = &tables[d];
-                let r = run_one(
-                    &strategies[s],
-                    bench,
-                    name,
-                    table.as_ref(),
-                    targets,
+    let run_jobs = |jobs: &[Job]| -> Result<Vec<(Record, Vec<(Architecture, f64)>)>> {
+        pool.install(|| {
+            jobs.par_iter()
+                .map(|j| {
+                    let r = run_one(j, bench, &tables, a.budget, a.batch_size);
+                    bar.inc(1);
+                    r
+                })
+                .collect()
+        })
+    };
+    let done1 = run_jobs(&phase1)?;
+    // phase 2: transfer searches, pre-trained on the same seed's vanilla-PPO sources
+    let mut phase2: Vec<Job> = Vec::new();
+    for l in labels.iter().filter(|l| l.ends_with("+transfer")) {
+        let base = l.strip_suffix("+transfer").unwrap_or(l);
+        for d in &datasets {
+            for seed in 0..a.seeds {
+                let mut transfer = Vec::new();
+                for src in transfer_sources(bench, d, &datasets) {
+                    if let Some((_, pts)) = done1.iter().find(|(r, _)| {
+                        r.dataset == src && r.seed == seed && r.strategy.starts_with("ppo")
+                    }) {
+                        transfer.extend(normalise_source(pts));
+                    }
+                }
+                phase2.push(Job {
+                    label: l,
+                    strategy: base,
+                    dataset: index(d),
                     seed,
-                    a.budget,
-                    a.batch_size,
-                );
-                bar.inc(1);
-                r
-            })
-            .collect::<Result<Vec<_>>>()
-    })?;
+                    transfer,
+                });
+            }
+        }
+    }
+    let done2 = run_jobs(&phase2)?;
     bar.finish_and_clear();
     let wall = t0.elapsed().as_secs_f64();
-    print_table(
-        &records,
-        &strategies,
-        &tables
-            .iter()
-            .map(|t| (t.0.clone(), t.2))
-            .collect::<Vec<_>>(),
-        a.budget,
-    );
+    let records: Vec<Record> = done1
+        .into_iter()
+        .chain(done2)
+        .map(|(r, _)| r)
+        .filter(|r| r.strategy != "ppo(source)")
+        .collect();
+    let shown: Vec<(String, Targets)> = tables
+        .iter()
+        .filter(|t| datasets.contains(&t.0))
+        .map(|t| (t.0.clone(), t.2))
+        .collect();
+    print_table(&records, &labels, &shown, a.budget);
     println!(
         "\n{} searches ({} strategies x {} datasets x {} seeds, budget {}) in {:.1} s on {threads} threads",
         records.len(),
-        strategies.len(),
+        labels.len(),
         datasets.len(),
         a.seeds,
         a.budget,
@@ -325,6 +472,34 @@ fn cost_cell(vals: &[Option<u64>], budget: u64) -> String {
     )
 }
 
+/// Per-seed cost ratios of vanilla PPO over a strategy (not reached = budget+1):
+/// median and IQR, "2.0x" = the strategy needed half PPO's cost.
+fn ratio_cell(
+    rs: &[&Record],
+    ppo: &[&Record],
+    budget: u64,
+    pick: fn(&Record) -> Option<u64>,
+) -> String {
+    let mut v: Vec<f64> = rs
+        .iter()
+        .filter_map(|r| {
+            let p = ppo.iter().find(|p| p.seed == r.seed)?;
+            let c = |x: Option<u64>| x.unwrap_or(budget + 1) as f64;
+            Some(c(pick(p)) / c(pick(r)))
+        })
+        .collect();
+    if v.is_empty() {
+        return "-".into();
+    }
+    v.sort_by(f64::total_cmp);
+    format!(
+        "{:.2}x [{:.2}-{:.2}]",
+        quantile(&v, 0.5),
+        quantile(&v, 0.25),
+        quantile(&v, 0.75)
+    )
+}
+
 fn print_table(
     records: &[Record],
     strategies: &[String],
@@ -336,15 +511,25 @@ fn print_table(
         "cost = distinct architectures evaluated; median [IQR] over seeds, reached/seeds; not reached = {}",
         budget + 1
     );
+    println!("ratio = vanilla PPO's cost / this strategy's cost, per seed pair; regret in test-accuracy points");
     print!(
-        "{:<12} {:<10} {:>26} {:>26}",
-        "DATASET", "STRATEGY", "COST TO TOP 0.1% (VAL)", "COST TO TOP 1% (VAL)"
+        "{:<10} {:<20} {:>24} {:>24} {:>20} {:>20}",
+        "DATASET",
+        "STRATEGY",
+        "COST TO TOP 0.1% (VAL)",
+        "COST TO TOP 1% (VAL)",
+        "RATIO TOP 0.1%",
+        "RATIO TOP 1%"
     );
     for q in &qs {
-        print!(" {:>12}", format!("REGRET@{q}"));
+        print!(" {:>7}", format!("R@{q}"));
     }
-    println!();
+    println!(" {:>8} {:>8}", "COVERAGE", "TRUSTED");
     for (d, _) in datasets {
+        let ppo: Vec<&Record> = records
+            .iter()
+            .filter(|r| &r.dataset == d && r.strategy == "ppo")
+            .collect();
         for s in strategies {
             let rs: Vec<&Record> = records
                 .iter()
@@ -353,11 +538,13 @@ fn print_table(
             let c01: Vec<Option<u64>> = rs.iter().map(|r| r.cost_to_target).collect();
             let c1: Vec<Option<u64>> = rs.iter().map(|r| r.cost_to_top1).collect();
             print!(
-                "{:<12} {:<10} {:>26} {:>26}",
+                "{:<10} {:<20} {:>24} {:>24} {:>20} {:>20}",
                 d,
                 s,
                 cost_cell(&c01, budget),
-                cost_cell(&c1, budget)
+                cost_cell(&c1, budget),
+                ratio_cell(&rs, &ppo, budget, |r| r.cost_to_target),
+                ratio_cell(&rs, &ppo, budget, |r| r.cost_to_top1),
             );
             for q in &qs {
                 let mut v: Vec<f64> = rs
@@ -366,9 +553,18 @@ fn print_table(
                     .map(|x| x * 100.0)
                     .collect();
                 v.sort_by(f64::total_cmp);
-                print!(" {:>12}", format!("{:.2}pp", quantile(&v, 0.5)));
+                print!(" {:>7}", format!("{:.2}", quantile(&v, 0.5)));
             }
-            println!();
+            let mut cov: Vec<f64> = rs.iter().filter_map(|r| r.critic_coverage).collect();
+            cov.sort_by(f64::total_cmp);
+            let cov = if cov.is_empty() {
+                "-".to_string()
+            } else {
+                format!("{:.0}%", 100.0 * quantile(&cov, 0.5))
+            };
+            let mut tr: Vec<f64> = rs.iter().map(|r| r.trusted as f64).collect();
+            tr.sort_by(f64::total_cmp);
+            println!(" {:>8} {:>8.0}", cov, quantile(&tr, 0.5));
         }
     }
 }

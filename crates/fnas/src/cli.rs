@@ -50,9 +50,15 @@ pub struct SearchArgs {
     /// Task as BENCHMARK/DATASET (e.g. nas-bench-graph/cora), instead of the two above.
     #[arg(long)]
     pub task: Option<String>,
-    /// Search strategy: random, evolution or ppo.
+    /// Search strategy: random, evolution, ppo (vanilla MnasNet-style RL), fnas (PPO +
+    /// critic gate and value + experience replay with off-policy correction), or one
+    /// FNAS ablation: fnas-value, fnas-gate, fnas-replay, fnas-replay-nocorr.
     #[arg(long, default_value = "ppo")]
     pub strategy: String,
+    /// Pre-train the FNAS critic on earlier experiments of this store that share the
+    /// search space: `all`, or comma-separated experiment names.
+    #[arg(long)]
+    pub transfer_from: Option<String>,
     /// Budget in cost units (distinct architectures evaluated).
     #[arg(long, default_value_t = 500)]
     pub budget: u64,
@@ -157,7 +163,9 @@ pub struct BenchArgs {
     /// Comma-separated datasets, or `all` (every dataset in the package).
     #[arg(long, default_value = "all")]
     pub datasets: String,
-    /// Comma-separated strategies.
+    /// Comma-separated strategies; a `+transfer` suffix (e.g. fnas+transfer) pre-trains
+    /// the critic on this bench's vanilla-PPO runs (same seed) on the other datasets
+    /// (for analog-nasbench: on the `baseline` column).
     #[arg(long, default_value = "random,evolution,ppo")]
     pub strategies: String,
     /// Number of seeds (0..N) per strategy and dataset.

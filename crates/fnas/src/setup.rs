@@ -7,12 +7,76 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use fnas_bench::{Benchmark, TabularBenchmark};
 use fnas_core::strategy::{Evolution, EvolutionConfig, RandomSearch};
+use fnas_core::Architecture;
 use fnas_core::{Objective, RewardConfig, SearchSpace, Strategy};
+use fnas_learn::fnas::{FnasConfig, FnasStrategy};
 use fnas_learn::ppo::{PpoConfig, PpoController};
 use serde::{Deserialize, Serialize};
 
-/// Strategies this build offers.
-pub const STRATEGIES: &[&str] = &["random", "evolution", "ppo"];
+/// Strategies this build offers. `ppo` is the vanilla MnasNet-style baseline; the
+/// `fnas*` ones are FNAS with some modules on (for ablations); `fnas` has all of them.
+pub const STRATEGIES: &[&str] = &[
+    "random",
+    "evolution",
+    "ppo",
+    "fnas",
+    "fnas-value",
+    "fnas-gate",
+    "fnas-replay",
+    "fnas-replay-nocorr",
+];
+
+/// The FNAS configuration of a strategy name (`None` for non-FNAS strategies).
+///
+/// - `fnas-value`: critic as PPO's value function only;
+/// - `fnas-gate`: critic as value and as the train-or-trust gate;
+/// - `fnas-replay-nocorr` / `fnas-replay`: experience replay without / with the
+///   off-policy correction, no critic;
+/// - `fnas`: everything (transfer too, when sources are given).
+pub fn fnas_preset(name: &str, ppo: &PpoConfig) -> Option<FnasConfig> {
+    let off = FnasConfig {
+        ppo: ppo.clone(),
+        critic: None,
+        critic_value: false,
+        gate: false,
+        replay: false,
+        correction: false,
+        ..FnasConfig::default()
+    };
+    let critic = Some(FnasConfig::default().critic.unwrap_or_default());
+    Some(match name {
+        "fnas" => FnasConfig {
+            ppo: ppo.clone(),
+            ..FnasConfig::default()
+        },
+        "fnas-value" => FnasConfig {
+            critic,
+            critic_value: true,
+            ..off
+        },
+        "fnas-gate" => FnasConfig {
+            critic,
+            critic_value: true,
+            gate: true,
+            ..off
+        },
+        "fnas-replay" => FnasConfig {
+            replay: true,
+            correction: true,
+            ..off
+        },
+        "fnas-replay-nocorr" => FnasConfig {
+            replay: true,
+            correction: false,
+            ..off
+        },
+        _ => return None,
+    })
+}
+
+/// Per-task normalised (architecture, z-score) points for the critic, from earlier
+/// searches: each source's evaluated rewards are z-scored within that source.
+pub type TransferPoints = Vec<(Architecture, f64)>;
 
 /// Everything that defines a search besides name, strategy, seed and budget; stored as
 /// the experiment's config.
@@ -26,6 +90,20 @@ pub struct SearchSettings {
     pub evolution: EvolutionConfig,
     #[serde(default)]
     pub ppo: PpoConfig,
+    /// FNAS module switches (FNAS strategies only).
+    #[serde(default)]
+    pub fnas: Option<FnasConfig>,
+    /// What the critic was pre-trained on: source experiments and their point counts.
+    #[serde(default)]
+    pub transfer: Vec<TransferSource>,
+}
+
+/// One transfer source recorded with the experiment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TransferSource {
+    pub experiment: String,
+    pub task: String,
+    pub points: usize,
 }
 
 impl SearchSettings {
@@ -42,6 +120,8 @@ impl SearchSettings {
             reward,
             evolution: default_evolution(),
             ppo: PpoConfig::default(),
+            fnas: None,
+            transfer: Vec::new(),
         }
     }
 }
@@ -65,19 +145,37 @@ pub fn check_strategy(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Builds a strategy by name.
+/// Builds a strategy by name; `transfer` pre-trains an FNAS critic.
 pub fn make_strategy(
     name: &str,
     space: SearchSpace,
     seed: u64,
     settings: &SearchSettings,
+    transfer: &[(Architecture, f64)],
 ) -> Result<Box<dyn Strategy>> {
     check_strategy(name)?;
+    if let Some(preset) = fnas_preset(name, &settings.ppo) {
+        let cfg = settings.fnas.clone().unwrap_or(preset);
+        return Ok(Box::new(FnasStrategy::with_transfer(
+            space, cfg, seed, transfer,
+        )));
+    }
     Ok(match name {
         "random" => Box::new(RandomSearch::new(space, seed)),
         "evolution" => Box::new(Evolution::new(space, settings.evolution.clone(), seed)),
         _ => Box::new(PpoController::new(space, settings.ppo.clone(), seed)),
     })
+}
+
+/// Z-scores one source's evaluated rewards (see [`TransferPoints`]).
+pub fn normalise_source(points: &[(Architecture, f64)]) -> TransferPoints {
+    let rewards: Vec<f64> = points.iter().map(|p| p.1).collect();
+    let z = fnas_learn::critic::zscores(&rewards);
+    points
+        .iter()
+        .zip(z)
+        .map(|(p, z)| (p.0.clone(), z))
+        .collect()
 }
 
 /// Parses `BENCHMARK/DATASET` or the pair of options.
@@ -141,4 +239,61 @@ pub fn reward_config(target: Option<f64>, hard: bool, params: bool) -> Result<Re
         }
         Some(t) => bail!("--target must be a positive number, got {t}"),
     })
+}
+
+/// Architecture knowledge from earlier experiments of the same space in a store:
+/// `names` = `None` takes all of them (except `exclude`, the experiment being run).
+pub fn transfer_from_store(
+    store: &dyn fnas_core::Store,
+    space: &SearchSpace,
+    names: Option<&[String]>,
+    exclude: &str,
+) -> Result<(TransferPoints, Vec<TransferSource>)> {
+    let mut points = Vec::new();
+    let mut sources = Vec::new();
+    let experiments = store.list_experiments()?;
+    if let Some(names) = names {
+        for n in names {
+            if !experiments.iter().any(|e| &e.experiment.spec.name == n) {
+                bail!("--transfer-from: no experiment `{n}` in the store (see `fnas ls`)");
+            }
+        }
+    }
+    for e in experiments {
+        let spec = &e.experiment.spec;
+        let wanted = names.is_none_or(|n| n.contains(&spec.name));
+        if !wanted || spec.name == exclude {
+            continue;
+        }
+        if spec.space != space.name() {
+            if names.is_some() {
+                bail!(
+                    "--transfer-from: experiment `{}` searched space {}, not {}",
+                    spec.name,
+                    spec.space,
+                    space.name()
+                );
+            }
+            continue;
+        }
+        let mut own = Vec::new();
+        for t in store.trials(e.experiment.id)? {
+            if t.source != Some(fnas_core::store::TrialSource::Evaluated) {
+                continue;
+            }
+            if let (Some(r), Ok(a)) = (t.reward, space.parse(&t.arch)) {
+                own.push((a, r));
+            }
+        }
+        if own.len() < 2 {
+            continue;
+        }
+        sources.push(TransferSource {
+            experiment: spec.name.clone(),
+            task: spec.task.clone(),
+            points: own.len(),
+        });
+        points.extend(normalise_source(&own));
+    }
+    Ok((points, sources))
 }

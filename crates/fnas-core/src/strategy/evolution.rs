@@ -104,6 +104,7 @@ impl Strategy for Evolution {
             out.push(Proposal {
                 arch,
                 log_prob: None,
+                prediction: None,
             });
         }
         Ok(out)
@@ -160,6 +161,7 @@ mod tests {
                     arch: p.arch.clone(),
                     reward: Some(score(&p.arch)),
                     log_prob: None,
+                    evaluated: true,
                 })
                 .collect();
             if step < 4 {
@@ -195,6 +197,7 @@ mod tests {
                     arch: p.arch.clone(),
                     reward: Some(score(&p.arch)),
                     log_prob: None,
+                    evaluated: true,
                 })
                 .collect();
             e.tell(&o).unwrap();

@@ -4,10 +4,26 @@
 mod evolution;
 mod random;
 
+use serde::{Deserialize, Serialize};
+
 use crate::Architecture;
 
 pub use evolution::{Evolution, EvolutionConfig};
 pub use random::RandomSearch;
+
+/// A critic's prediction of a proposal's reward, made when it was proposed.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Prediction {
+    /// Predicted reward.
+    pub mean: f64,
+    /// Uncertainty (std of the ensemble), in reward units.
+    pub std: f64,
+    /// `true`: the gate trusts the prediction and the loop does NOT evaluate the
+    /// architecture (its reward is the prediction, its cost 0, and it never counts as
+    /// found). `false`: the architecture is evaluated and the prediction is recorded
+    /// beside the truth (calibration).
+    pub trusted: bool,
+}
 
 /// One proposed architecture.
 #[derive(Clone, Debug, PartialEq)]
@@ -15,6 +31,19 @@ pub struct Proposal {
     pub arch: Architecture,
     /// Log-probability under the sampling policy (policy-based strategies only).
     pub log_prob: Option<f64>,
+    /// The critic's prediction and gate decision (FNAS only).
+    pub prediction: Option<Prediction>,
+}
+
+impl Proposal {
+    /// A proposal without a critic prediction.
+    pub fn new(arch: Architecture, log_prob: Option<f64>) -> Self {
+        Self {
+            arch,
+            log_prob,
+            prediction: None,
+        }
+    }
 }
 
 /// What happened to a proposal.
@@ -24,6 +53,10 @@ pub struct Outcome {
     /// The reward; `None` when the evaluation failed.
     pub reward: Option<f64>,
     pub log_prob: Option<f64>,
+    /// `true` when `reward` comes from a real evaluation (now, or earlier in this
+    /// experiment and served from the store); `false` when it is the critic's trusted
+    /// prediction.
+    pub evaluated: bool,
 }
 
 /// Strategy errors.

@@ -31,6 +31,7 @@ impl Strategy for RandomSearch {
             .map(|_| Proposal {
                 arch: self.space.sample(&mut self.rng),
                 log_prob: None,
+                prediction: None,
             })
             .collect())
     }

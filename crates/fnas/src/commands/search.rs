@@ -9,7 +9,8 @@ use fnas_store::SqliteStore;
 use crate::cli::{Constraint, ObjectiveArg, SearchArgs};
 use crate::progress::budget_bar;
 use crate::setup::{
-    check_strategy, load_benchmark, make_strategy, parse_task, reward_config, SearchSettings,
+    check_strategy, fnas_preset, load_benchmark, make_strategy, parse_task, reward_config,
+    transfer_from_store, SearchSettings,
 };
 
 pub fn run(a: SearchArgs) -> Result<()> {
@@ -47,7 +48,22 @@ pub fn run(a: SearchArgs) -> Result<()> {
             .clone()
             .unwrap_or_else(|| default_name(&a.strategy, bench.name(), &dataset, a.seed));
         let mut store = SqliteStore::open(&a.store.store)?;
-        let settings = SearchSettings::new(bench, &dataset, a.batch_size, reward);
+        let mut settings = SearchSettings::new(bench, &dataset, a.batch_size, reward);
+        settings.fnas = fnas_preset(&a.strategy, &settings.ppo);
+        if let Some(from) = &a.transfer_from {
+            if settings.fnas.as_ref().is_none_or(|f| f.critic.is_none()) {
+                bail!(
+                    "--transfer-from needs a strategy with a critic (fnas, fnas-value, fnas-gate)"
+                );
+            }
+            let names: Vec<String> = from.split(',').map(|s| s.trim().to_string()).collect();
+            let names = (from != "all").then_some(names);
+            let (_, sources) = transfer_from_store(&store, table.space(), names.as_deref(), &name)?;
+            if sources.is_empty() {
+                bail!("--transfer-from {from}: no earlier experiment of space {} with evaluated trials in the store", table.space().name());
+            }
+            settings.transfer = sources;
+        }
         let spec = ExperimentSpec {
             name,
             space: table.space().name().to_string(),
@@ -61,11 +77,31 @@ pub fn run(a: SearchArgs) -> Result<()> {
         (store, exp, settings, table)
     };
     let evaluator: &dyn Evaluator = bench.as_ref();
+    // the sources recorded with the experiment, so a resumed search transfers the same
+    let transfer = if settings.transfer.is_empty() {
+        Vec::new()
+    } else {
+        let names: Vec<String> = settings
+            .transfer
+            .iter()
+            .map(|t| t.experiment.clone())
+            .collect();
+        transfer_from_store(&store, evaluator.space(), Some(&names), &exp.spec.name)?.0
+    };
+    if !settings.transfer.is_empty() && !a.json {
+        let list: Vec<String> = settings
+            .transfer
+            .iter()
+            .map(|t| format!("{} ({}, {} points)", t.experiment, t.task, t.points))
+            .collect();
+        eprintln!("critic pre-trained on {}", list.join(", "));
+    }
     let mut strategy = make_strategy(
         &exp.spec.strategy,
         evaluator.space().clone(),
         exp.spec.seed,
         &settings,
+        &transfer,
     )?;
     let cfg = SearchConfig::new(
         exp.spec.budget,

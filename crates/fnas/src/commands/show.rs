@@ -102,6 +102,13 @@ pub fn show(a: ShowArgs) -> Result<()> {
         .iter()
         .filter(|t| t.status != TrialStatus::Pending)
         .count();
+    let calibration = calibration(&trials);
+    let transfer = exp
+        .spec
+        .config
+        .get("transfer")
+        .cloned()
+        .unwrap_or(serde_json::Value::Null);
     if a.json {
         let best: Vec<i64> = best_trials(&trials)
             .iter()
@@ -111,6 +118,8 @@ pub fn show(a: ShowArgs) -> Result<()> {
         let v = serde_json::json!({
             "experiment": exp,
             "summary": { "trials": trials.len(), "finished": finished, "cost": spent, "best": best },
+            "transfer": transfer,
+            "critic": calibration,
             "trials": trials,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -127,7 +136,63 @@ pub fn show(a: ShowArgs) -> Result<()> {
         trials.len(),
         s.budget
     );
+    if let Some(list) = transfer.as_array().filter(|l| !l.is_empty()) {
+        let names: Vec<String> = list
+            .iter()
+            .map(|t| {
+                format!(
+                    "{} ({}, {} points)",
+                    t["experiment"].as_str().unwrap_or("?"),
+                    t["task"].as_str().unwrap_or("?"),
+                    t["points"]
+                )
+            })
+            .collect();
+        println!("  critic pre-trained on: {}", names.join(", "));
+    }
+    if let Some(c) = &calibration {
+        println!(
+            "  critic: {} proposals trusted (not evaluated); on {} evaluated ones: mean abs error {:.4}, coverage of +-2 std {:.0}%",
+            c.trusted, c.scored, c.mae, 100.0 * c.coverage
+        );
+    }
     println!();
     print_best(&trials, a.top);
     Ok(())
+}
+
+/// How well the critic's predictions matched the evaluated truth.
+#[derive(serde::Serialize)]
+pub struct Calibration {
+    pub trusted: usize,
+    pub scored: usize,
+    pub mae: f64,
+    pub coverage: f64,
+}
+
+pub fn calibration(trials: &[Trial]) -> Option<Calibration> {
+    let trusted = trials
+        .iter()
+        .filter(|t| t.source == Some(TrialSource::Critic))
+        .count();
+    let pairs: Vec<(f64, f64, f64)> = trials
+        .iter()
+        .filter(|t| t.source == Some(TrialSource::Evaluated))
+        .filter_map(|t| Some((t.prediction?, t.reward?)))
+        .map(|(p, r)| (p.mean, p.std, r))
+        .collect();
+    if pairs.is_empty() && trusted == 0 {
+        return None;
+    }
+    let n = pairs.len().max(1) as f64;
+    Some(Calibration {
+        trusted,
+        scored: pairs.len(),
+        mae: pairs.iter().map(|(m, _, r)| (r - m).abs()).sum::<f64>() / n,
+        coverage: pairs
+            .iter()
+            .filter(|(m, s, r)| (r - m).abs() <= 2.0 * s)
+            .count() as f64
+            / n,
+    })
 }

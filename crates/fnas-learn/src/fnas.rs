@@ -1,0 +1,524 @@
+//! The FNAS strategy (strategy name `fnas`): the PPO controller of [`crate::ppo`] plus
+//! the RL-side FNAS modules, each switchable so the ablation can add them one by one.
+//! With every module off ([`FnasConfig::vanilla`]) it is exactly the vanilla PPO
+//! controller: same proposals, same log-probabilities, same updates.
+//!
+//! - **Uncertainty-aware critic** (`critic`, a [`Critic`] deep ensemble). It learns from
+//!   every architecture evaluated in this search (each canonical architecture once; a
+//!   failed evaluation is not a reward and is left out) and, with
+//!   [`FnasStrategy::with_transfer`], from earlier searches' records (rewards z-scored
+//!   per source task), pre-trained for `pretrain_steps` steps before the search starts.
+//!   It is refitted (`steps_per_fit` more steps) at the end of a `tell` once
+//!   `refit_points` (default 8, a batch) new points have arrived since its last fit.
+//!   - *Usable* once it has at least `min_own_points` (default 8) evaluated points of this
+//!     task AND at least `min_points` (default 32) points in all, transferred included:
+//!     without transfer it waits for 32 of its own (four batches of 8); with transfer,
+//!     for 8 own points, which is what fixes the current task's reward scale (the critic
+//!     predicts z-scores; the task's mean and std turn them into rewards). Before that
+//!     it scores nothing, trusts nothing and is not used as the value function.
+//!   - *Scoring*: once usable, every proposal whose canonical architecture has not been
+//!     evaluated yet in this search gets a [`Prediction`] (mean, std in reward units,
+//!     `trusted`), whether or not the gate is on, so calibration is known for every
+//!     variant. An already-evaluated architecture is not scored: the loop serves it
+//!     from the store, and scoring it would put in-sample predictions in calibration.
+//!   - *Gate* (`gate`): a prediction is trusted (the loop does not evaluate it, its
+//!     reward is the predicted mean at cost 0) iff the ensemble std in z-units of the
+//!     task's reward std is below `tau`, AND `mean + 2 std` is below the best reward
+//!     evaluated so far in this search (our choice: an architecture that the critic
+//!     thinks might beat the incumbent is always evaluated, so a trusted prediction can
+//!     never hide a winner), AND the audit draw does not pick it: a fraction `audit` of
+//!     the would-be-trusted samples is evaluated anyway (drawn with the strategy's RNG),
+//!     which measures the critic's error where it is confident. See [`would_trust`].
+//!   - *Value function* (`critic_value`): the advantage of a sample is
+//!     `A = (R - V(a)) / sigma`, V = the critic's mean prediction (made before this
+//!     batch's points are added, i.e. out of sample for new architectures), sigma = the
+//!     cumulative reward std of [`crate::ppo`]; otherwise the EMA baseline of
+//!     [`crate::ppo`]. The EMA statistics are kept up to date in both cases, so sigma is
+//!     the same and the switch from the EMA baseline (critic not yet usable) to the
+//!     critic is seamless.
+//! - **Experience buffer with off-policy correction** (`replay`, `correction`). Every
+//!   evaluated outcome (a real reward, or `failed_reward` for a failed evaluation; not a
+//!   trusted prediction) is kept with its tokens, the reward used for learning, `log mu`
+//!   (its log-probability under the policy that sampled it) and that policy's version
+//!   (number of updates before it). Each PPO update uses the fresh outcomes of the batch
+//!   (evaluated and trusted) plus `round(f / (1 - f) * fresh)` replayed ones,
+//!   `f = replay_fraction` (default 0.5: half the batch), drawn uniformly without
+//!   replacement from the buffer as it was before this batch. A replayed sample's old
+//!   log-probability (the one the PPO ratio is taken against) is its log-probability
+//!   under the policy at the start of the update, and its clipped surrogate term is
+//!   multiplied by the truncated importance weight
+//!   `rho = min(c, pi_theta(a) / mu(a))` (`c = clip_c`, default 1), computed once at the
+//!   start of the update (no gradient flows through it); with `correction` off,
+//!   `rho = 1` (see [`importance_weight`]). Its advantage uses the same baseline and
+//!   sigma as the fresh samples (the EMA statistics are not updated by replays).
+//!
+//! Everything that changes (controller, critic with its data and RNGs, buffer, the
+//! strategy's RNG, the incumbent, the set of evaluated architectures, counters) is in
+//! `state()`, with floats stored bit-exactly, so `restore(state())` continues exactly.
+//!
+//! Cost of the critic on this machine (release build, 5 members of 32 hidden units,
+//! 60 steps of 32 per `fit`): see the crate's `speed_of_a_500_evaluation_fnas_search`
+//! test; about 1 ms per `fit` on NAS-Bench-201 (30 inputs) at 500 points.
+
+use std::collections::BTreeSet;
+
+use fnas_core::strategy::{Outcome, Prediction, Proposal, Strategy, StrategyError};
+use fnas_core::{Architecture, SearchSpace};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{f64_bits, opt_f64_bits};
+use crate::critic::{Critic, CriticConfig};
+use crate::ppo::{self, PpoConfig, PpoController, Sample};
+
+const STD_EPS: f64 = 1e-8;
+
+/// FNAS settings. `Default` is full FNAS (critic as value and gate, replay with
+/// correction); [`FnasConfig::vanilla`] is everything off (= vanilla PPO).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FnasConfig {
+    /// The controller.
+    pub ppo: PpoConfig,
+    /// The critic; `None` turns it (and with it the value function and the gate) off.
+    pub critic: Option<CriticConfig>,
+    /// Use the critic as PPO's value function (`A = (R - V) / sigma`, V per
+    /// `value_baseline`).
+    pub critic_value: bool,
+    /// Which critic value is subtracted.
+    pub value_baseline: ValueBaseline,
+    /// Skip the evaluation of confidently predicted architectures.
+    pub gate: bool,
+    /// Gate threshold on the ensemble std, in z-units of the task's reward std.
+    pub tau: f64,
+    /// Fraction of would-be-trusted samples that are evaluated anyway.
+    pub audit: f64,
+    /// Points (own + transferred) the critic needs before it is used at all.
+    pub min_points: usize,
+    /// Evaluated points of the current task the critic needs before it is used at all.
+    pub min_own_points: usize,
+    /// Fitting steps on the transferred points before the search starts.
+    pub pretrain_steps: usize,
+    /// The critic is refitted (`steps_per_fit` more steps) once this many new evaluated
+    /// points have arrived since its last fit.
+    pub refit_points: usize,
+    /// Mix replayed samples from the experience buffer into each PPO update.
+    pub replay: bool,
+    /// Share of the PPO batch that is replayed (clamped to `[0, 0.9]`).
+    pub replay_fraction: f64,
+    /// Weight replayed samples by the truncated importance ratio (off: weight 1).
+    pub correction: bool,
+    /// Truncation `c` of the importance ratio.
+    pub clip_c: f64,
+}
+
+impl Default for FnasConfig {
+    fn default() -> Self {
+        Self {
+            ppo: PpoConfig::default(),
+            critic: Some(CriticConfig::default()),
+            critic_value: true,
+            value_baseline: ValueBaseline::default(),
+            gate: true,
+            tau: 0.15,
+            audit: 0.1,
+            min_points: 32,
+            min_own_points: 8,
+            pretrain_steps: 300,
+            refit_points: 8,
+            replay: true,
+            replay_fraction: 0.5,
+            correction: true,
+            clip_c: 1.0,
+        }
+    }
+}
+
+impl FnasConfig {
+    /// Every module off: vanilla PPO.
+    pub fn vanilla() -> Self {
+        Self {
+            critic: None,
+            critic_value: false,
+            gate: false,
+            replay: false,
+            correction: false,
+            ..Self::default()
+        }
+    }
+}
+
+/// The value V subtracted from a reward when the critic is PPO's value function.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValueBaseline {
+    /// `V = V(a)`, the critic's prediction for the sampled architecture itself.
+    #[default]
+    Architecture,
+    /// `V` = the mean of the critic's predictions for the OTHER fresh samples of the
+    /// batch (leave-one-out; all of them for a replayed sample): the policy's expected
+    /// reward as the critic sees it, independent of the sample's own action.
+    PolicyMean,
+}
+
+/// Truncated importance weight of a replayed sample: `min(c, exp(logp_pi - logp_mu))`,
+/// or 1 with the correction off. A NaN ratio counts as `c`.
+pub fn importance_weight(logp_pi: f64, logp_mu: f64, c: f64, correction: bool) -> f64 {
+    if !correction {
+        return 1.0;
+    }
+    (logp_pi - logp_mu).exp().min(c)
+}
+
+/// The gate's rule before the audit draw: trust a prediction (mean and std in reward
+/// units, `std_z` in z-units of the task's reward std) iff `std_z < tau` and
+/// `mean + 2 std < best`, the best reward evaluated so far (`None`: trust nothing).
+pub fn would_trust(mean: f64, std: f64, std_z: f64, tau: f64, best: Option<f64>) -> bool {
+    std_z < tau && best.is_some_and(|b| mean + 2.0 * std < b)
+}
+
+/// Counters of what the FNAS modules did (part of the state).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FnasStats {
+    /// Transferred points the critic was pre-trained on.
+    pub transferred: u64,
+    /// Transferred points rejected (architecture not of this space, non-finite score).
+    pub transfer_rejected: u64,
+    /// Proposals the critic scored.
+    pub scored: u64,
+    /// Proposals the gate trusted (not evaluated).
+    pub trusted: u64,
+    /// Would-be-trusted proposals evaluated anyway (audit).
+    pub audited: u64,
+    /// Replayed samples used in PPO updates.
+    pub replayed: u64,
+    /// PPO updates whose advantages came from the critic.
+    pub value_updates: u64,
+}
+
+/// One entry of the experience buffer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Experience {
+    tokens: Vec<u16>,
+    /// The reward used for learning.
+    #[serde(with = "f64_bits")]
+    reward: f64,
+    /// `log mu(a)`: the log-probability under the sampling policy.
+    #[serde(with = "f64_bits")]
+    log_mu: f64,
+    /// Policy updates before the sampling policy.
+    version: u64,
+}
+
+/// The FNAS part of the state.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Extra {
+    critic: Option<Critic>,
+    buffer: Vec<Experience>,
+    rng: ChaCha8Rng,
+    /// Best evaluated reward so far.
+    #[serde(with = "opt_f64_bits")]
+    best: Option<f64>,
+    /// Canonical architectures evaluated so far (successfully or not).
+    seen: BTreeSet<Vec<u16>>,
+    /// Points added to the critic since its last fit.
+    unfitted: usize,
+    stats: FnasStats,
+}
+
+#[derive(Serialize)]
+struct SavedRef<'a> {
+    ppo: &'a ppo::State,
+    fnas: &'a Extra,
+}
+
+#[derive(Deserialize)]
+struct Saved {
+    ppo: ppo::State,
+    fnas: Extra,
+}
+
+/// The FNAS strategy (name `fnas`).
+pub struct FnasStrategy {
+    space: SearchSpace,
+    config: FnasConfig,
+    ppo: PpoController,
+    ex: Extra,
+}
+
+impl FnasStrategy {
+    /// A strategy for `space`; the controller gets `seed`, the critic and the strategy's
+    /// own RNG seeds derived from it.
+    pub fn new(space: SearchSpace, config: FnasConfig, seed: u64) -> Self {
+        let ppo = PpoController::new(space.clone(), config.ppo.clone(), seed);
+        let critic = config
+            .critic
+            .clone()
+            .map(|c| Critic::new(&space, c, seed ^ 0xc1_7e_c0_de));
+        Self {
+            ex: Extra {
+                critic,
+                buffer: Vec::new(),
+                rng: ChaCha8Rng::seed_from_u64(seed ^ 0xf_a5_f_a5),
+                best: None,
+                seen: BTreeSet::new(),
+                unfitted: 0,
+                stats: FnasStats::default(),
+            },
+            space,
+            config,
+            ppo,
+        }
+    }
+
+    /// Like [`FnasStrategy::new`], with the critic pre-trained (`pretrain_steps` steps)
+    /// on `transferred` (architecture, reward z-scored per source task) points of
+    /// earlier searches. Points whose architecture does not fit the space or whose score
+    /// is not finite are rejected (counted in [`FnasStats::transfer_rejected`]); with the
+    /// critic off, nothing is transferred.
+    pub fn with_transfer(
+        space: SearchSpace,
+        config: FnasConfig,
+        seed: u64,
+        transferred: &[(Architecture, f64)],
+    ) -> Self {
+        let mut s = Self::new(space, config, seed);
+        if let Some(critic) = s.ex.critic.as_mut() {
+            for (a, z) in transferred {
+                if s.space.is_valid(a) && z.is_finite() {
+                    critic.add_transferred(a, *z);
+                    s.ex.stats.transferred += 1;
+                } else {
+                    s.ex.stats.transfer_rejected += 1;
+                }
+            }
+            if s.ex.stats.transferred > 0 {
+                critic.fit_steps(s.config.pretrain_steps);
+            }
+        }
+        s
+    }
+
+    pub fn config(&self) -> &FnasConfig {
+        &self.config
+    }
+
+    pub fn stats(&self) -> &FnasStats {
+        &self.ex.stats
+    }
+
+    /// The controller.
+    pub fn controller(&self) -> &PpoController {
+        &self.ppo
+    }
+
+    /// The critic (`None` when off).
+    pub fn critic(&self) -> Option<&Critic> {
+        self.ex.critic.as_ref()
+    }
+
+    /// Entries in the experience buffer.
+    pub fn buffer_len(&self) -> usize {
+        self.ex.buffer.len()
+    }
+
+    /// Best evaluated reward so far.
+    pub fn best_evaluated(&self) -> Option<f64> {
+        self.ex.best
+    }
+
+    /// The critic, when it is on and has enough data to be used (module docs).
+    fn usable_critic(&self) -> Option<&Critic> {
+        self.ex.critic.as_ref().filter(|c| {
+            let own = c.own_points();
+            own >= self.config.min_own_points.max(1)
+                && own + c.transferred_points() >= self.config.min_points
+        })
+    }
+
+    /// The gate's decision for one scored proposal: [`would_trust`], then the audit draw
+    /// (made only for would-be-trusted proposals, with the strategy's RNG).
+    fn decide(&mut self, mean: f64, std: f64, std_z: f64) -> bool {
+        let cfg = &self.config;
+        if !(cfg.gate && would_trust(mean, std, std_z, cfg.tau, self.ex.best)) {
+            return false;
+        }
+        if self.ex.rng.random::<f64>() < cfg.audit {
+            self.ex.stats.audited += 1;
+            return false;
+        }
+        self.ex.stats.trusted += 1;
+        true
+    }
+
+    fn canonical(&self, arch: &Architecture) -> Vec<u16> {
+        self.space.canonical(arch).0
+    }
+}
+
+impl Strategy for FnasStrategy {
+    fn name(&self) -> &str {
+        "fnas"
+    }
+
+    fn ask(&mut self, n: usize) -> Result<Vec<Proposal>, StrategyError> {
+        let drawn = self.ppo.sample(n)?;
+        let mut out = Vec::with_capacity(drawn.len());
+        for (arch, lp) in drawn {
+            let log_prob = Some(f64::from(lp));
+            let pred = match self.usable_critic() {
+                Some(c) if !self.ex.seen.contains(&self.canonical(&arch)) => Some(c.predict(&arch)),
+                _ => None,
+            };
+            let prediction = pred.map(|p| {
+                self.ex.stats.scored += 1;
+                Prediction {
+                    mean: p.mean,
+                    std: p.std,
+                    trusted: self.decide(p.mean, p.std, p.std_z),
+                }
+            });
+            out.push(Proposal {
+                arch,
+                log_prob,
+                prediction,
+            });
+        }
+        Ok(out)
+    }
+
+    fn tell(&mut self, outcomes: &[Outcome]) -> Result<(), StrategyError> {
+        let used = self.ppo.prepare(outcomes)?;
+        let version = self.ppo.updates();
+        if !used.is_empty() {
+            let rewards: Vec<f64> = used.iter().map(|u| u.reward).collect();
+            let (ema_adv, scale) = self.ppo.ema_advantages(&rewards);
+            let use_value = self.config.critic_value && self.usable_critic().is_some();
+            let critic = self.ex.critic.as_ref().filter(|_| use_value);
+            let value = |tokens: &[u16], c: &Critic| c.predict(&Architecture(tokens.to_vec())).mean;
+            // the critic's values of the fresh samples
+            let values: Option<Vec<f64>> =
+                critic.map(|c| used.iter().map(|u| value(u.tokens, c)).collect());
+            let n = used.len() as f64;
+            let sum_v = values.as_ref().map_or(0.0, |v| v.iter().sum::<f64>());
+            let mode = self.config.value_baseline;
+            let fresh_baseline = |i: usize| match (&values, mode) {
+                (None, _) => None,
+                (Some(v), ValueBaseline::Architecture) => Some(v[i]),
+                (Some(v), ValueBaseline::PolicyMean) if n > 1.0 => Some((sum_v - v[i]) / (n - 1.0)),
+                (Some(_), ValueBaseline::PolicyMean) => None,
+            };
+            let to_adv = |r: f64, b: Option<f64>| match b {
+                Some(b) => (r - b) / (scale.sigma + STD_EPS),
+                None => scale.advantage(r),
+            };
+            let mut samples: Vec<Sample> = used
+                .iter()
+                .zip(&ema_adv)
+                .enumerate()
+                .map(|(i, (u, &a))| Sample {
+                    tokens: u.tokens,
+                    old_logp: u.old_logp,
+                    advantage: fresh_baseline(i).map_or(a, |b| to_adv(u.reward, Some(b))) as f32,
+                    weight: 1.0,
+                })
+                .collect();
+            let buffer = &self.ex.buffer;
+            if self.config.replay && !buffer.is_empty() {
+                let f = self.config.replay_fraction.clamp(0.0, 0.9);
+                let k = ((f / (1.0 - f)) * used.len() as f64).round() as usize;
+                let picks =
+                    rand::seq::index::sample(&mut self.ex.rng, buffer.len(), k.min(buffer.len()));
+                for i in picks.iter() {
+                    let e = &buffer[i];
+                    // rho and the ratio's reference: the policy at the start of the update
+                    let lp_pi = self.ppo.log_prob_tokens(&e.tokens);
+                    let rho = importance_weight(
+                        f64::from(lp_pi),
+                        e.log_mu,
+                        self.config.clip_c,
+                        self.config.correction,
+                    );
+                    let b = critic.map(|c| match mode {
+                        ValueBaseline::Architecture => value(&e.tokens, c),
+                        ValueBaseline::PolicyMean => sum_v / n,
+                    });
+                    samples.push(Sample {
+                        tokens: &e.tokens,
+                        old_logp: lp_pi,
+                        advantage: to_adv(e.reward, b) as f32,
+                        weight: rho as f32,
+                    });
+                }
+                self.ex.stats.replayed += (samples.len() - used.len()) as u64;
+            }
+            if use_value {
+                self.ex.stats.value_updates += 1;
+            }
+            self.ppo.learn(&samples, rewards.len());
+        }
+        // the evaluated outcomes go to the buffer, the incumbent and the critic's data
+        for u in used.iter().filter(|u| u.outcome.evaluated) {
+            self.ex.buffer.push(Experience {
+                tokens: u.tokens.to_vec(),
+                reward: u.reward,
+                log_mu: f64::from(u.old_logp),
+                version,
+            });
+        }
+        for o in outcomes.iter().filter(|o| o.evaluated) {
+            let key = self.canonical(&o.arch);
+            let first = self.ex.seen.insert(key);
+            let Some(r) = o.reward.filter(|r| r.is_finite()) else {
+                continue;
+            };
+            self.ex.best = Some(self.ex.best.map_or(r, |b| b.max(r)));
+            if let (true, Some(c)) = (first, self.ex.critic.as_mut()) {
+                c.add(&o.arch, r);
+                self.ex.unfitted += 1;
+            }
+        }
+        if self.ex.unfitted >= self.config.refit_points.max(1) {
+            if let Some(c) = self.ex.critic.as_mut() {
+                c.fit();
+                self.ex.unfitted = 0;
+            }
+        }
+        Ok(())
+    }
+
+    fn state(&self) -> Result<Vec<u8>, StrategyError> {
+        serde_json::to_vec(&SavedRef {
+            ppo: self.ppo.raw_state(),
+            fnas: &self.ex,
+        })
+        .map_err(|e| StrategyError::Other(format!("serialising fnas state: {e}")))
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), StrategyError> {
+        let saved: Saved =
+            serde_json::from_slice(state).map_err(|e| StrategyError::BadState(e.to_string()))?;
+        match (&saved.fnas.critic, &self.ex.critic) {
+            (Some(c), Some(_)) if !c.fits_space(&self.space) => {
+                return Err(StrategyError::BadState(format!(
+                    "fnas state has a critic of another space than {}",
+                    self.space.name()
+                )))
+            }
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(StrategyError::BadState(
+                    "fnas state and configuration disagree on whether the critic is on".into(),
+                ))
+            }
+            _ => {}
+        }
+        self.ppo.set_raw_state(saved.ppo)?;
+        self.ex = saved.fnas;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[path = "fnas_tests.rs"]
+mod tests;
