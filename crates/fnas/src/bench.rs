@@ -127,6 +127,9 @@ pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
+/// A finished search: its record and its evaluated (architecture, reward) points.
+type Done = (Record, Vec<(Architecture, f64)>);
+
 /// One search's job: strategy (without any `+transfer` suffix), dataset, seed and the
 /// transfer points for the critic.
 struct Job<'a> {
@@ -145,7 +148,7 @@ fn run_one(
     tables: &[(String, Arc<dyn TabularBenchmark>, Targets)],
     budget: u64,
     batch_size: usize,
-) -> Result<(Record, Vec<(Architecture, f64)>)> {
+) -> Result<Done> {
     let t0 = Instant::now();
     let (dataset, table, targets) = &tables[job.dataset];
     let mut store = SqliteStore::in_memory()?;
@@ -372,7 +375,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         bar.set_style(style);
     }
     let t0 = Instant::now();
-    let run_jobs = |jobs: &[Job]| -> Result<Vec<(Record, Vec<(Architecture, f64)>)>> {
+    let run_jobs = |jobs: &[Job]| -> Result<Vec<Done>> {
         pool.install(|| {
             jobs.par_iter()
                 .map(|j| {
