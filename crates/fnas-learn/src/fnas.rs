@@ -178,12 +178,16 @@ impl FnasConfig {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ValueBaseline {
-    /// `V = V(a)`, the critic's prediction for the sampled architecture itself.
-    #[default]
+    /// `V = V(a)`, the critic's prediction for the sampled architecture itself (the
+    /// literal A = R(a) - V(a); measured slower than the EMA baseline: a good critic
+    /// drives every advantage to 0).
     Architecture,
     /// `V` = the mean of the critic's predictions for the OTHER fresh samples of the
     /// batch (leave-one-out; all of them for a replayed sample): the policy's expected
-    /// reward as the critic sees it, independent of the sample's own action.
+    /// reward as the critic sees it, independent of the sample's own action. Default:
+    /// on NAS-Bench-Graph (3 datasets x 4 seeds) it turned critic-as-value from 0.5-0.9x
+    /// into 1.0-1.5x of vanilla PPO's cost-to-target ratio.
+    #[default]
     PolicyMean,
 }
 
