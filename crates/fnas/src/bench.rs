@@ -200,21 +200,8 @@ fn run_one(
             b
         }
     });
-    // calibration: evaluated trials that carry the critic's prediction
-    let scored: Vec<(f64, f64, f64)> = evaluated
-        .iter()
-        .filter_map(|t| Some((t.prediction?, t.reward?)))
-        .map(|(p, r)| (p.mean, p.std, r))
-        .collect();
-    let coverage = (!scored.is_empty()).then(|| {
-        scored
-            .iter()
-            .filter(|(m, s, r)| (r - m).abs() <= 2.0 * s)
-            .count() as f64
-            / scored.len() as f64
-    });
-    let critic_mae = (!scored.is_empty())
-        .then(|| scored.iter().map(|(m, _, r)| (r - m).abs()).sum::<f64>() / scored.len() as f64);
+    // calibration: the same figures `fnas show` prints
+    let calibration = crate::commands::show::calibration(&trials).filter(|c| c.scored > 0);
     let points = evaluated
         .iter()
         .filter_map(|t| Some((space.parse(&t.arch).ok()?, t.reward?)))
@@ -234,8 +221,8 @@ fn run_one(
             .iter()
             .filter(|t| t.source == Some(TrialSource::Critic))
             .count() as u64,
-        critic_coverage: coverage,
-        critic_mae,
+        critic_coverage: calibration.as_ref().map(|c| c.coverage),
+        critic_mae: calibration.as_ref().map(|c| c.mae),
         transferred_points: job.transfer.len() as u64,
         best_val: best.map(|b| b.0),
         best_test: best.map(|b| b.1),
