@@ -92,4 +92,11 @@ pub trait Evaluator: Send + Sync {
     fn task(&self) -> String;
     /// Evaluates one (canonical) architecture.
     fn evaluate(&self, arch: &Architecture) -> Result<Evaluation, EvalError>;
+
+    /// Evaluates several architectures of one batch, in order. The default evaluates
+    /// them one after another; an evaluator that can train several children at once
+    /// (one per worker) overrides it.
+    fn evaluate_many(&self, archs: &[Architecture]) -> Vec<Result<Evaluation, EvalError>> {
+        archs.iter().map(|a| self.evaluate(a)).collect()
+    }
 }

@@ -20,6 +20,11 @@ pub struct SearchConfig {
     /// spent: a converged policy may keep proposing architectures served from the store
     /// at zero cost.
     pub max_proposals_factor: u64,
+    /// Serialise the strategy's state into every checkpoint (default). Only throwaway
+    /// searches that are never resumed (`fnas bench`'s in-memory runs) turn this off:
+    /// their checkpoints then hold an empty state, and serialising a learned strategy's
+    /// state twice per batch was about a fifth of such a search's CPU time.
+    pub save_state: bool,
 }
 
 impl SearchConfig {
@@ -29,6 +34,7 @@ impl SearchConfig {
             batch_size,
             reward,
             max_proposals_factor: 4,
+            save_state: true,
         }
     }
 }
@@ -85,6 +91,15 @@ impl Ledger {
     }
 }
 
+/// The state a checkpoint stores: the strategy's, or nothing when `save_state` is off.
+fn saved_state(strategy: &dyn Strategy, cfg: &SearchConfig) -> Result<Vec<u8>, StrategyError> {
+    if cfg.save_state {
+        strategy.state()
+    } else {
+        Ok(Vec::new())
+    }
+}
+
 /// Runs (or resumes) the search of `experiment` until its budget is spent.
 pub fn run_search(
     store: &mut dyn Store,
@@ -111,6 +126,11 @@ pub fn run_search(
     }
     let mut batch = 0;
     if let Some(cp) = store.checkpoint(exp)? {
+        if cp.state.is_empty() && !cfg.save_state {
+            return Err(SearchError::Strategy(StrategyError::Other(
+                "this search was run without saved strategy state and cannot be resumed".into(),
+            )));
+        }
         strategy.restore(&cp.state)?;
         batch = cp.batch + 1;
         if cp.open {
@@ -144,7 +164,7 @@ pub fn run_search(
                 prediction: p.prediction,
             })
             .collect();
-        store.begin_batch(exp, batch, &new, &strategy.state()?)?;
+        store.begin_batch(exp, batch, &new, &saved_state(strategy, cfg)?)?;
         ledger.proposals += new.len() as u64;
         finish_batch(
             store,
@@ -179,7 +199,33 @@ fn finish_batch(
     progress: &mut dyn FnMut(&TrialEvent),
 ) -> Result<(), SearchError> {
     let space = evaluator.space();
-    for t in store.batch_trials(exp, batch)? {
+    let trials = store.batch_trials(exp, batch)?;
+    // The architectures this batch must really evaluate (pending, not in the store, not
+    // trusted; each canonical form once), evaluated together so an evaluator with
+    // several workers trains them at once. Results are persisted below, in order.
+    let mut todo: Vec<(String, crate::Architecture)> = Vec::new();
+    for t in &trials {
+        let trusted = t.prediction.is_some_and(|p| p.trusted);
+        if t.status != TrialStatus::Pending
+            || trusted
+            || todo.iter().any(|(c, _)| c == &t.canonical)
+            || store.find_evaluated(exp, &t.canonical)?.is_some()
+        {
+            continue;
+        }
+        let arch = space.parse(&t.arch).map_err(|e| SearchError::Corrupt {
+            id: t.id,
+            message: e.to_string(),
+        })?;
+        todo.push((t.canonical.clone(), arch));
+    }
+    let archs: Vec<crate::Architecture> = todo.iter().map(|(_, a)| a.clone()).collect();
+    let mut done: Vec<Option<Result<TrialResult, SearchError>>> = evaluator
+        .evaluate_many(&archs)
+        .into_iter()
+        .map(|r| Some(to_result(r, &cfg.reward)))
+        .collect();
+    for t in trials {
         if t.status != TrialStatus::Pending {
             continue;
         }
@@ -203,11 +249,17 @@ fn finish_batch(
                 error: None,
             },
             None => {
-                let arch = space.parse(&t.arch).map_err(|e| SearchError::Corrupt {
-                    id: t.id,
-                    message: e.to_string(),
-                })?;
-                evaluate(evaluator, &arch, &cfg.reward)?
+                let pos = todo.iter().position(|(c, _)| c == &t.canonical);
+                match pos.and_then(|i| done[i].take()) {
+                    Some(r) => r?,
+                    None => {
+                        let arch = space.parse(&t.arch).map_err(|e| SearchError::Corrupt {
+                            id: t.id,
+                            message: e.to_string(),
+                        })?;
+                        evaluate(evaluator, &arch, &cfg.reward)?
+                    }
+                }
             }
         };
         store.finish_trial(t.id, &result)?;
@@ -234,7 +286,7 @@ fn finish_batch(
         });
     }
     strategy.tell(&outcomes)?;
-    store.end_batch(exp, batch, &strategy.state()?)?;
+    store.end_batch(exp, batch, &saved_state(strategy, cfg)?)?;
     Ok(())
 }
 
@@ -244,7 +296,15 @@ pub fn evaluate(
     arch: &crate::Architecture,
     reward: &RewardConfig,
 ) -> Result<TrialResult, SearchError> {
-    match evaluator.evaluate(arch) {
+    to_result(evaluator.evaluate(arch), reward)
+}
+
+/// An evaluation's outcome as a trial result: the reward computed, a failure recorded.
+fn to_result(
+    outcome: Result<crate::Evaluation, EvalError>,
+    reward: &RewardConfig,
+) -> Result<TrialResult, SearchError> {
+    match outcome {
         Ok(ev) => {
             let lat = match reward.objective {
                 Objective::Latency => ev.metrics.latency_ms,

@@ -39,6 +39,11 @@ pub struct CriticConfig {
     /// Decoupled (AdamW) weight decay: every step multiplies each weight by
     /// `1 - lr * weight_decay`.
     pub weight_decay: f64,
+    /// With transferred points present, the least share of each minibatch drawn from
+    /// the current task's own points (each draw is own with probability
+    /// `max(own_share, own / all)`): thousands of transferred points would otherwise
+    /// drown the few hundred that say what THIS task rewards.
+    pub own_share: f64,
 }
 
 impl Default for CriticConfig {
@@ -50,6 +55,7 @@ impl Default for CriticConfig {
             steps_per_fit: 60,
             minibatch: 32,
             weight_decay: 1e-4,
+            own_share: 0.5,
         }
     }
 }
@@ -366,22 +372,35 @@ impl Critic {
         let cfg = self.cfg.clone();
         let mut g = Vec::new();
         for (k, m) in self.members.iter_mut().enumerate() {
-            let pool: Vec<usize> = self
-                .data
-                .iter()
-                .enumerate()
-                .flat_map(|(i, p)| std::iter::repeat_n(i, p.weights[k] as usize))
-                .collect();
-            if pool.is_empty() {
-                continue;
+            // bootstrap-weighted indices of the own and of the transferred points
+            let (mut own, mut moved) = (Vec::new(), Vec::new());
+            for (i, p) in self.data.iter().enumerate() {
+                let pool = if p.transferred { &mut moved } else { &mut own };
+                pool.extend(std::iter::repeat_n(i, p.weights[k] as usize));
             }
+            let p_own = cfg
+                .own_share
+                .clamp(0.0, 1.0)
+                .max(own.len() as f64 / (own.len() + moved.len()).max(1) as f64);
             for _ in 0..steps {
                 let batch: Vec<(&[u16], f32)> = (0..cfg.minibatch.max(1))
-                    .map(|_| {
+                    .filter_map(|_| {
+                        // one pool empty: no coin is drawn (a search without transfer
+                        // samples exactly as before this option existed)
+                        let pool = match (own.is_empty(), moved.is_empty()) {
+                            (true, true) => return None,
+                            (false, true) => &own,
+                            (true, false) => &moved,
+                            (false, false) if m.rng.random::<f64>() < p_own => &own,
+                            (false, false) => &moved,
+                        };
                         let i = pool[m.rng.random_range(0..pool.len())];
-                        (self.data[i].x.as_slice(), targets[i])
+                        Some((self.data[i].x.as_slice(), targets[i]))
                     })
                     .collect();
+                if batch.is_empty() {
+                    break;
+                }
                 m.step(&batch, &cfg, &mut g);
             }
         }

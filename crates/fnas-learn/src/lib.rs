@@ -7,6 +7,7 @@ mod codec;
 pub mod critic;
 pub mod fnas;
 mod policy;
+mod policy_grad;
 pub mod ppo;
 
 pub use fnas::{FnasConfig, FnasStrategy};

@@ -1,6 +1,8 @@
 //! The LSTM policy: parameter layout over one flat `Vec<f32>`, a plain-Rust forward pass
 //! for sampling (tiny matrix-vector products, no framework overhead) and the batched,
-//! teacher-forced burn forward pass that PPO differentiates.
+//! teacher-forced burn forward pass (used for [`crate::PpoController::log_probs`], and by
+//! the tests as the autodiff oracle of the hand-written PPO gradient in
+//! [`crate::policy_grad`]).
 //!
 //! Network, per decision `t` of the space (`C_t` choices):
 //! ```text
@@ -90,12 +92,12 @@ impl Layout {
     }
 }
 
-fn sigm(x: f32) -> f32 {
+pub(crate) fn sigm(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
 /// `out += x · W` for a row-major `W` of shape `[x.len(), out.len()]`.
-fn add_vec_mat(out: &mut [f32], x: &[f32], w: &[f32]) {
+pub(crate) fn add_vec_mat(out: &mut [f32], x: &[f32], w: &[f32]) {
     let n = out.len();
     for (xk, row) in x.iter().zip(w.chunks_exact(n)) {
         for (o, wv) in out.iter_mut().zip(row) {
@@ -197,7 +199,8 @@ fn sample_index<R: Rng + ?Sized>(logp: &[f32], rng: &mut R) -> usize {
 /// The batched, teacher-forced burn forward pass over `archs` (batch dimension = number
 /// of architectures, unrolled over decisions). `theta` is the flat parameter tensor.
 /// Returns `sum_t log pi(a_t)` and the mean over steps of the per-step entropy, both
-/// `[B, 1]`.
+/// `[B, 1]`. PPO no longer differentiates it (see [`crate::policy_grad`]); the tests do,
+/// as the reference for the hand-written gradient.
 pub(crate) fn forward_batch(
     layout: &Layout,
     theta: Tensor<1>,

@@ -9,10 +9,13 @@
 //!   thrown away and sampled again; the recorded `log_prob` is `sum_t log pi(token_t)` of
 //!   the returned tokens under the unconstrained policy (the renormalisation over the
 //!   valid set is ignored: it cancels in PPO's ratio up to `P_new(valid)/P_old(valid)`).
-//! - **Learning** (`tell`) teacher-forces the batch through the same network built from
-//!   burn autodiff tensors on [`crate::device`], and applies Adam to the flat weights
-//!   itself, so the whole state (weights, Adam moments, RNG, baseline statistics,
-//!   counters) is plain data and `restore(state())` continues bit-identically.
+//! - **Learning** (`tell`) teacher-forces the batch through the same network and takes
+//!   the gradient of the PPO loss with a hand-written backward pass in plain Rust
+//!   (module `policy_grad`; burn's autodiff gave the same gradient up to rounding but
+//!   spent most of its time on per-op bookkeeping for these tiny tensors, and remains
+//!   the tests' oracle). It applies Adam to the flat weights itself, so the whole state
+//!   (weights, Adam moments, RNG, baseline statistics, counters) is plain data and
+//!   `restore(state())` continues bit-identically.
 //!
 //! Reward processing in `tell`, per batch of outcomes (in order):
 //! - a failed evaluation (`reward: None`) counts as `failed_reward` (default 0, the
@@ -44,8 +47,8 @@
 //! PPO epochs on per-sample `(tokens, old log-prob, advantage, weight)`). A sample's
 //! weight `w` multiplies its clipped surrogate term:
 //! `loss = -mean(w * min(r A, clip(r, 1-eps, 1+eps) A)) - entropy_coef * mean(entropy)`;
-//! the plain controller's samples all have `w = 1` (and then the multiplication is
-//! skipped, so its arithmetic is exactly the unweighted one).
+//! the plain controller's samples all have `w = 1` (multiplying by 1 is exact, so its
+//! arithmetic is exactly the unweighted one).
 
 use burn::prelude::*;
 use fnas_core::strategy::{Outcome, Proposal, Strategy, StrategyError};
@@ -56,6 +59,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::{f32s, f64_bits};
 use crate::policy::{forward_batch, rollout, Layout};
+use crate::policy_grad::ppo_loss_gradient;
 
 /// Draws per architecture before `ask` gives up on finding a valid one.
 const MAX_RESAMPLE: usize = 10_000;
@@ -228,7 +232,8 @@ impl PpoController {
     }
 
     /// `sum_t log pi(a_t)` of each architecture under the current weights, computed by
-    /// the batched, teacher-forced burn forward pass (the one PPO differentiates).
+    /// the batched, teacher-forced burn forward pass (the tests' autodiff oracle for the
+    /// PPO gradient).
     pub fn log_probs(&self, archs: &[Architecture]) -> Result<Vec<f64>, StrategyError> {
         let toks = self.check_archs(archs.iter())?;
         if toks.is_empty() {
@@ -327,33 +332,41 @@ impl PpoController {
 
     /// `epochs` PPO steps on one batch.
     fn update(&mut self, samples: &[Sample]) {
-        let ad = self.device.clone().autodiff();
         for _ in 0..self.config.epochs {
-            let g = self.gradient_on(&ad, samples);
+            let g = self.loss_gradient(samples);
             self.adam_step(&g);
         }
     }
 
     /// The gradient of the PPO loss (module docs) at the current weights, the ratio taken
-    /// against each sample's `old_logp`.
-    #[cfg(test)]
+    /// against each sample's `old_logp`, by the plain-Rust backward pass.
     pub(crate) fn loss_gradient(&self, samples: &[Sample]) -> Vec<f32> {
-        let ad = self.device.clone().autodiff();
-        self.gradient_on(&ad, samples)
+        ppo_loss_gradient(
+            &self.layout,
+            &self.st.theta,
+            samples,
+            self.config.clip as f32,
+            self.config.entropy_coef as f32,
+        )
     }
 
-    fn gradient_on(&self, ad: &Device, samples: &[Sample]) -> Vec<f32> {
+    /// The same gradient by burn's autodiff through [`forward_batch`]: the reference the
+    /// tests compare [`Self::loss_gradient`] with (it was the update's gradient before the
+    /// hand-written pass replaced it).
+    #[cfg(test)]
+    pub(crate) fn burn_loss_gradient(&self, samples: &[Sample]) -> Vec<f32> {
+        let ad = self.device.clone().autodiff();
         let bsz = samples.len();
         let archs: Vec<&[u16]> = samples.iter().map(|s| s.tokens).collect();
         let col = |f: fn(&Sample) -> f32| {
             let v: Vec<f32> = samples.iter().map(f).collect();
-            Tensor::<2>::from_data(TensorData::new(v, [bsz, 1]), ad)
+            Tensor::<2>::from_data(TensorData::new(v, [bsz, 1]), &ad)
         };
         let old = col(|s| s.old_logp);
         let advt = col(|s| s.advantage);
         let clip = self.config.clip as f32;
-        let theta = self.theta_tensor(ad, true);
-        let (logp, ent) = forward_batch(&self.layout, theta.clone(), &archs, ad);
+        let theta = self.theta_tensor(&ad, true);
+        let (logp, ent) = forward_batch(&self.layout, theta.clone(), &archs, &ad);
         let ratio = (logp - old).exp();
         let s1 = ratio.clone() * advt.clone();
         let s2 = ratio.clamp(1.0 - clip, 1.0 + clip) * advt;

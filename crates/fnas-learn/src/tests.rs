@@ -5,6 +5,7 @@ use std::time::Instant;
 use fnas_core::strategy::{Outcome, Proposal, RandomSearch, Strategy};
 use fnas_core::{Architecture, SearchSpace};
 
+use crate::ppo::Sample;
 use crate::{PpoConfig, PpoController};
 
 /// Synthetic NB201 reward: the fraction of edges set to op 2.
@@ -324,4 +325,185 @@ fn lr_sweep_on_a_noisy_additive_reward() {
             eprintln!("lr {lr} noise {noise}: {curve:.3?}");
         }
     }
+}
+
+/// Random in-range tokens for every decision of `space` (valid or not: the gradient does
+/// not care).
+fn random_tokens<R: rand::Rng>(space: &SearchSpace, rng: &mut R) -> Vec<u16> {
+    space
+        .decisions()
+        .iter()
+        .map(|d| rng.random_range(0..d.choices.len()) as u16)
+        .collect()
+}
+
+/// A batch of `n` samples for `c` with tokens drawn from `distinct` random architectures
+/// (repeats share whole paths of the gradient's prefix tree), advantages of both signs,
+/// weights (all 1 when `unit_weights`), and old log-probabilities that put the ratio
+/// anywhere in about [0.5, 2] but never within 1% of a clip bound (where the two passes
+/// could pick different branches of the min/clamp through rounding).
+fn random_batch<R: rand::Rng>(
+    c: &PpoController,
+    space: &SearchSpace,
+    n: usize,
+    distinct: usize,
+    unit_weights: bool,
+    rng: &mut R,
+) -> Vec<(Vec<u16>, f32, f32, f32)> {
+    let clip = c.config().clip;
+    let bounds = [(1.0 - clip).ln(), (1.0 + clip).ln()];
+    let pool: Vec<Vec<u16>> = (0..distinct.max(1))
+        .map(|_| random_tokens(space, rng))
+        .collect();
+    (0..n)
+        .map(|_| {
+            let tokens = pool[rng.random_range(0..pool.len())].clone();
+            let logp = c.log_prob_tokens(&tokens);
+            let log_ratio = loop {
+                let d: f64 = rng.random_range(-0.7..0.7);
+                if bounds.iter().all(|b| (d - b).abs() > 0.01) {
+                    break d;
+                }
+            };
+            let adv = rng.random_range(-2.0f32..2.0);
+            let weight = if unit_weights {
+                1.0
+            } else {
+                rng.random_range(0.0f32..2.0)
+            };
+            (tokens, logp - log_ratio as f32, adv, weight)
+        })
+        .collect()
+}
+
+fn as_samples(batch: &[(Vec<u16>, f32, f32, f32)]) -> Vec<Sample<'_>> {
+    batch
+        .iter()
+        .map(|(tokens, old_logp, advantage, weight)| Sample {
+            tokens,
+            old_logp: *old_logp,
+            advantage: *advantage,
+            weight: *weight,
+        })
+        .collect()
+}
+
+/// The hand-written PPO gradient equals burn's autodiff gradient of the same loss, on
+/// several spaces, hidden sizes (some not a multiple of the product tiles), clip ranges,
+/// entropy weights and batches (all distinct or many repeats, ratios inside and outside
+/// the clip range, advantages of both signs, weights 1 or random), at the initial
+/// weights and after a few large steps.
+#[test]
+fn hand_written_ppo_gradient_matches_burn_autodiff() {
+    use rand::SeedableRng;
+    // (space, hidden, clip, entropy_coef, batch, distinct architectures, unit weights)
+    let cases = [
+        (SearchSpace::nas_bench_graph(), 64, 0.2, 0.02, 32, 32, false),
+        (SearchSpace::nas_bench_graph(), 64, 0.2, 0.02, 40, 6, true),
+        (SearchSpace::mnas_default(), 64, 0.1, 0.5, 24, 24, false),
+        (SearchSpace::mnas_default(), 13, 0.2, 0.02, 20, 4, false),
+        (SearchSpace::nas_bench_201(), 16, 0.3, 0.0, 7, 7, false),
+        (SearchSpace::nas_bench_201(), 5, 0.2, 0.1, 9, 2, false),
+        (
+            SearchSpace::nas_bench_graph_proteins(),
+            8,
+            0.2,
+            1.0,
+            1,
+            1,
+            true,
+        ),
+    ];
+    let mut worst = vec![0f32; cases.len()];
+    let (mut clipped, mut total) = (0, 0);
+    for (case, (space, hidden, clip, entropy_coef, n, distinct, unit)) in
+        cases.into_iter().enumerate()
+    {
+        let config = PpoConfig {
+            hidden,
+            clip,
+            entropy_coef,
+            lr: 0.05,
+            ..PpoConfig::default()
+        };
+        let mut c = PpoController::new(space.clone(), config, 100 + case as u64);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(case as u64);
+        for round in 0..3 {
+            if round > 0 {
+                // move the weights away from the initialisation with large steps
+                let b = random_batch(&c, &space, 16, 16, false, &mut rng);
+                c.learn(&as_samples(&b), 0);
+            }
+            let batch = random_batch(&c, &space, n, distinct, unit, &mut rng);
+            let samples = as_samples(&batch);
+            let ours = c.loss_gradient(&samples);
+            let reference = c.burn_loss_gradient(&samples);
+            assert_eq!(ours.len(), reference.len());
+            let scale = reference.iter().fold(0f32, |m, g| m.max(g.abs()));
+            assert!(scale > 0.0, "case {case} round {round}: zero gradient");
+            let max_diff = ours
+                .iter()
+                .zip(&reference)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            let rel = max_diff / scale;
+            worst[case] = worst[case].max(rel);
+            assert!(
+                rel <= 1e-4,
+                "case {case} round {round}: max |diff| {max_diff:.3e} = {rel:.3e} of max |g| {scale:.3e}"
+            );
+            total += batch.len();
+            clipped += batch
+                .iter()
+                .filter(|(tokens, old, adv, _)| {
+                    let r = (c.log_prob_tokens(tokens) - old).exp();
+                    let clip = clip as f32;
+                    (r > 1.0 + clip && *adv > 0.0) || (r < 1.0 - clip && *adv < 0.0)
+                })
+                .count();
+        }
+    }
+    eprintln!(
+        "hand-written vs burn PPO gradient: max |diff| / max |g| per case {} \
+         ({clipped} of {total} samples clipped)",
+        worst
+            .iter()
+            .map(|w| format!("{w:.1e}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    assert!(clipped > 0 && clipped < total);
+}
+
+/// Time per gradient of a 32-sample NAS-Bench-Graph batch, burn autodiff vs the
+/// hand-written pass (a print, not an assertion; run it in release):
+/// `cargo test --release -p fnas-learn -- --ignored --nocapture gradient_speed`.
+#[test]
+#[ignore]
+fn gradient_speed_burn_vs_hand_written() {
+    use rand::SeedableRng;
+    let space = SearchSpace::nas_bench_graph();
+    let c = PpoController::new(space.clone(), PpoConfig::default(), 1);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    // all distinct: the least sharing in the prefix tree
+    let batch = random_batch(&c, &space, 32, 32, false, &mut rng);
+    let samples = as_samples(&batch);
+    let time = |f: &dyn Fn() -> Vec<f32>| {
+        let _ = f(); // warm-up
+        let reps = 200;
+        let t = Instant::now();
+        let mut sink = 0f32;
+        for _ in 0..reps {
+            sink += f()[0];
+        }
+        (1e3 * t.elapsed().as_secs_f64() / f64::from(reps), sink)
+    };
+    let (burn_ms, _) = time(&|| c.burn_loss_gradient(&samples));
+    let (ours_ms, _) = time(&|| c.loss_gradient(&samples));
+    eprintln!(
+        "PPO gradient, batch 32, {} decisions, {} params: burn autodiff {burn_ms:.3} ms/call, \
+         hand-written {ours_ms:.3} ms/call ({:.1}x)",
+        space.decisions().len(),
+        c.num_params(),
+        burn_ms / ours_ms
+    );
 }

@@ -173,7 +173,8 @@ fn run_one(
         &settings,
         &job.transfer,
     )?;
-    let cfg = SearchConfig::new(budget, batch_size, settings.reward.clone());
+    let mut cfg = SearchConfig::new(budget, batch_size, settings.reward.clone());
+    cfg.save_state = false; // never resumed: skip serialising the strategy per batch
     let summary = run_search(
         &mut store,
         &exp,

@@ -28,6 +28,45 @@ pub enum Command {
     },
     /// Compare strategies on a tabular benchmark over seeds and datasets.
     Bench(BenchArgs),
+    /// Train one child network of an MNAS space on a proxy task and print its metrics.
+    Train(TrainArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// The architecture in the space's text form (`b1.op=mbconv6 b1.kernel=3 ...`, see
+    /// `fnas space sample mnas-28`), or `median` (the middle choice of every decision),
+    /// or `random:SEED`.
+    #[arg(long)]
+    pub arch: String,
+    /// Proxy task: a shipped name (fashion-mnist, fashion-mnist-long, fashion-mnist-full,
+    /// fashion-mnist-tiny) or a task TOML file (`FILE` or `FILE#NAME`).
+    #[arg(long, default_value = "fashion-mnist")]
+    pub task: String,
+    /// MNAS search space: mnas-28 or a space TOML file.
+    #[arg(long, default_value = "mnas-28")]
+    pub space: String,
+    /// Epochs (default: the task's).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Seed of the initial weights and of the data order.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Also evaluate the t10k test set (reported; never used by a search).
+    #[arg(long)]
+    pub test: bool,
+    /// Directory of the IDX files (default: the task's, /usr/share/datasets/fashion-mnist).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Save the trained weights (safetensors) and the architecture (.arch) in this folder.
+    #[arg(long)]
+    pub weights_dir: Option<PathBuf>,
+    /// Timed batch-1 forward passes for the latency.
+    #[arg(long, default_value_t = 20)]
+    pub latency_runs: usize,
+    /// Print one JSON object as the last line instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Where the store lives.
@@ -47,9 +86,20 @@ pub struct SearchArgs {
     /// baseline, analog, ...).
     #[arg(long, requires = "benchmark")]
     pub dataset: Option<String>,
-    /// Task as BENCHMARK/DATASET (e.g. nas-bench-graph/cora), instead of the two above.
+    /// Task: BENCHMARK/DATASET (e.g. nas-bench-graph/cora), instead of the two above; or
+    /// a real-training proxy task (fashion-mnist, fashion-mnist-tiny, ..., or a task
+    /// TOML file): children of --space are then built and trained for real.
     #[arg(long)]
     pub task: Option<String>,
+    /// MNAS search space of a real-training task: mnas-28 or a space TOML file.
+    #[arg(long, default_value = "mnas-28")]
+    pub space: String,
+    /// Real training: children trained at once, one thread each (default: one per core).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Real training: epochs per child (default: the task's).
+    #[arg(long)]
+    pub epochs: Option<usize>,
     /// Search strategy: random, evolution, ppo (vanilla MnasNet-style RL), fnas (PPO +
     /// critic gate and value + experience replay with off-policy correction), or one
     /// FNAS ablation: fnas-value, fnas-gate, fnas-replay, fnas-replay-nocorr.

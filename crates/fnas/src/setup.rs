@@ -96,6 +96,9 @@ pub struct SearchSettings {
     /// What the critic was pre-trained on: source experiments and their point counts.
     #[serde(default)]
     pub transfer: Vec<TransferSource>,
+    /// Real training (then `benchmark` is `train` and `dataset` the task's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training: Option<crate::training::TrainingConfig>,
 }
 
 /// One transfer source recorded with the experiment.
@@ -122,6 +125,26 @@ impl SearchSettings {
             ppo: PpoConfig::default(),
             fnas: None,
             transfer: Vec::new(),
+            training: None,
+        }
+    }
+
+    /// Settings of a real-training search.
+    pub fn training(
+        training: crate::training::TrainingConfig,
+        batch_size: usize,
+        reward: RewardConfig,
+    ) -> Self {
+        Self {
+            benchmark: crate::training::TRAIN_BENCHMARK.to_string(),
+            dataset: training.task.name.clone(),
+            batch_size,
+            reward,
+            evolution: default_evolution(),
+            ppo: PpoConfig::default(),
+            fnas: None,
+            transfer: Vec::new(),
+            training: Some(training),
         }
     }
 }
@@ -189,8 +212,7 @@ pub fn parse_task(
         (None, None, Some(t)) => match t.split_once('/') {
             Some((b, d)) => (b.to_string(), d.to_string()),
             None => bail!(
-                "task `{t}` is not available: this build searches tabular benchmarks, given as \
-                 BENCHMARK/DATASET (e.g. nas-bench-graph/cora); real-training tasks are not implemented yet"
+                "task `{t}` is a real-training task, not BENCHMARK/DATASET (e.g. nas-bench-graph/cora)"
             ),
         },
         (Some(_), None, None) => bail!("--benchmark needs --dataset"),

@@ -3,6 +3,7 @@
 mod search;
 pub mod show;
 mod space;
+mod train;
 
 use anyhow::Result;
 
@@ -21,5 +22,6 @@ pub fn run(cli: Cli) -> Result<()> {
             command: SpaceCommand::Sample { space, seed, count },
         } => space::sample(&space, seed, count),
         Command::Bench(a) => crate::bench::run(a),
+        Command::Train(a) => train::run(a),
     }
 }

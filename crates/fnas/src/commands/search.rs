@@ -12,6 +12,86 @@ use crate::setup::{
     check_strategy, fnas_preset, load_benchmark, make_strategy, parse_task, reward_config,
     transfer_from_store, SearchSettings,
 };
+use crate::training::{self, TrainingConfig};
+use fnas_bench::TabularBenchmark;
+use fnas_child::TrainingEvaluator;
+use std::path::{Path, PathBuf};
+
+/// The evaluator of a search: a tabular benchmark or real child training.
+enum Target {
+    Table(Box<dyn TabularBenchmark>),
+    Train(Box<TrainingEvaluator>),
+}
+
+impl Target {
+    fn evaluator(&self) -> &dyn Evaluator {
+        match self {
+            Target::Table(t) => t.as_ref(),
+            Target::Train(t) => t.as_ref(),
+        }
+    }
+}
+
+/// The folder a search's trained weights go to: beside the store.
+fn weights_dir(store: &Path, experiment: &str) -> PathBuf {
+    let mut name = store.file_name().unwrap_or_default().to_os_string();
+    name.push(".weights");
+    store.with_file_name(name).join(experiment)
+}
+
+/// Builds the evaluator the settings describe.
+fn target(
+    settings: &SearchSettings,
+    a: &SearchArgs,
+    experiment: &str,
+    seed: u64,
+) -> Result<Target> {
+    if let Some(tc) = &settings.training {
+        let ev = training::evaluator(
+            tc,
+            seed,
+            Some(weights_dir(&a.store.store, experiment)),
+            false,
+        )?;
+        return Ok(Target::Train(Box::new(ev)));
+    }
+    let (bench, dataset) = parse_task(Some(&settings.benchmark), Some(&settings.dataset), None)?;
+    Ok(Target::Table(load_benchmark(
+        bench,
+        a.data_dir.as_deref(),
+        &dataset,
+    )?))
+}
+
+/// The settings of a new search from the command line.
+fn new_settings(a: &SearchArgs) -> Result<SearchSettings> {
+    let reward = reward_config(
+        a.target,
+        a.constraint == Constraint::Hard,
+        a.objective == ObjectiveArg::Params,
+    )?;
+    let mut settings = match a.task.as_deref().filter(|t| training::is_training_task(t)) {
+        Some(t) => {
+            let tc = TrainingConfig {
+                task: training::resolve_task(t, a.data_dir.as_deref(), a.epochs)?,
+                space: a.space.clone(),
+                workers: a.workers.unwrap_or_else(training::default_workers),
+                latency_runs: 20,
+            };
+            SearchSettings::training(tc, a.batch_size, reward)
+        }
+        None => {
+            let (bench, dataset) = parse_task(
+                a.benchmark.as_deref(),
+                a.dataset.as_deref(),
+                a.task.as_deref(),
+            )?;
+            SearchSettings::new(bench, &dataset, a.batch_size, reward)
+        }
+    };
+    settings.fnas = fnas_preset(&a.strategy, &settings.ppo);
+    Ok(settings)
+}
 
 pub fn run(a: SearchArgs) -> Result<()> {
     let resumable = if a.resume { find_resumable(&a)? } else { None };
@@ -19,37 +99,24 @@ pub fn run(a: SearchArgs) -> Result<()> {
         let name = exp.spec.name.clone();
         let settings: SearchSettings = serde_json::from_value(exp.spec.config.clone())
             .with_context(|| format!("experiment `{name}` has settings this build cannot read"))?;
-        let (bench, dataset) =
-            parse_task(Some(&settings.benchmark), Some(&settings.dataset), None)?;
-        let table = load_benchmark(bench, a.data_dir.as_deref(), &dataset)?;
+        let bench = target(&settings, &a, &name, exp.spec.seed)?;
         if !a.json {
             eprintln!("resuming experiment `{name}` (settings from the store)");
         }
-        (store, exp, settings, table)
+        (store, exp, settings, bench)
     } else {
         check_strategy(&a.strategy)?;
         if a.budget == 0 || a.batch_size == 0 {
             bail!("--budget and --batch-size must be at least 1");
         }
-        let (bench, dataset) = parse_task(
-            a.benchmark.as_deref(),
-            a.dataset.as_deref(),
-            a.task.as_deref(),
-        )?;
-        let reward = reward_config(
-            a.target,
-            a.constraint == Constraint::Hard,
-            a.objective == ObjectiveArg::Params,
-        )?;
-        // data first: a missing benchmark must not leave an empty experiment behind
-        let table = load_benchmark(bench, a.data_dir.as_deref(), &dataset)?;
-        let name = a
-            .name
-            .clone()
-            .unwrap_or_else(|| default_name(&a.strategy, bench.name(), &dataset, a.seed));
+        let mut settings = new_settings(&a)?;
+        let name = a.name.clone().unwrap_or_else(|| {
+            default_name(&a.strategy, &settings.benchmark, &settings.dataset, a.seed)
+        });
+        // data first: missing data must not leave an empty experiment behind
+        let bench = target(&settings, &a, &name, a.seed)?;
+        let table = bench.evaluator();
         let mut store = SqliteStore::open(&a.store.store)?;
-        let mut settings = SearchSettings::new(bench, &dataset, a.batch_size, reward);
-        settings.fnas = fnas_preset(&a.strategy, &settings.ppo);
         if let Some(from) = &a.transfer_from {
             if settings.fnas.as_ref().is_none_or(|f| f.critic.is_none()) {
                 bail!(
@@ -74,9 +141,9 @@ pub fn run(a: SearchArgs) -> Result<()> {
             config: serde_json::to_value(&settings)?,
         };
         let exp = store.create_experiment(&spec)?;
-        (store, exp, settings, table)
+        (store, exp, settings, bench)
     };
-    let evaluator: &dyn Evaluator = bench.as_ref();
+    let evaluator: &dyn Evaluator = bench.evaluator();
     // the sources recorded with the experiment, so a resumed search transfers the same
     let transfer = if settings.transfer.is_empty() {
         Vec::new()
@@ -110,6 +177,16 @@ pub fn run(a: SearchArgs) -> Result<()> {
     );
     let bar = budget_bar(exp.spec.budget, a.json);
     bar.set_message(format!("{} on {}", exp.spec.strategy, exp.spec.task));
+    let bench = match bench {
+        Target::Train(ev) => {
+            let label = format!("{} on {}", exp.spec.strategy, exp.spec.task);
+            Target::Train(Box::new(
+                ev.with_progress(training::progress_hook(bar.clone(), label)),
+            ))
+        }
+        other => other,
+    };
+    let evaluator: &dyn Evaluator = bench.evaluator();
     let summary = run_search(
         &mut store,
         &exp,
@@ -167,15 +244,21 @@ pub fn run(a: SearchArgs) -> Result<()> {
 /// With `--resume`: the named experiment if it exists; `None` (start it) if it does not
 /// but the task is given; an error if neither.
 fn find_resumable(a: &SearchArgs) -> Result<Option<(SqliteStore, fnas_core::store::Experiment)>> {
-    let task = parse_task(
-        a.benchmark.as_deref(),
-        a.dataset.as_deref(),
-        a.task.as_deref(),
-    )
-    .ok();
+    let task = match a.task.as_deref().filter(|t| training::is_training_task(t)) {
+        Some(t) => training::resolve_task(t, None, None)
+            .ok()
+            .map(|pt| (training::TRAIN_BENCHMARK.to_string(), pt.name)),
+        None => parse_task(
+            a.benchmark.as_deref(),
+            a.dataset.as_deref(),
+            a.task.as_deref(),
+        )
+        .ok()
+        .map(|(b, d)| (b.name().to_string(), d)),
+    };
     let name = match (&a.name, &task) {
         (Some(n), _) => n.clone(),
-        (None, Some((b, d))) => default_name(&a.strategy, b.name(), d, a.seed),
+        (None, Some((b, d))) => default_name(&a.strategy, b, d, a.seed),
         (None, None) => {
             bail!("--resume needs --name EXP (see `fnas ls`) or the task options of the search")
         }
@@ -188,7 +271,7 @@ fn find_resumable(a: &SearchArgs) -> Result<Option<(SqliteStore, fnas_core::stor
         Some(exp) => Ok(Some((store, exp))),
         None if task.is_some() => Ok(None),
         None => bail!(
-            "no experiment `{name}` in {} to resume; give the task options (--benchmark/--dataset) to start it",
+            "no experiment `{name}` in {} to resume; give the task options (--task, or --benchmark/--dataset) to start it",
             a.store.store.display()
         ),
     }

@@ -68,19 +68,22 @@ fn opt(v: Option<f64>, prec: usize) -> String {
 /// Prints the top-N table used by `show` and at the end of `search`.
 pub fn print_best(trials: &[Trial], top: usize) {
     println!(
-        "{:>4} {:>8} {:>8} {:>8} {:>10} {:>10} {:>6}  ARCHITECTURE",
-        "RANK", "REWARD", "VAL", "TEST", "LAT_MS", "PARAMS", "TRIAL"
+        "{:>4} {:>8} {:>8} {:>8} {:>10} {:>10} {:>8} {:>9} {:>6}  ARCHITECTURE",
+        "RANK", "REWARD", "VAL", "TEST", "LAT_MS", "PARAMS", "MFLOPS", "COST_S", "TRIAL"
     );
     for (i, t) in best_trials(trials).into_iter().take(top).enumerate() {
         let m = t.metrics.clone().unwrap_or_default();
+        let wall = (t.cost.wall_seconds > 0.0).then_some(t.cost.wall_seconds);
         println!(
-            "{:>4} {:>8} {:>8.4} {:>8} {:>10} {:>10} {:>6}  {}",
+            "{:>4} {:>8} {:>8.4} {:>8} {:>10} {:>10} {:>8} {:>9} {:>6}  {}",
             i + 1,
             opt(t.reward, 4),
             m.val_accuracy,
             opt(m.test_accuracy, 4),
             opt(m.latency_ms, 3),
             opt(m.params, 0),
+            opt(m.flops.map(|f| f / 1e6), 2),
+            opt(wall, 1),
             t.id,
             t.arch
         );

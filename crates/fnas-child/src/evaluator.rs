@@ -1,0 +1,278 @@
+//! The real-training [`Evaluator`]: each architecture is built ([`crate::net`]), trained
+//! on the proxy task ([`crate::train`]), timed ([`crate::latency`]) and counted
+//! ([`crate::plan`]); its trained weights are saved as safetensors beside a text file
+//! holding the architecture, so the best child can be reused.
+//!
+//! Several children train at once: [`TrainingEvaluator::evaluate_many`] runs `workers`
+//! children side by side, each in its own one-thread pool (on a small network two
+//! threads barely beat one, so one child per core uses the machine better; the
+//! throughput benchmark measures it).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use burn::prelude::*;
+use burn::store::{ModuleSnapshot, SafetensorsStore};
+use fnas_core::{Architecture, Cost, EvalError, Evaluation, Evaluator, Metrics, SearchSpace};
+
+use crate::latency::measure_latency;
+use crate::net::ChildNet;
+use crate::plan::ChildPlan;
+use crate::task::TaskData;
+use crate::train::{train, Classifier, TrainError, TrainOptions, TrainProgress};
+
+impl Classifier for ChildNet {
+    fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        ChildNet::forward(self, x)
+    }
+}
+
+/// What one worker reports while it trains (for progress bars).
+#[derive(Clone, Debug)]
+pub struct WorkerProgress {
+    /// Worker slot (0-based).
+    pub worker: usize,
+    /// The architecture's short hash (hex).
+    pub arch: String,
+    /// The trainer's event.
+    pub event: TrainProgress,
+}
+
+/// A progress hook shared by the workers.
+pub type ProgressHook = Arc<dyn Fn(WorkerProgress) + Send + Sync>;
+
+/// Settings of the training evaluator.
+#[derive(Clone, Debug)]
+pub struct TrainingSettings {
+    /// Children trained at once (each on one thread).
+    pub workers: usize,
+    /// Base seed: a child's training seed is derived from it and the architecture, so a
+    /// resumed search trains a child exactly as an uninterrupted one would.
+    pub seed: u64,
+    /// Timed forward passes for the latency (batch 1, one thread).
+    pub latency_runs: usize,
+    /// Untimed passes before them.
+    pub latency_warmup: usize,
+    /// Where trained weights go (`<hash>.safetensors` + `<hash>.arch`); `None`: not saved.
+    pub weights_dir: Option<PathBuf>,
+    /// Also evaluate the test set (final reports only: a search never decides on it).
+    pub evaluate_test: bool,
+}
+
+impl Default for TrainingSettings {
+    fn default() -> Self {
+        Self {
+            workers: 1,
+            seed: 0,
+            latency_runs: 20,
+            latency_warmup: 3,
+            weights_dir: None,
+            evaluate_test: false,
+        }
+    }
+}
+
+/// Trains children of an MNAS space on one proxy task.
+pub struct TrainingEvaluator {
+    space: SearchSpace,
+    data: Arc<TaskData>,
+    settings: TrainingSettings,
+    progress: Option<ProgressHook>,
+}
+
+impl TrainingEvaluator {
+    /// An evaluator for `space` (an MNAS space) on the materialised task `data`.
+    pub fn new(space: SearchSpace, data: Arc<TaskData>, settings: TrainingSettings) -> Self {
+        Self {
+            space,
+            data,
+            settings,
+            progress: None,
+        }
+    }
+
+    /// Reports every worker's training progress to `hook`.
+    pub fn with_progress(mut self, hook: ProgressHook) -> Self {
+        self.progress = Some(hook);
+        self
+    }
+
+    pub fn settings(&self) -> &TrainingSettings {
+        &self.settings
+    }
+
+    pub fn data(&self) -> &TaskData {
+        &self.data
+    }
+
+    /// The safetensors file a trained architecture's weights are saved to.
+    pub fn weights_path(&self, arch: &Architecture) -> Option<PathBuf> {
+        let dir = self.settings.weights_dir.as_ref()?;
+        Some(dir.join(format!("{:016x}.safetensors", arch.stable_hash())))
+    }
+
+    /// The child network of `arch` for this task: the space's layout with the task's
+    /// input resolution and class count (a class-subset task needs a narrower classifier).
+    pub fn plan(&self, arch: &Architecture) -> Result<ChildPlan, EvalError> {
+        let mut spec = self
+            .space
+            .mnas_spec()
+            .ok_or_else(|| {
+                EvalError::Fatal(format!(
+                    "space `{}` is not an MNAS space",
+                    self.space.name()
+                ))
+            })?
+            .clone();
+        spec.input.classes = self.data.classes;
+        ChildPlan::new(&spec, arch, Some(self.data.resolution()))
+            .map_err(|e| EvalError::Fatal(format!("architecture does not fit the space: {e}")))
+    }
+
+    /// Trains, times and counts one child; `worker` only labels progress.
+    pub fn train_one(&self, arch: &Architecture, worker: usize) -> Result<Evaluation, EvalError> {
+        let plan = self.plan(arch)?;
+        let hash = arch.stable_hash();
+        let mut opts = TrainOptions::new(self.settings.seed ^ hash, 1);
+        opts.evaluate_test = self.settings.evaluate_test;
+        let label = format!("{hash:016x}");
+        let hook = self.progress.clone();
+        let mut on_progress = |event: TrainProgress| {
+            if let Some(h) = &hook {
+                h(WorkerProgress {
+                    worker,
+                    arch: label.clone(),
+                    event,
+                });
+            }
+        };
+        let data = self.data.as_ref();
+        let trained = match train(data, |d| ChildNet::new(&plan, d), &opts, &mut on_progress) {
+            Ok(t) => t,
+            Err(e) => return Err(train_failure(e, data)),
+        };
+        let r = &trained.report;
+        let cost = Cost {
+            evaluations: 1,
+            images: r.images_processed as u64,
+            epochs: r.epochs as f64,
+            cpu_seconds: r.cpu_seconds,
+            wall_seconds: r.wall_seconds,
+        };
+        let lat = measure_latency(
+            &trained.model,
+            self.settings.latency_runs.max(1),
+            self.settings.latency_warmup,
+        )
+        .map_err(|e| EvalError::Failed {
+            reason: format!("latency measurement failed: {e}"),
+            cost: cost.clone(),
+        })?;
+        let mut metrics = Metrics {
+            val_accuracy: r.val_accuracy,
+            test_accuracy: r.test_accuracy,
+            latency_ms: Some(lat.median_ms),
+            params: Some(plan.params() as f64),
+            flops: Some(plan.flops() as f64),
+            ..Metrics::default()
+        };
+        metrics.extra.insert("val_loss".into(), r.val_loss);
+        metrics.extra.insert("latency_p10_ms".into(), lat.p10_ms);
+        metrics.extra.insert("latency_p90_ms".into(), lat.p90_ms);
+        metrics
+            .extra
+            .insert("train_seconds".into(), r.train_seconds);
+        if let Some(path) = self.weights_path(arch) {
+            save_weights(&trained.model, &path, &self.space.format(arch), &plan).map_err(|e| {
+                EvalError::Fatal(format!("saving weights to {}: {e}", path.display()))
+            })?;
+        }
+        Ok(Evaluation { metrics, cost })
+    }
+}
+
+/// A failed training as the search sees it: diverged or panicked children are failed
+/// trials (the search goes on); anything else stops the search.
+fn train_failure(e: TrainError, data: &TaskData) -> EvalError {
+    let images = data.train.len() as u64;
+    match e {
+        TrainError::Diverged { epoch, .. } => EvalError::Failed {
+            reason: e.to_string(),
+            cost: Cost {
+                evaluations: 1,
+                images: images * (epoch as u64 + 1),
+                epochs: epoch as f64 + 1.0,
+                ..Cost::default()
+            },
+        },
+        TrainError::Panicked(_) => EvalError::Failed {
+            reason: e.to_string(),
+            cost: Cost {
+                evaluations: 1,
+                ..Cost::default()
+            },
+        },
+        other => EvalError::Fatal(other.to_string()),
+    }
+}
+
+/// Writes the weights atomically (temp file, then rename) and the architecture beside.
+fn save_weights(model: &ChildNet, path: &Path, arch: &str, plan: &ChildPlan) -> Result<(), String> {
+    let dir = path.parent().ok_or("no parent directory")?;
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let tmp = path.with_extension("safetensors.tmp");
+    let mut st = SafetensorsStore::from_file(&tmp);
+    model.save_into(&mut st).map_err(|e| format!("{e:?}"))?;
+    std::fs::rename(&tmp, path).map_err(|e| e.to_string())?;
+    let text = format!("{arch}\n# {}\n", plan.describe());
+    std::fs::write(path.with_extension("arch"), text).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+impl Evaluator for TrainingEvaluator {
+    fn space(&self) -> &SearchSpace {
+        &self.space
+    }
+
+    fn task(&self) -> String {
+        format!("train/{}", self.data.task.name)
+    }
+
+    fn evaluate(&self, arch: &Architecture) -> Result<Evaluation, EvalError> {
+        self.train_one(arch, 0)
+    }
+
+    fn evaluate_many(&self, archs: &[Architecture]) -> Vec<Result<Evaluation, EvalError>> {
+        let workers = self.settings.workers.clamp(1, archs.len().max(1));
+        if workers == 1 {
+            return archs.iter().map(|a| self.train_one(a, 0)).collect();
+        }
+        let next = AtomicUsize::new(0);
+        let results: Vec<Mutex<Option<Result<Evaluation, EvalError>>>> =
+            archs.iter().map(|_| Mutex::new(None)).collect();
+        std::thread::scope(|s| {
+            for w in 0..workers {
+                let (next, results) = (&next, &results);
+                s.spawn(move || loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(arch) = archs.get(i) else { break };
+                    let r = self.train_one(arch, w);
+                    if let Ok(mut slot) = results[i].lock() {
+                        *slot = Some(r);
+                    }
+                });
+            }
+        });
+        results
+            .into_iter()
+            .map(|m| {
+                m.into_inner().ok().flatten().unwrap_or_else(|| {
+                    Err(EvalError::Fatal(
+                        "a training worker stopped unexpectedly".into(),
+                    ))
+                })
+            })
+            .collect()
+    }
+}

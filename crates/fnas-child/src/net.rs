@@ -1,0 +1,249 @@
+//! The burn network of a [`ChildPlan`].
+//!
+//! Module field names are the parameter names (`blocks.3.layers.1.dw.conv.weight`,
+//! `blocks.3.layers.1.dw.bn.running_mean`, `classifier.bias`, ...), because the knowledge
+//! pool moves weights between architectures by name. That is why a layer is one struct
+//! with optional parts rather than an enum: burn's derive puts an enum's variant name into
+//! the path, while `Option` and `Vec` are transparent (`Vec` adds only the index). Every
+//! conv+BN pair is a [`ConvBn`], so the `conv` op's parameters are
+//! `blocks.{i}.layers.{j}.conv.conv.weight` and `...conv.bn.*`, like `...dw.conv.weight`
+//! and `...dw.bn.*`.
+
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::prelude::*;
+use burn::store::ModuleSnapshot;
+use burn::tensor::activation::{relu, sigmoid};
+
+use crate::plan::{ChildPlan, LayerOp, LayerPlan, SePlan, SkipKind};
+
+/// A bias-free conv followed by BatchNorm (`conv.*`, `bn.*`); activation is the caller's,
+/// since projections and pointwise convs have none.
+#[derive(Module, Debug)]
+pub struct ConvBn {
+    pub conv: Conv2d,
+    pub bn: BatchNorm,
+}
+
+impl ConvBn {
+    /// kxk conv with padding k/2.
+    pub fn new(
+        cin: usize,
+        cout: usize,
+        kernel: usize,
+        stride: usize,
+        groups: usize,
+        device: &Device,
+    ) -> ConvBn {
+        let p = kernel / 2;
+        ConvBn {
+            conv: Conv2dConfig::new([cin, cout], [kernel, kernel])
+                .with_stride([stride, stride])
+                .with_groups(groups)
+                .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+                .with_bias(false)
+                .init(device),
+            bn: BatchNormConfig::new(cout).init(device),
+        }
+    }
+
+    /// conv then BN.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.bn.forward(self.conv.forward(x))
+    }
+}
+
+/// Squeeze-excitation (`reduce.*`, `expand.*`, both 1x1 convs with bias).
+#[derive(Module, Debug)]
+pub struct SqueezeExcite {
+    pub reduce: Conv2d,
+    pub expand: Conv2d,
+}
+
+impl SqueezeExcite {
+    /// SE on `se.channels` channels squeezed to `se.reduced`.
+    pub fn new(se: &SePlan, device: &Device) -> SqueezeExcite {
+        SqueezeExcite {
+            reduce: Conv2dConfig::new([se.channels, se.reduced], [1, 1]).init(device),
+            expand: Conv2dConfig::new([se.reduced, se.channels], [1, 1]).init(device),
+        }
+    }
+
+    /// `x * sigmoid(expand(relu(reduce(mean_hw(x)))))`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let s = x.clone().mean_dim(3).mean_dim(2);
+        let s = sigmoid(self.expand.forward(relu(self.reduce.forward(s))));
+        x * s
+    }
+}
+
+/// One layer. Which parts exist depends on the op: conv has `conv`; dwsep has `dw`, `pw`;
+/// mbconv has `expand`, `dw`, `project`; any may have `se` and a `skip` projection.
+#[derive(Module, Debug)]
+pub struct Layer {
+    pub expand: Option<ConvBn>,
+    pub conv: Option<ConvBn>,
+    pub dw: Option<ConvBn>,
+    pub se: Option<SqueezeExcite>,
+    pub pw: Option<ConvBn>,
+    pub project: Option<ConvBn>,
+    pub skip: Option<ConvBn>,
+    /// `out + x` (no parameters).
+    pub identity: bool,
+}
+
+impl Layer {
+    /// The layer of `plan` on `device`.
+    pub fn new(plan: &LayerPlan, device: &Device) -> Layer {
+        let (k, s) = (plan.kernel, plan.stride);
+        let m = plan.hidden();
+        let mut layer = Layer {
+            expand: None,
+            conv: None,
+            dw: None,
+            se: plan.se.as_ref().map(|se| SqueezeExcite::new(se, device)),
+            pw: None,
+            project: None,
+            skip: (plan.skip == SkipKind::Project)
+                .then(|| ConvBn::new(plan.cin, plan.cout, 1, s, 1, device)),
+            identity: plan.skip == SkipKind::Identity,
+        };
+        match plan.op {
+            LayerOp::Conv => layer.conv = Some(ConvBn::new(plan.cin, plan.cout, k, s, 1, device)),
+            LayerOp::DwSep => {
+                layer.dw = Some(ConvBn::new(m, m, k, s, m, device));
+                layer.pw = Some(ConvBn::new(m, plan.cout, 1, 1, 1, device));
+            }
+            LayerOp::MbConv { .. } => {
+                layer.expand = Some(ConvBn::new(plan.cin, m, 1, 1, 1, device));
+                layer.dw = Some(ConvBn::new(m, m, k, s, m, device));
+                layer.project = Some(ConvBn::new(m, plan.cout, 1, 1, 1, device));
+            }
+        }
+        layer
+    }
+
+    /// Runs the parts present in op order: expand+ReLU, conv+ReLU, dw+ReLU, SE, pw,
+    /// project, then the residual.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let mut h = x.clone();
+        for part in [&self.expand, &self.conv, &self.dw].into_iter().flatten() {
+            h = relu(part.forward(h));
+        }
+        if let Some(se) = &self.se {
+            h = se.forward(h);
+        }
+        for part in [&self.pw, &self.project].into_iter().flatten() {
+            h = part.forward(h);
+        }
+        if self.identity {
+            h + x
+        } else if let Some(skip) = &self.skip {
+            h + skip.forward(x)
+        } else {
+            h
+        }
+    }
+}
+
+/// One block: its layers (`layers.{j}`).
+#[derive(Module, Debug)]
+pub struct Block {
+    pub layers: Vec<Layer>,
+}
+
+/// The child network: stem, blocks, head, global average pool, classifier.
+#[derive(Module, Debug)]
+pub struct ChildNet {
+    pub stem: ConvBn,
+    pub blocks: Vec<Block>,
+    pub head: ConvBn,
+    pub classifier: Linear,
+    /// Input channels, so [`crate::latency`] can make an input without the plan.
+    pub in_channels: usize,
+    /// Input resolution the plan was made for.
+    pub resolution: usize,
+}
+
+impl ChildNet {
+    /// Builds the network of `plan` with freshly initialised weights on `device` (pass
+    /// `device.autodiff()` for training). burn initialises parameters lazily, on first
+    /// use.
+    pub fn new(plan: &ChildPlan, device: &Device) -> ChildNet {
+        let stem = &plan.stem;
+        let head = &plan.head;
+        ChildNet {
+            stem: ConvBn::new(stem.cin, stem.cout, stem.kernel, stem.stride, 1, device),
+            blocks: plan
+                .blocks
+                .iter()
+                .map(|b| Block {
+                    layers: b.layers.iter().map(|l| Layer::new(l, device)).collect(),
+                })
+                .collect(),
+            head: ConvBn::new(head.cin, head.cout, 1, 1, 1, device),
+            classifier: LinearConfig::new(head.cout, plan.classes).init(device),
+            in_channels: plan.in_channels,
+            resolution: plan.resolution,
+        }
+    }
+
+    /// `[batch, channels, R, R]` images to `[batch, classes]` logits.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let mut h = relu(self.stem.forward(x));
+        for block in &self.blocks {
+            for layer in &block.layers {
+                h = layer.forward(h);
+            }
+        }
+        let h = relu(self.head.forward(h));
+        let [b, c, _, _] = h.dims();
+        let pooled = h.mean_dim(3).mean_dim(2).reshape([b, c]);
+        self.classifier.forward(pooled)
+    }
+
+    /// Trainable parameters: [`Module::num_params`] minus BN running statistics, which
+    /// burn counts too. Equals [`ChildPlan::params`].
+    pub fn num_trainable(&self) -> usize {
+        self.collect(None, None, false)
+            .iter()
+            .filter(|t| !t.name.ends_with(".running_mean") && !t.name.ends_with(".running_var"))
+            .map(|t| t.shape.num_elements())
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fnas_core::SearchSpace;
+    use rand::SeedableRng;
+
+    fn device() -> Device {
+        Device::flex()
+    }
+
+    #[test]
+    fn trainable_count_matches_plan_for_random_architectures() {
+        let space = SearchSpace::mnas_default();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let d = device();
+        for _ in 0..40 {
+            let a = space.sample(&mut rng);
+            let plan = ChildPlan::from_space(&space, &a, None).unwrap();
+            let net = ChildNet::new(&plan, &d);
+            assert_eq!(
+                net.num_trainable() as u64,
+                plan.params(),
+                "{}",
+                plan.describe()
+            );
+            assert_eq!(
+                net.num_params() as u64,
+                plan.params() + plan.bn_buffers(),
+                "{}",
+                plan.describe()
+            );
+        }
+    }
+}

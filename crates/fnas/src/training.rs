@@ -1,0 +1,112 @@
+//! Real-training tasks on the command line: which `--task` values mean "train children"
+//! (a shipped proxy task name such as `fashion-mnist`, or a task TOML file), the
+//! settings recorded with such an experiment, and building its evaluator.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use fnas_child::evaluator::{ProgressHook, WorkerProgress};
+use fnas_child::task::ProxyTask;
+use fnas_child::train::TrainProgress;
+use fnas_child::{TrainingEvaluator, TrainingSettings};
+use fnas_core::SearchSpace;
+use indicatif::ProgressBar;
+use serde::{Deserialize, Serialize};
+
+/// The `benchmark` recorded in the settings of a real-training search.
+pub const TRAIN_BENCHMARK: &str = "train";
+
+/// What a real-training search stores with its experiment: the whole recipe (so a
+/// resumed search trains exactly as before even if the shipped task file changed).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrainingConfig {
+    pub task: ProxyTask,
+    /// The MNAS space: a shipped name (`mnas-28`) or a TOML file.
+    pub space: String,
+    /// Children trained at once, one thread each.
+    pub workers: usize,
+    /// Timed batch-1 forward passes per child for its latency.
+    pub latency_runs: usize,
+}
+
+/// True when `task` names a real-training task rather than `BENCHMARK/DATASET`.
+pub fn is_training_task(task: &str) -> bool {
+    !task.contains('/') || task.ends_with(".toml") || task.contains(".toml#")
+}
+
+/// The proxy task `--task` names, with `--data-dir` and `--epochs` applied.
+pub fn resolve_task(
+    task: &str,
+    data_dir: Option<&Path>,
+    epochs: Option<usize>,
+) -> Result<ProxyTask> {
+    let mut t = ProxyTask::by_name_or_path(task)?;
+    if let Some(d) = data_dir {
+        t.data_dir = Some(d.to_path_buf());
+    }
+    if let Some(e) = epochs {
+        anyhow::ensure!(e >= 1, "--epochs must be at least 1");
+        t.epochs = e;
+    }
+    Ok(t)
+}
+
+/// The default worker count: one child per core.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Loads the task's images and builds the evaluator; `weights_dir` receives each trained
+/// child's safetensors.
+pub fn evaluator(
+    cfg: &TrainingConfig,
+    seed: u64,
+    weights_dir: Option<PathBuf>,
+    evaluate_test: bool,
+) -> Result<TrainingEvaluator> {
+    let space = SearchSpace::by_name_or_path(&cfg.space)?;
+    anyhow::ensure!(
+        space.mnas_spec().is_some(),
+        "space `{}` is not an MNAS space: real training needs one (e.g. mnas-28)",
+        cfg.space
+    );
+    let data = cfg
+        .task
+        .materialise()
+        .with_context(|| format!("loading the images of task `{}`", cfg.task.name))?;
+    let settings = TrainingSettings {
+        workers: cfg.workers.max(1),
+        seed,
+        latency_runs: cfg.latency_runs.max(1),
+        weights_dir,
+        evaluate_test,
+        ..TrainingSettings::default()
+    };
+    Ok(TrainingEvaluator::new(space, Arc::new(data), settings))
+}
+
+/// A hook that shows the workers' training progress in `bar`'s message.
+pub fn progress_hook(bar: ProgressBar, prefix: String) -> ProgressHook {
+    Arc::new(move |p: WorkerProgress| {
+        if let TrainProgress::Step {
+            epoch,
+            epochs,
+            step,
+            total_steps,
+            loss,
+            ..
+        } = p.event
+        {
+            if step % 5 == 0 || step + 1 == total_steps {
+                bar.set_message(format!(
+                    "{prefix}  worker {} child {}: epoch {}/{epochs} step {}/{total_steps} loss {loss:.3}",
+                    p.worker,
+                    &p.arch[..8.min(p.arch.len())],
+                    epoch + 1,
+                    step + 1
+                ));
+            }
+        }
+    })
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The FNAS ablation of issue 3 (README "Figures"): every row on NAS-Bench-Graph
+# (cora, citeseer, pubmed, cs, computers, arxiv) and AnalogNAS-Bench (baseline, and
+# analog with transfer from baseline), 20 seeds, budget 500. Writes the two tables to
+# docs/results/ (or $OUT) and prints the total time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-docs/results}
+SEEDS=${SEEDS:-20}
+ROWS=random,evolution,ppo,fnas-value,fnas-gate,fnas-gate+transfer,fnas-replay-nocorr,fnas-replay,fnas+transfer
+./scripts/setup.sh
+cargo build --release -p fnas
+mkdir -p "$OUT"
+start=$(date +%s)
+target/release/fnas bench --benchmark nas-bench-graph \
+  --datasets cora,citeseer,pubmed,cs,computers,arxiv \
+  --strategies "$ROWS" --seeds "$SEEDS" --budget 500 | tee "$OUT/ablation-nas-bench-graph.txt"
+target/release/fnas bench --benchmark analog-nasbench --datasets baseline,analog \
+  --strategies "$ROWS" --seeds "$SEEDS" --budget 500 | tee "$OUT/ablation-analog-nasbench.txt"
+echo "ablation: both tables in $(( $(date +%s) - start )) s"
