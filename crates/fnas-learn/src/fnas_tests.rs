@@ -659,3 +659,34 @@ fn synthetic_ablation() {
         );
     }
 }
+
+#[test]
+fn calibration_scale_is_the_95th_percentile_over_1_96_within_bounds() {
+    use super::{calibration_scale, CALIBRATION_MIN_RESIDUALS};
+    // too few residuals: no correction yet
+    assert_eq!(
+        calibration_scale(&[5.0; CALIBRATION_MIN_RESIDUALS - 1]),
+        1.0
+    );
+    // errors three times the raw std at the 95th percentile: std scaled by 3
+    let mut r = vec![0.5f32; 95];
+    r.extend([3.0 * 1.96; 5]);
+    r[94] = 3.0 * 1.96;
+    let s = calibration_scale(&r);
+    assert!((s - 3.0).abs() < 1e-5, "{s}");
+    // a well-calibrated Gaussian critic gets ~1
+    let normal: Vec<f32> = (1..=1000)
+        .map(|i| {
+            // |z| quantiles of a standard normal, by a coarse inverse: q95(|z|) = 1.96
+            let p = i as f64 / 1001.0;
+            (1.96 * p / 0.95).min(1.96 + (p - 0.95).max(0.0) * 20.0) as f32
+        })
+        .collect();
+    assert!((calibration_scale(&normal) - 1.0).abs() < 0.02);
+    // clamped on both sides; non-finite residuals ignored
+    assert_eq!(calibration_scale(&[1000.0; 40]), 20.0);
+    assert_eq!(calibration_scale(&[0.0; 40]), 0.5);
+    let mut with_nan = vec![f32::NAN; 10];
+    with_nan.extend([1.96f32; 20]);
+    assert!((calibration_scale(&with_nan) - 1.0).abs() < 1e-6);
+}
