@@ -1,0 +1,187 @@
+//! End-to-end tests of real child training through the `fnas` binary, on the CI-sized
+//! task `fashion-mnist-tiny` (384 Fashion-MNIST images at 14x14, one epoch).
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn fnas() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_fnas"))
+}
+
+fn run(args: &[&str]) -> Output {
+    fnas().args(args).output().expect("fnas binary runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+fn show_json(store: &Path, name: &str) -> Option<serde_json::Value> {
+    let o = run(&["show", name, "--store", store.to_str()?, "--json"]);
+    o.status
+        .success()
+        .then(|| serde_json::from_slice(&o.stdout).expect("show --json prints JSON"))
+}
+
+fn finished_trials(v: &serde_json::Value) -> usize {
+    v["trials"]
+        .as_array()
+        .map_or(0, |t| t.iter().filter(|t| t["status"] != "pending").count())
+}
+
+#[test]
+fn train_prints_metrics_as_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = tmp.path().join("w");
+    let o = run(&[
+        "train",
+        "--arch",
+        "median",
+        "--task",
+        "fashion-mnist-tiny",
+        "--weights-dir",
+        w.to_str().unwrap(),
+        "--latency-runs",
+        "3",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let last = out.trim_end().lines().last().expect("a JSON line");
+    let v: serde_json::Value = serde_json::from_str(last).unwrap();
+    let acc = v["val_accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&acc));
+    assert!(v["latency_ms"].as_f64().unwrap() > 0.0);
+    assert!(v["flops"].as_f64().unwrap() > 1e5);
+    assert!(v["params"].as_f64().unwrap() > 1e4);
+    assert_eq!(v["cost"]["evaluations"], 1);
+    assert_eq!(v["cost"]["images"], 384);
+    let weights = v["weights"].as_str().unwrap();
+    assert!(Path::new(weights).exists(), "{weights}");
+    assert!(Path::new(weights).with_extension("arch").exists());
+}
+
+#[test]
+fn train_rejects_bad_input_with_one_line() {
+    for (args, needle) in [
+        (
+            vec![
+                "train",
+                "--arch",
+                "b1.op=nope",
+                "--task",
+                "fashion-mnist-tiny",
+            ],
+            "b1.op",
+        ),
+        (
+            vec!["train", "--arch", "median", "--task", "no-such-task"],
+            "no-such-task",
+        ),
+        (
+            vec![
+                "train",
+                "--arch",
+                "median",
+                "--task",
+                "fashion-mnist-tiny",
+                "--data-dir",
+                "/nonexistent",
+            ],
+            "/nonexistent",
+        ),
+    ] {
+        let o = run(&args);
+        let e = stderr(&o);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        assert!(!e.contains("panicked"), "{e}");
+        assert!(
+            e.starts_with("error:") && e.trim_end().lines().count() == 1,
+            "{e}"
+        );
+        assert!(e.contains(needle), "`{needle}` not in {e}");
+    }
+}
+
+#[test]
+fn real_training_search_survives_sigkill_and_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("train.db");
+    let s = store.to_str().unwrap();
+    let args = [
+        "search",
+        "--task",
+        "fashion-mnist-tiny",
+        "--strategy",
+        "ppo",
+        "--budget",
+        "4",
+        "--batch-size",
+        "2",
+        "--workers",
+        "1",
+        "--store",
+        s,
+        "--name",
+        "exp",
+        "--resume",
+    ];
+    // kill once at least one child is trained and recorded
+    let mut child = fnas()
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let mut killed = false;
+    while start.elapsed() < Duration::from_secs(300) {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if show_json(&store, "exp").is_some_and(|v| finished_trials(&v) >= 1) {
+            child.kill().unwrap(); // SIGKILL
+            killed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    child.wait().unwrap();
+    assert!(killed, "the search finished before it could be killed");
+    let before = finished_trials(&show_json(&store, "exp").unwrap());
+    assert!(before < 4);
+
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = show_json(&store, "exp").unwrap();
+    assert_eq!(v["experiment"]["status"], "finished");
+    let trials = v["trials"].as_array().unwrap();
+    let evaluated: Vec<&serde_json::Value> = trials
+        .iter()
+        .filter(|t| t["source"] == "evaluated")
+        .collect();
+    assert_eq!(evaluated.len(), 4, "budget 4 = 4 trained children");
+    for t in &evaluated {
+        assert_eq!(t["status"], "done", "{t}");
+        let m = &t["metrics"];
+        assert!(m["val_accuracy"].as_f64().is_some(), "{t}");
+        assert!(m["latency_ms"].as_f64().unwrap() > 0.0, "{t}");
+        assert!(m["flops"].as_f64().unwrap() > 0.0, "{t}");
+        assert!(m["params"].as_f64().unwrap() > 0.0, "{t}");
+        assert_eq!(t["cost"]["images"], 384, "{t}");
+    }
+    let weights = tmp.path().join("train.db.weights").join("exp");
+    let saved = std::fs::read_dir(&weights).unwrap().count();
+    assert!(
+        saved >= 8,
+        "4 children x (safetensors + arch) in {}",
+        weights.display()
+    );
+    // the table of `fnas show` lists accuracy, latency, FLOPs, params, cost
+    let o = run(&["show", "exp", "--store", s]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    for col in ["VAL", "LAT_MS", "PARAMS", "MFLOPS", "COST_S"] {
+        assert!(out.contains(col), "{col} missing: {out}");
+    }
+}
