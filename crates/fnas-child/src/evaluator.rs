@@ -58,6 +58,38 @@ pub struct TrainingSettings {
     pub weights_dir: Option<PathBuf>,
     /// Also evaluate the test set (final reports only: a search never decides on it).
     pub evaluate_test: bool,
+    /// Where children train: burn's flex CPU backend, or a CUDA GPU (`cuda` feature).
+    pub device: Device,
+}
+
+/// The training device of a name: `cpu` (burn flex), or `cuda` / `cuda:N` in a build
+/// with the `cuda` feature. Latency is measured on the same device (batch 1).
+pub fn device_by_name(name: &str) -> Result<Device, String> {
+    match name {
+        "cpu" | "flex" => Ok(Device::flex()),
+        n if n == "cuda" || n.starts_with("cuda:") => cuda_device(n),
+        other => Err(format!(
+            "unknown device `{other}` (expected cpu, cuda or cuda:N)"
+        )),
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_device(name: &str) -> Result<Device, String> {
+    let index = match name.strip_prefix("cuda:") {
+        Some(i) => i
+            .parse::<usize>()
+            .map_err(|_| format!("device `{name}`: expected cuda:N with N a GPU index"))?,
+        None => 0,
+    };
+    Ok(Device::cuda(index))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_device(name: &str) -> Result<Device, String> {
+    Err(format!(
+        "device `{name}`: this fnas was built without CUDA; rebuild with `cargo build --release --features cuda`"
+    ))
 }
 
 impl Default for TrainingSettings {
@@ -69,6 +101,7 @@ impl Default for TrainingSettings {
             latency_warmup: 3,
             weights_dir: None,
             evaluate_test: false,
+            device: Device::flex(),
         }
     }
 }
@@ -136,6 +169,7 @@ impl TrainingEvaluator {
         let hash = arch.stable_hash();
         let mut opts = TrainOptions::new(self.settings.seed ^ hash, 1);
         opts.evaluate_test = self.settings.evaluate_test;
+        opts.device = self.settings.device.clone();
         let label = format!("{hash:016x}");
         let hook = self.progress.clone();
         let mut on_progress = |event: TrainProgress| {

@@ -64,6 +64,9 @@ pub struct TrainArgs {
     /// Timed batch-1 forward passes for the latency.
     #[arg(long, default_value_t = 20)]
     pub latency_runs: usize,
+    /// Training device: cpu (burn flex), or cuda / cuda:N in a build with `--features cuda`.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
     /// Print one JSON object as the last line instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -100,6 +103,9 @@ pub struct SearchArgs {
     /// Real training: epochs per child (default: the task's).
     #[arg(long)]
     pub epochs: Option<usize>,
+    /// Real training: device, cpu (burn flex) or cuda / cuda:N (build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
     /// Search strategy: random, evolution, ppo (vanilla MnasNet-style RL), fnas (PPO +
     /// critic gate and value + experience replay with off-policy correction), or one
     /// FNAS ablation: fnas-value, fnas-gate, fnas-replay, fnas-replay-nocorr.

@@ -28,6 +28,13 @@ pub struct TrainingConfig {
     pub workers: usize,
     /// Timed batch-1 forward passes per child for its latency.
     pub latency_runs: usize,
+    /// Training device: cpu, or cuda / cuda:N (build with `--features cuda`).
+    #[serde(default = "cpu")]
+    pub device: String,
+}
+
+fn cpu() -> String {
+    "cpu".into()
 }
 
 /// True when `task` names a real-training task rather than `BENCHMARK/DATASET`.
@@ -75,7 +82,9 @@ pub fn evaluator(
         .task
         .materialise()
         .with_context(|| format!("loading the images of task `{}`", cfg.task.name))?;
+    let device = fnas_child::evaluator::device_by_name(&cfg.device).map_err(anyhow::Error::msg)?;
     let settings = TrainingSettings {
+        device,
         workers: cfg.workers.max(1),
         seed,
         latency_runs: cfg.latency_runs.max(1),

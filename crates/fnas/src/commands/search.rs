@@ -77,6 +77,7 @@ fn new_settings(a: &SearchArgs) -> Result<SearchSettings> {
                 space: a.space.clone(),
                 workers: a.workers.unwrap_or_else(training::default_workers),
                 latency_runs: 20,
+                device: a.device.clone(),
             };
             SearchSettings::training(tc, a.batch_size, reward)
         }

@@ -33,6 +33,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         space: a.space.clone(),
         workers: 1,
         latency_runs: a.latency_runs,
+        device: a.device.clone(),
     };
     let space = SearchSpace::by_name_or_path(&a.space)?;
     let arch = parse_arch(&space, &a.arch)?;
