@@ -277,6 +277,10 @@ impl Evaluator for TrainingEvaluator {
         self.train_one(arch, 0)
     }
 
+    fn parallelism(&self) -> usize {
+        self.settings.workers.max(1)
+    }
+
     fn evaluate_many(&self, archs: &[Architecture]) -> Vec<Result<Evaluation, EvalError>> {
         let workers = self.settings.workers.clamp(1, archs.len().max(1));
         if workers == 1 {

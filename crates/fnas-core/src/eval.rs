@@ -93,6 +93,12 @@ pub trait Evaluator: Send + Sync {
     /// Evaluates one (canonical) architecture.
     fn evaluate(&self, arch: &Architecture) -> Result<Evaluation, EvalError>;
 
+    /// How many architectures this evaluator evaluates at once (`evaluate_many` gets
+    /// chunks of this size, so results are stored as each chunk finishes).
+    fn parallelism(&self) -> usize {
+        1
+    }
+
     /// Evaluates several architectures of one batch, in order. The default evaluates
     /// them one after another; an evaluator that can train several children at once
     /// (one per worker) overrides it.

@@ -220,11 +220,12 @@ fn finish_batch(
         todo.push((t.canonical.clone(), arch));
     }
     let archs: Vec<crate::Architecture> = todo.iter().map(|(_, a)| a.clone()).collect();
-    let mut done: Vec<Option<Result<TrialResult, SearchError>>> = evaluator
-        .evaluate_many(&archs)
-        .into_iter()
-        .map(|r| Some(to_result(r, &cfg.reward)))
-        .collect();
+    // filled a chunk of `parallelism` at a time, so each result is persisted soon after
+    // its chunk ends and a kill loses at most one chunk of work
+    let par = evaluator.parallelism().max(1);
+    let mut done: Vec<Option<Result<TrialResult, SearchError>>> =
+        archs.iter().map(|_| None).collect();
+    let mut evaluated_up_to = 0;
     for t in trials {
         if t.status != TrialStatus::Pending {
             continue;
@@ -250,6 +251,14 @@ fn finish_batch(
             },
             None => {
                 let pos = todo.iter().position(|(c, _)| c == &t.canonical);
+                if let Some(i) = pos.filter(|&i| i >= evaluated_up_to) {
+                    let end = (i + par).min(archs.len());
+                    let results = evaluator.evaluate_many(&archs[i..end]);
+                    for (slot, r) in done[i..end].iter_mut().zip(results) {
+                        *slot = Some(to_result(r, &cfg.reward));
+                    }
+                    evaluated_up_to = end;
+                }
                 match pos.and_then(|i| done[i].take()) {
                     Some(r) => r?,
                     None => {
