@@ -212,38 +212,3 @@ impl ChildNet {
             .sum()
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use fnas_core::SearchSpace;
-    use rand::SeedableRng;
-
-    fn device() -> Device {
-        Device::flex()
-    }
-
-    #[test]
-    fn trainable_count_matches_plan_for_random_architectures() {
-        let space = SearchSpace::mnas_default();
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
-        let d = device();
-        for _ in 0..40 {
-            let a = space.sample(&mut rng);
-            let plan = ChildPlan::from_space(&space, &a, None).unwrap();
-            let net = ChildNet::new(&plan, &d);
-            assert_eq!(
-                net.num_trainable() as u64,
-                plan.params(),
-                "{}",
-                plan.describe()
-            );
-            assert_eq!(
-                net.num_params() as u64,
-                plan.params() + plan.bn_buffers(),
-                "{}",
-                plan.describe()
-            );
-        }
-    }
-}

@@ -116,17 +116,12 @@ impl SearchSettings {
         batch_size: usize,
         reward: RewardConfig,
     ) -> Self {
-        Self {
-            benchmark: benchmark.name().to_string(),
-            dataset: dataset.to_string(),
+        Self::named(
+            benchmark.name().to_string(),
+            dataset.to_string(),
             batch_size,
             reward,
-            evolution: default_evolution(),
-            ppo: PpoConfig::default(),
-            fnas: None,
-            transfer: Vec::new(),
-            training: None,
-        }
+        )
     }
 
     /// Settings of a real-training search.
@@ -138,13 +133,23 @@ impl SearchSettings {
         Self {
             benchmark: crate::training::TRAIN_BENCHMARK.to_string(),
             dataset: training.task.name.clone(),
+            training: Some(training),
+            ..Self::named(String::new(), String::new(), batch_size, reward)
+        }
+    }
+
+    /// The defaults shared by both kinds of search.
+    fn named(benchmark: String, dataset: String, batch_size: usize, reward: RewardConfig) -> Self {
+        Self {
+            benchmark,
+            dataset,
             batch_size,
             reward,
             evolution: default_evolution(),
             ppo: PpoConfig::default(),
             fnas: None,
             transfer: Vec::new(),
-            training: Some(training),
+            training: None,
         }
     }
 }
