@@ -8,13 +8,14 @@ cd "$(dirname "$0")/.."
 N=${N:-20}
 JOBS=${JOBS:-$(nproc)}
 OUT=${OUT:-docs/results}
-cargo build --release -p fnas
+export FNAS=${FNAS:-target/release/fnas}
+[ -n "${SKIP_BUILD:-}" ] || cargo build --release -p fnas
 mkdir -p "$OUT"
 rows="$OUT/proxy-study.jsonl"
 : > "$rows"
 start=$(date +%s)
 for k in $(seq 1 "$N"); do for task in fashion-mnist fashion-mnist-long; do echo "$k $task"; done; done |
-  xargs -P "$JOBS" -L 1 sh -c 'target/release/fnas train --arch random:$0 --task $1 --latency-runs 5 --json 2>/dev/null | tail -1 | sed "s/^{/{\"seed\":$0,/" >> '"$rows"
+  xargs -P "$JOBS" -L 1 sh -c '"$FNAS" train --arch random:$0 --task $1 --latency-runs 5 --json 2>/dev/null | tail -1 | sed "s/^{/{\"seed\":$0,/" >> '"$rows"
 python3 - "$rows" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]

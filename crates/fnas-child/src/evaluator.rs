@@ -16,11 +16,14 @@ use burn::prelude::*;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use fnas_core::{Architecture, Cost, EvalError, Evaluation, Evaluator, Metrics, SearchSpace};
 
+use fnas_core::pool::{BlockPool, DistanceWeights, PoolEntry};
+
 use crate::latency::measure_latency;
 use crate::net::ChildNet;
 use crate::plan::ChildPlan;
 use crate::task::TaskData;
-use crate::train::{train, Classifier, TrainError, TrainOptions, TrainProgress};
+use crate::train::{train, training_images, Classifier, TrainError, TrainOptions, TrainProgress};
+use crate::warm::{choose, entries_of, EntryMeta};
 
 impl Classifier for ChildNet {
     fn forward(&self, x: Tensor<4>) -> Tensor<2> {
@@ -106,12 +109,58 @@ impl Default for TrainingSettings {
     }
 }
 
+/// How the evaluator uses the architecture knowledge pool.
+#[derive(Clone)]
+pub struct PoolSettings {
+    pub pool: Arc<dyn BlockPool>,
+    /// Experiment name written into the entries of trained children.
+    pub experiment: String,
+    /// Initialise children from the pool (then they train `warm_epochs`).
+    pub warm_start: bool,
+    /// Store trained children's blocks in the pool.
+    pub contribute: bool,
+    /// The budget class children are initialised from (fairness: one class per search);
+    /// `None`: one from-scratch training of this task's proxy.
+    pub budget_images: Option<u64>,
+    /// Epochs of a warm-started child (default: half the proxy's, at least 1).
+    pub warm_epochs: usize,
+    /// Experiments whose entries may initialise children besides `experiment` itself;
+    /// `None`: every experiment in the store.
+    pub sources: Option<Vec<String>>,
+    pub weights: DistanceWeights,
+}
+
+impl PoolSettings {
+    /// Warm start and contribute, half the proxy's epochs, entries of any experiment.
+    pub fn new(pool: Arc<dyn BlockPool>, experiment: &str, proxy_epochs: usize) -> Self {
+        Self {
+            pool,
+            experiment: experiment.to_string(),
+            warm_start: true,
+            contribute: true,
+            budget_images: None,
+            warm_epochs: proxy_epochs.div_ceil(2).max(1),
+            sources: None,
+            weights: DistanceWeights::default(),
+        }
+    }
+
+    fn allows(&self, e: &PoolEntry) -> bool {
+        e.experiment == self.experiment
+            || self
+                .sources
+                .as_ref()
+                .is_none_or(|s| s.iter().any(|x| x == &e.experiment))
+    }
+}
+
 /// Trains children of an MNAS space on one proxy task.
 pub struct TrainingEvaluator {
     space: SearchSpace,
     data: Arc<TaskData>,
     settings: TrainingSettings,
     progress: Option<ProgressHook>,
+    pool: Option<PoolSettings>,
 }
 
 impl TrainingEvaluator {
@@ -122,7 +171,27 @@ impl TrainingEvaluator {
             data,
             settings,
             progress: None,
+            pool: None,
         }
+    }
+
+    /// Uses the knowledge pool: warm starts and/or contributing trained blocks.
+    pub fn with_pool(mut self, pool: PoolSettings) -> Self {
+        self.pool = Some(pool);
+        self
+    }
+
+    pub fn pool(&self) -> Option<&PoolSettings> {
+        self.pool.as_ref()
+    }
+
+    /// The budget class this evaluator initialises children from: the pool setting, or
+    /// the images of one from-scratch proxy training.
+    pub fn pool_class(&self) -> u64 {
+        self.pool
+            .as_ref()
+            .and_then(|p| p.budget_images)
+            .unwrap_or_else(|| training_images(&self.data, self.data.task.epochs))
     }
 
     /// Reports every worker's training progress to `hook`.
@@ -170,6 +239,29 @@ impl TrainingEvaluator {
         let mut opts = TrainOptions::new(self.settings.seed ^ hash, 1);
         opts.evaluate_test = self.settings.evaluate_test;
         opts.device = self.settings.device.clone();
+        let task_name = self.data.task.name.clone();
+        let classes = self.data.classes as u32;
+        let class = self.pool_class();
+        let warm = match self.pool.as_ref().filter(|p| p.warm_start) {
+            Some(p) => {
+                let allow = |e: &PoolEntry| p.allows(e);
+                choose(
+                    p.pool.as_ref(),
+                    &plan,
+                    &task_name,
+                    classes,
+                    class,
+                    &p.weights,
+                    &allow,
+                )
+                .map_err(|e| EvalError::Fatal(e.to_string()))?
+            }
+            None => None,
+        };
+        if let (Some(_), Some(p)) = (&warm, &self.pool) {
+            opts.epochs = Some(p.warm_epochs);
+        }
+        let apply_error: Mutex<Option<String>> = Mutex::new(None);
         let label = format!("{hash:016x}");
         let hook = self.progress.clone();
         let mut on_progress = |event: TrainProgress| {
@@ -182,10 +274,24 @@ impl TrainingEvaluator {
             }
         };
         let data = self.data.as_ref();
-        let trained = match train(data, |d| ChildNet::new(&plan, d), &opts, &mut on_progress) {
+        let build = |d: &Device| {
+            let mut net = ChildNet::new(&plan, d);
+            if let Some(w) = &warm {
+                if let Err(e) = w.apply(&mut net) {
+                    if let Ok(mut slot) = apply_error.lock() {
+                        *slot = Some(e.to_string());
+                    }
+                }
+            }
+            net
+        };
+        let trained = match train(data, build, &opts, &mut on_progress) {
             Ok(t) => t,
             Err(e) => return Err(train_failure(e, data)),
         };
+        if let Some(e) = apply_error.lock().ok().and_then(|mut s| s.take()) {
+            return Err(EvalError::Fatal(e));
+        }
         let r = &trained.report;
         let cost = Cost {
             evaluations: 1,
@@ -217,12 +323,68 @@ impl TrainingEvaluator {
         metrics
             .extra
             .insert("train_seconds".into(), r.train_seconds);
+        if let Some(p) = &self.pool {
+            let init = warm.as_ref().map(|w| w.init.clone()).unwrap_or_default();
+            metrics
+                .extra
+                .insert("pool_hit_ratio".into(), init.hit_ratio);
+            metrics
+                .extra
+                .insert("pool_distance".into(), init.mean_distance);
+            metrics
+                .extra
+                .insert("pool_max_distance".into(), init.max_distance);
+            metrics
+                .extra
+                .insert("warm_start".into(), if warm.is_some() { 1.0 } else { 0.0 });
+            let lineage = warm.as_ref().map_or(0, |w| w.budget_images);
+            let budget = lineage + r.images_processed as u64;
+            metrics.extra.insert("pool_class".into(), class as f64);
+            metrics.extra.insert("budget_images".into(), budget as f64);
+            if p.contribute {
+                let meta = EntryMeta {
+                    task: task_name.clone(),
+                    classes,
+                    experiment: p.experiment.clone(),
+                    arch: self.space.format(&self.space.canonical(arch)),
+                    budget_images: budget,
+                    val_accuracy: r.val_accuracy,
+                };
+                entries_of(&trained.model, &plan, &meta)
+                    .and_then(|parts| p.pool.insert(parts))
+                    .map_err(|e| EvalError::Fatal(e.to_string()))?;
+            }
+        }
         if let Some(path) = self.weights_path(arch) {
             save_weights(&trained.model, &path, &self.space.format(arch), &plan).map_err(|e| {
                 EvalError::Fatal(format!("saving weights to {}: {e}", path.display()))
             })?;
         }
         Ok(Evaluation { metrics, cost })
+    }
+}
+
+impl TrainingEvaluator {
+    /// Test accuracy of a child whose weights this evaluator saved (`weights_path`):
+    /// loads them into the child network and evaluates the t10k test split.
+    pub fn test_saved(&self, arch: &Architecture) -> Result<f64, EvalError> {
+        let path = self
+            .weights_path(arch)
+            .ok_or_else(|| EvalError::Fatal("no weights folder: nothing was saved".into()))?;
+        if !path.exists() {
+            return Err(EvalError::Fatal(format!(
+                "weights {} not found (were they moved?)",
+                path.display()
+            )));
+        }
+        let plan = self.plan(arch)?;
+        let device = self.settings.device.clone();
+        let mut net = ChildNet::new(&plan, &device);
+        let mut st = SafetensorsStore::from_file(&path);
+        net.load_from(&mut st)
+            .map_err(|e| EvalError::Fatal(format!("loading {}: {e:?}", path.display())))?;
+        crate::train::test_accuracy(&net, &self.data, &device)
+            .map_err(|e| EvalError::Fatal(format!("testing {}: {e}", path.display())))
     }
 }
 

@@ -1,7 +1,9 @@
 //! Real child training: an architecture of the MNAS space becomes a burn network
 //! ([`plan`] describes it layer by layer, [`net`] builds it), is trained on a proxy task
 //! ([`task`] draws the seeded data splits from IDX files read by [`idx`], [`train`] runs
-//! the recipe) and measured ([`latency`], FLOPs and params from [`plan`]).
+//! the recipe) and measured ([`latency`], FLOPs and params from [`plan`]). [`warm`]
+//! initialises a child from the knowledge pool, adapting stored weights with the rules of
+//! [`transfer`], and splits a trained child into pool entries.
 
 pub mod evaluator;
 pub mod idx;
@@ -10,5 +12,7 @@ pub mod net;
 pub mod plan;
 pub mod task;
 pub mod train;
+pub mod transfer;
+pub mod warm;
 
 pub use evaluator::{TrainingEvaluator, TrainingSettings};

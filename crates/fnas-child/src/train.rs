@@ -119,6 +119,9 @@ pub struct TrainOptions {
     pub eval_batch_size: usize,
     /// The (non-autodiff) device to train on; the trainer adds autodiff itself.
     pub device: Device,
+    /// Train this many epochs instead of the task's (the warm-start proxy: a child
+    /// initialised from the knowledge pool trains fewer epochs); the schedule follows.
+    pub epochs: Option<usize>,
 }
 
 impl TrainOptions {
@@ -130,6 +133,7 @@ impl TrainOptions {
             evaluate_test: false,
             eval_batch_size: 500,
             device: Device::flex(),
+            epochs: None,
         }
     }
 }
@@ -403,6 +407,18 @@ where
     Ok(Trained { model, report })
 }
 
+/// Training images a child processes in `epochs` epochs of `data`'s recipe (full
+/// batches only, as the trainer runs them): the budget unit of a real-training search
+/// and the budget class of the knowledge pool.
+pub fn training_images(data: &TaskData, epochs: usize) -> u64 {
+    let n = data.train.n;
+    if n == 0 {
+        return 0;
+    }
+    let batch = data.task.batch_size.clamp(1, n);
+    ((n / batch).max(1) * batch * epochs) as u64
+}
+
 /// One batch of `split` as tensors on `device`.
 fn batch(split: &Split, idx: &[usize], device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
     let len = split.image_len();
@@ -470,6 +486,22 @@ fn evaluate<M: Classifier>(
     Ok(Some((correct as f64 / n, loss / n)))
 }
 
+/// Accuracy of a trained inference model on the task's t10k test split: for the final
+/// report of a search's best child (never for search decisions).
+pub fn test_accuracy<M: Classifier>(
+    model: &M,
+    data: &TaskData,
+    device: &Device,
+) -> Result<f64, TrainError> {
+    let test = data.test()?;
+    match evaluate(model, test, device, 500)? {
+        Some((acc, _)) => Ok(acc),
+        None => Err(TrainError::Backend(
+            "the network's output on the test set is not finite".into(),
+        )),
+    }
+}
+
 /// The optimiser of a task.
 fn optimizer(task: &ProxyTask) -> ModuleOptimizer {
     let decay = (task.weight_decay > 0.0).then(|| WeightDecayConfig::new(task.weight_decay as f32));
@@ -508,7 +540,17 @@ where
     M: Classifier,
     F: FnOnce(&Device) -> M,
 {
-    let task = &data.task;
+    let overridden;
+    let task = match opts.epochs {
+        Some(epochs) if epochs != data.task.epochs => {
+            overridden = ProxyTask {
+                epochs: epochs.max(1),
+                ..data.task.clone()
+            };
+            &overridden
+        }
+        _ => &data.task,
+    };
     let plain = opts.device.clone();
     let ad = plain.clone().autodiff();
     let mut model = build_seeded(build, &ad, opts.seed);

@@ -8,11 +8,35 @@ use crate::{
     StrategyError,
 };
 
+/// What the budget counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BudgetUnit {
+    /// Architectures evaluated (`Cost::evaluations`): a tabular query or a trained child.
+    #[default]
+    Evaluations,
+    /// Training images processed (`Cost::images`): with warm starts a child may cost
+    /// less than a full proxy training, so real-training comparisons count images.
+    Images,
+}
+
+impl BudgetUnit {
+    /// The units `cost` spends.
+    pub fn of(self, cost: &Cost) -> u64 {
+        match self {
+            BudgetUnit::Evaluations => cost.evaluations,
+            BudgetUnit::Images => cost.images,
+        }
+    }
+}
+
 /// Loop settings.
 #[derive(Clone, Debug)]
 pub struct SearchConfig {
-    /// Budget in cost units (`Cost::evaluations`).
+    /// Budget in cost units (see `unit`).
     pub budget: u64,
+    /// What `budget` counts.
+    pub unit: BudgetUnit,
     /// Proposals per strategy batch (PPO update size).
     pub batch_size: usize,
     pub reward: RewardConfig,
@@ -31,6 +55,7 @@ impl SearchConfig {
     pub fn new(budget: u64, batch_size: usize, reward: RewardConfig) -> Self {
         Self {
             budget,
+            unit: BudgetUnit::Evaluations,
             batch_size,
             reward,
             max_proposals_factor: 4,
@@ -59,9 +84,13 @@ pub struct TrialEvent<'a> {
     pub result: &'a TrialResult,
     /// Cost units spent so far.
     pub spent: u64,
+    /// Cost of the trial, in budget units.
+    pub trial_units: u64,
     pub budget: u64,
     /// Best reward among finished trials so far.
     pub best_reward: Option<f64>,
+    /// The strategy's counters ([`Strategy::counters`]) as of the last update.
+    pub counters: Vec<(&'static str, u64)>,
 }
 
 /// Summary of a finished (or resumed-and-finished) search.
@@ -73,14 +102,17 @@ pub struct SearchSummary {
 }
 
 struct Ledger {
+    unit: BudgetUnit,
     spent: u64,
     proposals: u64,
     best: Option<f64>,
+    /// Consecutive batches that cost nothing (all served from the store or trusted).
+    idle_batches: u64,
 }
 
 impl Ledger {
     fn record(&mut self, r: &TrialResult) {
-        self.spent += r.cost.evaluations;
+        self.spent += self.unit.of(&r.cost);
         // a critic's prediction never makes an architecture "found"
         if r.source == TrialSource::Critic {
             return;
@@ -111,14 +143,16 @@ pub fn run_search(
 ) -> Result<SearchSummary, SearchError> {
     let exp = experiment.id;
     let mut ledger = Ledger {
+        unit: cfg.unit,
         spent: 0,
         proposals: 0,
         best: None,
+        idle_batches: 0,
     };
     for t in store.trials(exp)? {
         ledger.proposals += 1;
         if t.status != TrialStatus::Pending {
-            ledger.spent += t.cost.evaluations;
+            ledger.spent += cfg.unit.of(&t.cost);
             if let (Some(x), false) = (t.reward, t.source == Some(TrialSource::Critic)) {
                 ledger.best = Some(ledger.best.map_or(x, |b| b.max(x)));
             }
@@ -150,9 +184,20 @@ pub fn run_search(
         .budget
         .saturating_mul(cfg.max_proposals_factor)
         .max(cfg.budget + 1);
-    while ledger.spent < cfg.budget && ledger.proposals < cap {
-        // never propose more than the budget can pay for, so the budget is never exceeded
-        let n = (cfg.budget - ledger.spent).min(cfg.batch_size as u64) as usize;
+    // With an image budget the proposal cap is replaced by a stall rule: stop after
+    // `max_proposals_factor * 4` consecutive batches that cost nothing.
+    let stalled = |l: &Ledger| match cfg.unit {
+        BudgetUnit::Evaluations => l.proposals >= cap,
+        BudgetUnit::Images => l.idle_batches >= cfg.max_proposals_factor.saturating_mul(4),
+    };
+    while ledger.spent < cfg.budget && !stalled(&ledger) {
+        // never propose more children than the budget can pay for (with an evaluation
+        // budget it is then never exceeded; an image budget may end inside one batch)
+        let n = match cfg.unit {
+            BudgetUnit::Evaluations => (cfg.budget - ledger.spent).min(cfg.batch_size as u64),
+            BudgetUnit::Images => cfg.batch_size as u64,
+        } as usize;
+        let spent_before = ledger.spent;
         let proposals = strategy.ask(n)?;
         let space = evaluator.space();
         let new: Vec<NewTrial> = proposals
@@ -176,6 +221,11 @@ pub fn run_search(
             &mut ledger,
             progress,
         )?;
+        if ledger.spent == spent_before {
+            ledger.idle_batches += 1;
+        } else {
+            ledger.idle_batches = 0;
+        }
         batch += 1;
     }
     store.set_experiment_status(exp, "finished")?;
@@ -276,9 +326,11 @@ fn finish_batch(
         progress(&TrialEvent {
             trial: &t,
             result: &result,
+            trial_units: cfg.unit.of(&result.cost),
             spent: ledger.spent,
             budget: cfg.budget,
             best_reward: ledger.best,
+            counters: strategy.counters(),
         });
     }
     let mut outcomes = Vec::new();

@@ -434,6 +434,11 @@ impl Strategy for FnasStrategy {
         "fnas"
     }
 
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        let s = &self.ex.stats;
+        vec![("replayed", s.replayed), ("audited", s.audited)]
+    }
+
     fn ask(&mut self, n: usize) -> Result<Vec<Proposal>, StrategyError> {
         let drawn = self.ppo.sample(n)?;
         let scale = self.std_scale();

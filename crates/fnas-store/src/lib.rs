@@ -1,5 +1,6 @@
 //! The fnas knowledge store: [`SqliteStore`], the SQLite implementation of
-//! [`fnas_core::Store`], and the [`conformance`] suite every backend must pass.
+//! [`fnas_core::Store`], the [`conformance`] suite every backend must pass, and
+//! [`SqlitePool`], the architecture knowledge pool kept beside a store file.
 //!
 //! # What SQLite guarantees here
 //!
@@ -88,6 +89,7 @@
 //! |---------|------|
 //! | 1 | experiments, batches, trials (sources `evaluated`, `cached`), checkpoints |
 //! | 2 | trials gain the critic's prediction (`pred_mean`, `pred_std`, `pred_trusted`) and the source `critic` |
+//! | 3 | `pool_entries`: the index of the architecture knowledge pool ([`SqlitePool`]) |
 //!
 //! [`SqliteStore::open`] upgrades an older store in place, in the same single
 //! transaction as any migration: either the store is at the new version with every row
@@ -98,11 +100,13 @@
 //! and a table rebuild must not trigger them) and back on after it, and
 //! `PRAGMA foreign_key_check` must come back empty before it commits. A read-only
 //! open of an older store is refused with a message to open it once for writing;
-//! older fnas builds refuse a v2 store (newer schema).
+//! older fnas builds refuse a store of a newer schema. v3 only adds a table and its index.
 
 pub mod conformance;
+mod pool;
 mod sqlite;
 
 pub use fnas_core::store;
 pub use fnas_core::{Store, StoreError};
+pub use pool::{PoolStats, SqlitePool, ORPHAN_GRACE, POOL_BUSY_TIMEOUT};
 pub use sqlite::{SqliteStore, APPLICATION_ID, BUSY_TIMEOUT, SCHEMA_VERSION};

@@ -168,6 +168,32 @@ BEGIN
     SELECT RAISE(ABORT, 'a finished trial is immutable');
 END;
 "#,
+    // v3: the index of the architecture knowledge pool (`crate::pool`): one row per
+    // stored part of a trained network; its tensors live in a file of the pool folder.
+    // AUTOINCREMENT: trials record the entry ids their weights came from, so an evicted
+    // entry's id must never be handed out again.
+    r#"
+CREATE TABLE pool_entries (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    space         TEXT    NOT NULL,
+    part          TEXT    NOT NULL CHECK (part = 'stem' OR part = 'block' OR part = 'head'),
+    position      INTEGER NOT NULL CHECK (position >= 0),
+    config        TEXT    NOT NULL,   -- JSON of fnas_core::pool::BlockConfig
+    resolution    INTEGER NOT NULL CHECK (resolution >= 0),
+    task          TEXT    NOT NULL,
+    classes       INTEGER NOT NULL CHECK (classes >= 0),
+    experiment    TEXT    NOT NULL,   -- '' for a standalone `fnas train`
+    arch          TEXT    NOT NULL,
+    budget_images INTEGER NOT NULL,   -- u64 stored as its two's-complement i64
+    -- no type on purpose: a REAL column would turn -0.0 into the integer 0
+    val_accuracy          NOT NULL CHECK (typeof(val_accuracy) = 'real'),
+    file          TEXT    NOT NULL UNIQUE,   -- name inside the pool folder
+    bytes         INTEGER NOT NULL CHECK (bytes >= 0),
+    created_at    REAL    NOT NULL,
+    last_used     REAL    NOT NULL
+);
+CREATE INDEX pool_entries_by_budget ON pool_entries(space, budget_images);
+"#,
 ];
 
 const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";

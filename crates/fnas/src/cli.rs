@@ -67,6 +67,17 @@ pub struct TrainArgs {
     /// Training device: cpu (burn flex), or cuda / cuda:N in a build with `--features cuda`.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Store whose knowledge pool receives the trained child's blocks (and, with
+    /// --warm-start, initialises it).
+    #[arg(long)]
+    pub pool: Option<PathBuf>,
+    /// Initialise the child from the pool of --pool (blocks of the one-proxy-training
+    /// budget class) and train half the task's epochs (or --epochs).
+    #[arg(long, requires = "pool")]
+    pub warm_start: bool,
+    /// Experiment name recorded with the pool entries of this child.
+    #[arg(long, default_value = "train")]
+    pub pool_experiment: String,
     /// Print one JSON object as the last line instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -118,6 +129,23 @@ pub struct SearchArgs {
     /// Budget in cost units (distinct architectures evaluated).
     #[arg(long, default_value_t = 500)]
     pub budget: u64,
+    /// Real training: budget in training images processed instead of children (a child
+    /// warm-started from the pool trains fewer epochs, so it costs less); replaces --budget.
+    #[arg(long)]
+    pub budget_images: Option<u64>,
+    /// Real training: the architecture knowledge pool (trained block weights warm-start
+    /// similar blocks of new children, which then train --warm-epochs). auto: on for
+    /// --strategy fnas, off for the others.
+    #[arg(long, value_enum, default_value_t = PoolArg::Auto)]
+    pub pool: PoolArg,
+    /// Real training: epochs of a child initialised from the pool (default: half the
+    /// proxy's, at least 1).
+    #[arg(long)]
+    pub warm_epochs: Option<usize>,
+    /// Size limit of the knowledge pool's weight files in MB; beyond it the least
+    /// recently used networks are evicted.
+    #[arg(long, default_value_t = 2048)]
+    pub pool_limit_mb: u64,
     /// Random seed (same seed, same sequence of architectures).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -148,6 +176,14 @@ pub struct SearchArgs {
     /// Print a JSON summary instead of the table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolArg {
+    /// On for the fnas strategy, off otherwise.
+    Auto,
+    On,
+    Off,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use fnas_child::evaluator::{ProgressHook, WorkerProgress};
+use fnas_child::evaluator::{PoolSettings, ProgressHook, WorkerProgress};
 use fnas_child::task::ProxyTask;
 use fnas_child::train::TrainProgress;
 use fnas_child::{TrainingEvaluator, TrainingSettings};
+use fnas_core::search::BudgetUnit;
 use fnas_core::SearchSpace;
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
@@ -31,6 +32,42 @@ pub struct TrainingConfig {
     /// Training device: cpu, or cuda / cuda:N (build with `--features cuda`).
     #[serde(default = "cpu")]
     pub device: String,
+    /// The knowledge pool, when the search uses it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<PoolConfig>,
+    /// What the budget counts (children, or training images).
+    #[serde(default)]
+    pub budget_unit: BudgetUnit,
+}
+
+/// A search's use of the knowledge pool, recorded with the experiment.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PoolConfig {
+    /// Epochs of a child initialised from the pool.
+    pub warm_epochs: usize,
+    /// Fairness: the one budget class (training images behind an entry's weights) every
+    /// child of this search is initialised from; set when the search starts.
+    pub budget_class: Option<u64>,
+    /// Size limit of the pool's files in MB (least recently used networks are evicted).
+    pub limit_mb: u64,
+}
+
+/// The knowledge pool of the store at `store` (`STORE.pool/` beside it), as the
+/// evaluator's pool settings for `experiment`.
+pub fn pool_settings(
+    pool: &PoolConfig,
+    store: &Path,
+    experiment: &str,
+    proxy_epochs: usize,
+    sources: Vec<String>,
+) -> Result<PoolSettings> {
+    let backend = fnas_store::SqlitePool::open(store, pool.limit_mb.saturating_mul(1 << 20))
+        .with_context(|| format!("opening the knowledge pool of {}", store.display()))?;
+    let mut s = PoolSettings::new(Arc::new(backend), experiment, proxy_epochs);
+    s.warm_epochs = pool.warm_epochs.max(1);
+    s.budget_images = pool.budget_class;
+    s.sources = Some(sources);
+    Ok(s)
 }
 
 fn cpu() -> String {
@@ -97,7 +134,16 @@ pub fn evaluator(
 
 /// A hook that shows the workers' training progress in `bar`'s message.
 pub fn progress_hook(bar: ProgressBar, prefix: String) -> ProgressHook {
+    progress_hook_shared(bar, Arc::new(std::sync::Mutex::new(prefix)))
+}
+
+/// Like [`progress_hook`], with a prefix the caller keeps updating (search counts).
+pub fn progress_hook_shared(
+    bar: ProgressBar,
+    prefix: Arc<std::sync::Mutex<String>>,
+) -> ProgressHook {
     Arc::new(move |p: WorkerProgress| {
+        let prefix = prefix.lock().map(|s| s.clone()).unwrap_or_default();
         if let TrainProgress::Step {
             epoch,
             epochs,

@@ -81,6 +81,10 @@ pub trait Strategy: Send {
     fn state(&self) -> Result<Vec<u8>, StrategyError>;
     /// Restores a state produced by `state`.
     fn restore(&mut self, state: &[u8]) -> Result<(), StrategyError>;
+    /// Counters worth showing while the search runs (e.g. FNAS's replayed samples).
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
 }
 
 pub(crate) fn to_state<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StrategyError> {

@@ -1,18 +1,18 @@
 //! `fnas search`: run or resume one search, with progress, then print the best.
 
 use anyhow::{bail, Context, Result};
-use fnas_core::search::{run_search, SearchConfig};
-use fnas_core::store::ExperimentSpec;
+use fnas_core::search::{run_search, BudgetUnit, SearchConfig};
+use fnas_core::store::{ExperimentSpec, TrialSource};
 use fnas_core::{Evaluator, Store};
 use fnas_store::SqliteStore;
 
-use crate::cli::{Constraint, ObjectiveArg, SearchArgs};
+use crate::cli::{Constraint, ObjectiveArg, PoolArg, SearchArgs};
 use crate::progress::budget_bar;
 use crate::setup::{
     check_strategy, fnas_preset, load_benchmark, make_strategy, parse_task, reward_config,
     transfer_from_store, SearchSettings,
 };
-use crate::training::{self, TrainingConfig};
+use crate::training::{self, PoolConfig, TrainingConfig};
 use fnas_bench::TabularBenchmark;
 use fnas_child::TrainingEvaluator;
 use std::path::{Path, PathBuf};
@@ -72,16 +72,36 @@ fn new_settings(a: &SearchArgs) -> Result<SearchSettings> {
     )?;
     let mut settings = match a.task.as_deref().filter(|t| training::is_training_task(t)) {
         Some(t) => {
+            let task = training::resolve_task(t, a.data_dir.as_deref(), a.epochs)?;
+            let pool_on = match a.pool {
+                PoolArg::Auto => a.strategy == "fnas",
+                PoolArg::On => true,
+                PoolArg::Off => false,
+            };
+            let pool = pool_on.then(|| PoolConfig {
+                warm_epochs: a.warm_epochs.unwrap_or(task.epochs.div_ceil(2)).max(1),
+                budget_class: None,
+                limit_mb: a.pool_limit_mb,
+            });
             let tc = TrainingConfig {
-                task: training::resolve_task(t, a.data_dir.as_deref(), a.epochs)?,
+                task,
                 space: a.space.clone(),
                 workers: a.workers.unwrap_or_else(training::default_workers),
                 latency_runs: 20,
                 device: a.device.clone(),
+                pool,
+                budget_unit: if a.budget_images.is_some() {
+                    BudgetUnit::Images
+                } else {
+                    BudgetUnit::Evaluations
+                },
             };
             SearchSettings::training(tc, a.batch_size, reward)
         }
         None => {
+            if a.pool == PoolArg::On || a.budget_images.is_some() || a.warm_epochs.is_some() {
+                bail!("--pool, --warm-epochs and --budget-images are for real-training tasks (e.g. --task fashion-mnist)");
+            }
             let (bench, dataset) = parse_task(
                 a.benchmark.as_deref(),
                 a.dataset.as_deref(),
@@ -107,8 +127,8 @@ pub fn run(a: SearchArgs) -> Result<()> {
         (store, exp, settings, bench)
     } else {
         check_strategy(&a.strategy)?;
-        if a.budget == 0 || a.batch_size == 0 {
-            bail!("--budget and --batch-size must be at least 1");
+        if a.budget == 0 || a.batch_size == 0 || a.budget_images == Some(0) {
+            bail!("--budget, --budget-images and --batch-size must be at least 1");
         }
         let mut settings = new_settings(&a)?;
         let name = a.name.clone().unwrap_or_else(|| {
@@ -116,12 +136,19 @@ pub fn run(a: SearchArgs) -> Result<()> {
         });
         // data first: missing data must not leave an empty experiment behind
         let bench = target(&settings, &a, &name, a.seed)?;
+        // fairness: the one budget class of pool entries this search initialises from
+        if let (Target::Train(ev), Some(tc)) = (&bench, settings.training.as_mut()) {
+            if let Some(p) = tc.pool.as_mut() {
+                p.budget_class = Some(ev.pool_class());
+            }
+        }
         let table = bench.evaluator();
         let mut store = SqliteStore::open(&a.store.store)?;
         if let Some(from) = &a.transfer_from {
-            if settings.fnas.as_ref().is_none_or(|f| f.critic.is_none()) {
+            let pool_on = settings.training.as_ref().is_some_and(|t| t.pool.is_some());
+            if settings.fnas.as_ref().is_none_or(|f| f.critic.is_none()) && !pool_on {
                 bail!(
-                    "--transfer-from needs a strategy with a critic (fnas, fnas-value, fnas-gate)"
+                    "--transfer-from needs a strategy with a critic (fnas, fnas-value, fnas-gate) or the knowledge pool (--pool on)"
                 );
             }
             let names: Vec<String> = from.split(',').map(|s| s.trim().to_string()).collect();
@@ -138,7 +165,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
             task: table.task(),
             strategy: a.strategy.clone(),
             seed: a.seed,
-            budget: a.budget,
+            budget: a.budget_images.unwrap_or(a.budget),
             config: serde_json::to_value(&settings)?,
         };
         let exp = store.create_experiment(&spec)?;
@@ -171,19 +198,49 @@ pub fn run(a: SearchArgs) -> Result<()> {
         &settings,
         &transfer,
     )?;
-    let cfg = SearchConfig::new(
+    let mut cfg = SearchConfig::new(
         exp.spec.budget,
         settings.batch_size,
         settings.reward.clone(),
     );
+    if let Some(tc) = &settings.training {
+        cfg.unit = tc.budget_unit;
+    }
     let bar = budget_bar(exp.spec.budget, a.json);
     bar.set_message(format!("{} on {}", exp.spec.strategy, exp.spec.task));
+    // "trained 12 trusted 3 replayed 40 best 0.81", shared with the workers' step messages
+    let status = std::sync::Arc::new(std::sync::Mutex::new(format!(
+        "{} on {}",
+        exp.spec.strategy, exp.spec.task
+    )));
+    let mut counts = SourceCounts::default();
     let bench = match bench {
         Target::Train(ev) => {
-            let label = format!("{} on {}", exp.spec.strategy, exp.spec.task);
-            Target::Train(Box::new(
-                ev.with_progress(training::progress_hook(bar.clone(), label)),
-            ))
+            let mut ev =
+                ev.with_progress(training::progress_hook_shared(bar.clone(), status.clone()));
+            if let Some(pc) = settings.training.as_ref().and_then(|t| t.pool.as_ref()) {
+                let sources = settings
+                    .transfer
+                    .iter()
+                    .map(|t| t.experiment.clone())
+                    .collect();
+                let epochs = ev.data().task.epochs;
+                ev = ev.with_pool(training::pool_settings(
+                    pc,
+                    &a.store.store,
+                    &exp.spec.name,
+                    epochs,
+                    sources,
+                )?);
+                if !a.json {
+                    eprintln!(
+                        "knowledge pool: warm starts from entries of budget class {} images (one from-scratch proxy training), {} epochs per warm-started child",
+                        pc.budget_class.map_or("?".into(), |c| c.to_string()),
+                        pc.warm_epochs
+                    );
+                }
+            }
+            Target::Train(Box::new(ev))
         }
         other => other,
     };
@@ -196,11 +253,22 @@ pub fn run(a: SearchArgs) -> Result<()> {
         &cfg,
         &mut |ev| {
             bar.set_position(ev.spent);
+            counts.add(ev.result.source);
+            let mut line = format!(
+                "{} on {}  trained {} trusted {} cached {}",
+                exp.spec.strategy, exp.spec.task, counts.trained, counts.trusted, counts.cached
+            );
+            for (k, v) in &ev.counters {
+                if *k == "replayed" {
+                    line.push_str(&format!(" replayed {v}"));
+                }
+            }
             if let Some(b) = ev.best_reward {
-                bar.set_message(format!(
-                    "{} on {}  best {b:.4}",
-                    exp.spec.strategy, exp.spec.task
-                ));
+                line.push_str(&format!("  best {b:.4}"));
+            }
+            bar.set_message(line.clone());
+            if let Ok(mut s) = status.lock() {
+                *s = line;
             }
         },
     )?;
@@ -240,6 +308,24 @@ pub fn run(a: SearchArgs) -> Result<()> {
         a.store.store.display()
     );
     Ok(())
+}
+
+/// Trials of this run by where their result came from (for the progress line).
+#[derive(Default)]
+struct SourceCounts {
+    trained: u64,
+    trusted: u64,
+    cached: u64,
+}
+
+impl SourceCounts {
+    fn add(&mut self, source: TrialSource) {
+        match source {
+            TrialSource::Evaluated => self.trained += 1,
+            TrialSource::Critic => self.trusted += 1,
+            TrialSource::Cached => self.cached += 1,
+        }
+    }
 }
 
 /// With `--resume`: the named experiment if it exists; `None` (start it) if it does not

@@ -8,7 +8,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::cli::TrainArgs;
-use crate::training::{evaluator, progress_hook, resolve_task, TrainingConfig};
+use crate::training::{
+    evaluator, pool_settings, progress_hook, resolve_task, PoolConfig, TrainingConfig,
+};
 
 /// `--arch`: the text form, `median`, or `random:SEED`.
 fn parse_arch(space: &SearchSpace, text: &str) -> Result<Architecture> {
@@ -27,17 +29,33 @@ fn parse_arch(space: &SearchSpace, text: &str) -> Result<Architecture> {
 }
 
 pub fn run(a: TrainArgs) -> Result<()> {
-    let task = resolve_task(&a.task, a.data_dir.as_deref(), a.epochs)?;
+    // a warm start keeps the task's epochs for the budget class and trains --epochs
+    let task_epochs = if a.warm_start { None } else { a.epochs };
+    let task = resolve_task(&a.task, a.data_dir.as_deref(), task_epochs)?;
     let cfg = TrainingConfig {
         task,
         space: a.space.clone(),
         workers: 1,
         latency_runs: a.latency_runs,
         device: a.device.clone(),
+        pool: None,
+        budget_unit: Default::default(),
     };
     let space = SearchSpace::by_name_or_path(&a.space)?;
     let arch = parse_arch(&space, &a.arch)?;
-    let ev = evaluator(&cfg, a.seed, a.weights_dir.clone(), a.test)?;
+    let mut ev = evaluator(&cfg, a.seed, a.weights_dir.clone(), a.test)?;
+    if let Some(store) = &a.pool {
+        let epochs = ev.data().task.epochs;
+        let pool = PoolConfig {
+            warm_epochs: a.epochs.unwrap_or(epochs.div_ceil(2)).max(1),
+            budget_class: None,
+            limit_mb: 2048,
+        };
+        let mut ps = pool_settings(&pool, store, &a.pool_experiment, epochs, Vec::new())?;
+        ps.sources = None;
+        ps.warm_start = a.warm_start;
+        ev = ev.with_pool(ps);
+    }
     let plan = ev.plan(&arch).map_err(|e| anyhow::anyhow!("{e}"))?;
     let (task_name, steps, epochs) = (
         ev.data().task.name.clone(),
@@ -102,6 +120,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
             "val_loss": m.extra.get("val_loss"),
             "cost": eval.cost,
             "weights": weights,
+            "warm_start": m.extra.get("warm_start").map(|w| *w > 0.0),
+            "pool_hit_ratio": m.extra.get("pool_hit_ratio"),
+            "pool_distance": m.extra.get("pool_distance"),
         });
         println!("{}", serde_json::to_string(&v)?);
         return Ok(());
@@ -128,6 +149,17 @@ pub fn run(a: TrainArgs) -> Result<()> {
     );
     if let Some(w) = weights {
         println!("weights        {}", w.display());
+    }
+    if let Some(h) = m.extra.get("pool_hit_ratio") {
+        println!(
+            "pool           {} (hit ratio {h:.2}, mean block distance {:.2})",
+            if m.extra.get("warm_start").is_some_and(|w| *w > 0.0) {
+                "warm start"
+            } else {
+                "nothing usable: trained from scratch"
+            },
+            m.extra.get("pool_distance").copied().unwrap_or(0.0)
+        );
     }
     Ok(())
 }
