@@ -128,6 +128,10 @@ pub struct PoolSettings {
     /// `None`: every experiment in the store.
     pub sources: Option<Vec<String>>,
     pub weights: DistanceWeights,
+    /// Warm starts begin once the budget class holds this many networks; until then
+    /// children train from scratch and seed the pool (so a new search does not start all
+    /// its children from the first one or two networks).
+    pub min_networks: usize,
 }
 
 impl PoolSettings {
@@ -142,6 +146,7 @@ impl PoolSettings {
             warm_epochs: proxy_epochs.div_ceil(2).max(1),
             sources: None,
             weights: DistanceWeights::default(),
+            min_networks: 8,
         }
     }
 
@@ -253,6 +258,7 @@ impl TrainingEvaluator {
                     class,
                     &p.weights,
                     &allow,
+                    p.min_networks,
                 )
                 .map_err(|e| EvalError::Fatal(e.to_string()))?
             }

@@ -194,8 +194,10 @@ pub struct WarmStart {
 }
 
 /// Chooses the pool sources for `plan` among entries of budget class `budget_images`
-/// and loads their tensors. `None` when the class holds no block (the first children of
-/// a search train from scratch).
+/// that `allow` accepts, and loads their tensors. `None` while the class holds fewer than
+/// `min_networks` networks (the first children of a search train from scratch and seed
+/// the pool).
+#[allow(clippy::too_many_arguments)]
 pub fn choose(
     pool: &dyn BlockPool,
     plan: &ChildPlan,
@@ -204,9 +206,17 @@ pub fn choose(
     budget_images: u64,
     weights: &DistanceWeights,
     allow: &dyn Fn(&PoolEntry) -> bool,
+    min_networks: usize,
 ) -> Result<Option<WarmStart>, PoolError> {
     let mut entries = pool.entries(&plan.space)?;
-    entries.retain(|e| allow(e));
+    entries.retain(|e| allow(e) && e.budget_images == budget_images);
+    let networks: std::collections::BTreeSet<(&str, &str)> = entries
+        .iter()
+        .map(|e| (e.experiment.as_str(), e.arch.as_str()))
+        .collect();
+    if networks.len() < min_networks.max(1) {
+        return Ok(None);
+    }
     let reqs = requests(plan, task);
     let mut chosen: Vec<(PoolPart, u32, &PoolEntry)> = Vec::new();
     let mut distances = Vec::new();

@@ -126,11 +126,13 @@ pub struct SearchArgs {
     /// search space: `all`, or comma-separated experiment names.
     #[arg(long)]
     pub transfer_from: Option<String>,
-    /// Budget in cost units (distinct architectures evaluated).
-    #[arg(long, default_value_t = 500)]
-    pub budget: u64,
+    /// Budget in cost units: distinct architectures evaluated (queried, or trained).
+    /// Default 500 on a benchmark; on real training the default is --budget-images.
+    #[arg(long, conflicts_with = "budget_images")]
+    pub budget: Option<u64>,
     /// Real training: budget in training images processed instead of children (a child
-    /// warm-started from the pool trains fewer epochs, so it costs less); replaces --budget.
+    /// warm-started from the pool trains fewer epochs, so it costs less). Default on real
+    /// training: 150000 (about 15 minutes of `fashion-mnist` children on 2 cores).
     #[arg(long)]
     pub budget_images: Option<u64>,
     /// Real training: the architecture knowledge pool (trained block weights warm-start
@@ -146,6 +148,11 @@ pub struct SearchArgs {
     /// recently used networks are evicted.
     #[arg(long, default_value_t = 2048)]
     pub pool_limit_mb: u64,
+    /// Warm starts begin once the pool holds this many networks of the search's budget
+    /// class (from this search or --transfer-from ones); the children before train from
+    /// scratch and seed it.
+    #[arg(long, default_value_t = 8)]
+    pub pool_min_networks: usize,
     /// Random seed (same seed, same sequence of architectures).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

@@ -50,6 +50,14 @@ pub struct PoolConfig {
     pub budget_class: Option<u64>,
     /// Size limit of the pool's files in MB (least recently used networks are evicted).
     pub limit_mb: u64,
+    /// Warm starts begin once the class holds this many networks (earlier children train
+    /// from scratch and seed the pool).
+    #[serde(default = "default_min_networks")]
+    pub min_networks: usize,
+}
+
+fn default_min_networks() -> usize {
+    8
 }
 
 /// The knowledge pool of the store at `store` (`STORE.pool/` beside it), as the
@@ -67,6 +75,7 @@ pub fn pool_settings(
     s.warm_epochs = pool.warm_epochs.max(1);
     s.budget_images = pool.budget_class;
     s.sources = Some(sources);
+    s.min_networks = pool.min_networks;
     Ok(s)
 }
 

@@ -185,3 +185,70 @@ fn real_training_search_survives_sigkill_and_resumes() {
         assert!(out.contains(col), "{col} missing: {out}");
     }
 }
+
+/// `fnas search --strategy fnas` on real training: the first children (the seed rule, 2
+/// here) train from scratch and fill the pool; later ones are warm-started from it with
+/// half the epochs (half the images), and `show --json` reports each trial's hit ratio.
+/// A second search with `--transfer-from` starts warm at once; one without does not.
+#[test]
+fn fnas_search_warm_starts_children_from_the_knowledge_pool() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("s.db");
+    let s = store.to_str().unwrap();
+    let search = |name: &str, budget: &str, extra: &[&str]| {
+        let mut args = vec![
+            "search",
+            "--task",
+            "fashion-mnist-tiny",
+            "--epochs",
+            "2",
+            "--strategy",
+            "fnas",
+            "--budget",
+            budget,
+            "--batch-size",
+            "3",
+            "--workers",
+            "1",
+            "--pool-min-networks",
+            "2",
+            "--store",
+            s,
+            "--name",
+            name,
+        ];
+        args.extend_from_slice(extra);
+        let o = run(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let out = search("pooled", "5", &[]);
+    assert!(out.contains("best child"), "{out}");
+    assert!(out.contains("test accuracy"), "{out}");
+    let v = show_json(&store, "pooled").unwrap();
+    assert_eq!(v["pool"]["budget_class"], 768, "{}", v["pool"]);
+    let trained: Vec<&serde_json::Value> = v["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["source"] == "evaluated")
+        .collect();
+    assert!(trained.len() >= 3, "{}", trained.len());
+    for t in &trained[..2] {
+        assert_eq!(t["pool_hit_ratio"], 0.0);
+        assert_eq!(t["cost"]["images"], 768);
+    }
+    for t in &trained[2..] {
+        assert_eq!(t["pool_hit_ratio"], 1.0);
+        assert_eq!(t["warm_start"], 1.0);
+        assert_eq!(t["cost"]["images"], 384);
+    }
+    let with = search("transferred", "1", &["--transfer-from", "pooled"]);
+    assert!(with.contains("best child"), "{with}");
+    let v = show_json(&store, "transferred").unwrap();
+    let first = &v["trials"][0];
+    assert_eq!(first["pool_hit_ratio"], 1.0, "{first}");
+    search("isolated", "1", &[]);
+    let v = show_json(&store, "isolated").unwrap();
+    assert_eq!(v["trials"][0]["pool_hit_ratio"], 0.0);
+}

@@ -63,6 +63,21 @@ fn target(
     )?))
 }
 
+/// Default budget of a real-training search, in training images: about 15 minutes of
+/// `fashion-mnist` children (8 from scratch, the rest warm-started) on 2 cores.
+pub const DEFAULT_TRAIN_IMAGES: u64 = 150_000;
+
+/// The budget and its unit: `--budget` children/queries, `--budget-images` images, or
+/// the default of the kind of search.
+fn budget_of(a: &SearchArgs, training: bool) -> (u64, BudgetUnit) {
+    match (a.budget, a.budget_images, training) {
+        (_, Some(i), _) => (i, BudgetUnit::Images),
+        (Some(b), None, _) => (b, BudgetUnit::Evaluations),
+        (None, None, true) => (DEFAULT_TRAIN_IMAGES, BudgetUnit::Images),
+        (None, None, false) => (500, BudgetUnit::Evaluations),
+    }
+}
+
 /// The settings of a new search from the command line.
 fn new_settings(a: &SearchArgs) -> Result<SearchSettings> {
     let reward = reward_config(
@@ -82,6 +97,7 @@ fn new_settings(a: &SearchArgs) -> Result<SearchSettings> {
                 warm_epochs: a.warm_epochs.unwrap_or(task.epochs.div_ceil(2)).max(1),
                 budget_class: None,
                 limit_mb: a.pool_limit_mb,
+                min_networks: a.pool_min_networks,
             });
             let tc = TrainingConfig {
                 task,
@@ -90,11 +106,7 @@ fn new_settings(a: &SearchArgs) -> Result<SearchSettings> {
                 latency_runs: 20,
                 device: a.device.clone(),
                 pool,
-                budget_unit: if a.budget_images.is_some() {
-                    BudgetUnit::Images
-                } else {
-                    BudgetUnit::Evaluations
-                },
+                budget_unit: budget_of(a, true).1,
             };
             SearchSettings::training(tc, a.batch_size, reward)
         }
@@ -127,7 +139,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
         (store, exp, settings, bench)
     } else {
         check_strategy(&a.strategy)?;
-        if a.budget == 0 || a.batch_size == 0 || a.budget_images == Some(0) {
+        if a.budget == Some(0) || a.batch_size == 0 || a.budget_images == Some(0) {
             bail!("--budget, --budget-images and --batch-size must be at least 1");
         }
         let mut settings = new_settings(&a)?;
@@ -165,7 +177,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
             task: table.task(),
             strategy: a.strategy.clone(),
             seed: a.seed,
-            budget: a.budget_images.unwrap_or(a.budget),
+            budget: budget_of(&a, settings.training.is_some()).0,
             config: serde_json::to_value(&settings)?,
         };
         let exp = store.create_experiment(&spec)?;
@@ -274,6 +286,10 @@ pub fn run(a: SearchArgs) -> Result<()> {
     )?;
     bar.finish_and_clear();
     let trials = store.trials(exp.id)?;
+    let best_child = match &bench {
+        Target::Train(ev) => best_child_report(ev, &trials, a.json),
+        Target::Table(_) => None,
+    };
     if a.json {
         let best = crate::commands::show::best_trials(&trials)
             .first()
@@ -285,6 +301,8 @@ pub fn run(a: SearchArgs) -> Result<()> {
             "cost": summary.spent,
             "best_reward": summary.best_reward,
             "best": best,
+            "best_test_accuracy": best_child.as_ref().and_then(|b| b.test_accuracy),
+            "best_weights": best_child.as_ref().and_then(|b| b.weights.clone()),
         });
         println!("{}", serde_json::to_string(&v)?);
         return Ok(());
@@ -301,6 +319,9 @@ pub fn run(a: SearchArgs) -> Result<()> {
             .unwrap_or_else(|| "-".into())
     );
     crate::commands::show::print_best(&trials, 5);
+    if let Some(b) = &best_child {
+        b.print();
+    }
     println!(
         "(store: {}; `fnas show {} --store {}` for more)",
         a.store.store.display(),
@@ -308,6 +329,86 @@ pub fn run(a: SearchArgs) -> Result<()> {
         a.store.store.display()
     );
     Ok(())
+}
+
+/// The best trained child of a real-training search, for the final report.
+struct BestChild {
+    trial: i64,
+    arch: String,
+    network: String,
+    val_accuracy: f64,
+    test_accuracy: Option<f64>,
+    test_error: Option<String>,
+    latency_ms: Option<f64>,
+    flops: Option<f64>,
+    params: Option<f64>,
+    weights: Option<PathBuf>,
+}
+
+/// Finds the best evaluated child and measures its test accuracy (t10k) from its saved
+/// weights: reported only, the search never saw it.
+fn best_child_report(
+    ev: &TrainingEvaluator,
+    trials: &[fnas_core::store::Trial],
+    quiet: bool,
+) -> Option<BestChild> {
+    let t = *crate::commands::show::best_trials(trials).first()?;
+    let arch = ev.space().parse(&t.arch).ok()?;
+    let m = t.metrics.clone().unwrap_or_default();
+    if !quiet {
+        eprintln!("measuring the best child's test accuracy (t10k) from its saved weights...");
+    }
+    let (test_accuracy, test_error) = match ev.test_saved(&arch) {
+        Ok(acc) => (Some(acc), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    Some(BestChild {
+        trial: t.id,
+        arch: t.arch.clone(),
+        network: ev.plan(&arch).map(|p| p.describe()).unwrap_or_default(),
+        val_accuracy: m.val_accuracy,
+        test_accuracy,
+        test_error,
+        latency_ms: m.latency_ms,
+        flops: m.flops,
+        params: m.params,
+        weights: ev.weights_path(&arch),
+    })
+}
+
+impl BestChild {
+    fn print(&self) {
+        println!();
+        println!("best child (trial {}):", self.trial);
+        println!("  architecture   {}", self.arch);
+        println!("  network        {}", self.network);
+        println!("  val accuracy   {:.4}", self.val_accuracy);
+        match (self.test_accuracy, &self.test_error) {
+            (Some(t), _) => println!("  test accuracy  {t:.4} (t10k, the proxy-trained weights; never used by the search)"),
+            (None, Some(e)) => println!("  test accuracy  not measured: {e}"),
+            (None, None) => println!("  test accuracy  not measured"),
+        }
+        if let Some(l) = self.latency_ms {
+            println!("  latency        {l:.3} ms (batch 1, one thread)");
+        }
+        if let Some(f) = self.flops {
+            println!("  FLOPs          {:.2} M multiply-adds", f / 1e6);
+        }
+        if let Some(p) = self.params {
+            println!("  params         {p:.0}");
+        }
+        if let Some(w) = &self.weights {
+            println!(
+                "  weights        {} (architecture in {})",
+                w.display(),
+                w.with_extension("arch").display()
+            );
+        }
+        println!(
+            "  train it longer: fnas train --arch \"{}\" --task fashion-mnist-full --test",
+            self.arch
+        );
+    }
 }
 
 /// Trials of this run by where their result came from (for the progress line).

@@ -106,6 +106,8 @@ pub fn show(a: ShowArgs) -> Result<()> {
         .filter(|t| t.status != TrialStatus::Pending)
         .count();
     let calibration = calibration(&trials);
+    let images: u64 = trials.iter().map(|t| t.cost.images).sum();
+    let pool = pool_summary(&exp.spec.config, &trials);
     let transfer = exp
         .spec
         .config
@@ -118,12 +120,28 @@ pub fn show(a: ShowArgs) -> Result<()> {
             .take(a.top)
             .map(|t| t.id)
             .collect();
+        // per trial, the pool figures lifted out of the metrics (null without the pool)
+        let rows: Vec<serde_json::Value> = trials
+            .iter()
+            .map(|t| {
+                let mut v = serde_json::to_value(t).unwrap_or(serde_json::Value::Null);
+                let extra = t.metrics.as_ref().map(|m| &m.extra);
+                if let Some(obj) = v.as_object_mut() {
+                    for key in ["pool_hit_ratio", "pool_distance", "warm_start"] {
+                        let x = extra.and_then(|e| e.get(key)).copied();
+                        obj.insert(key.into(), serde_json::json!(x));
+                    }
+                }
+                v
+            })
+            .collect();
         let v = serde_json::json!({
             "experiment": exp,
-            "summary": { "trials": trials.len(), "finished": finished, "cost": spent, "best": best },
+            "summary": { "trials": trials.len(), "finished": finished, "cost": spent, "images": images, "best": best },
             "transfer": transfer,
             "critic": calibration,
-            "trials": trials,
+            "pool": pool,
+            "trials": rows,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
@@ -153,6 +171,20 @@ pub fn show(a: ShowArgs) -> Result<()> {
             .collect();
         println!("  critic pre-trained on: {}", names.join(", "));
     }
+    if let Some(p) = &pool {
+        println!(
+            "  knowledge pool: fair warm starts from budget class {} images; {} of {} trained children warm-started (hit ratio {:.2}, mean block distance {:.2}), {} epochs each",
+            p.budget_class.map_or("-".into(), |c| c.to_string()),
+            p.warm_started,
+            p.trained,
+            p.mean_hit_ratio,
+            p.mean_distance,
+            p.warm_epochs
+        );
+    }
+    if images > 0 {
+        println!("  training images processed: {images}");
+    }
     if let Some(c) = &calibration {
         println!(
             "  critic: {} proposals trusted (not evaluated); on {} evaluated ones: mean abs error {:.4}, coverage of +-2 std {:.0}%",
@@ -162,6 +194,51 @@ pub fn show(a: ShowArgs) -> Result<()> {
     println!();
     print_best(&trials, a.top);
     Ok(())
+}
+
+/// What the knowledge pool did in one experiment (fairness: one budget class).
+#[derive(serde::Serialize)]
+pub struct PoolSummary {
+    pub budget_class: Option<u64>,
+    pub warm_epochs: u64,
+    pub trained: usize,
+    pub warm_started: usize,
+    pub mean_hit_ratio: f64,
+    pub mean_distance: f64,
+}
+
+pub fn pool_summary(config: &serde_json::Value, trials: &[Trial]) -> Option<PoolSummary> {
+    let pool = config.get("training")?.get("pool")?;
+    if pool.is_null() {
+        return None;
+    }
+    let extras: Vec<_> = trials
+        .iter()
+        .filter(|t| t.source == Some(TrialSource::Evaluated))
+        .filter_map(|t| t.metrics.as_ref().map(|m| &m.extra))
+        .collect();
+    let n = extras.len().max(1) as f64;
+    let get = |k: &str| extras.iter().filter_map(|e| e.get(k)).sum::<f64>();
+    Some(PoolSummary {
+        budget_class: pool.get("budget_class").and_then(|c| c.as_u64()),
+        warm_epochs: pool
+            .get("warm_epochs")
+            .and_then(|c| c.as_u64())
+            .unwrap_or(0),
+        trained: extras.len(),
+        warm_started: extras
+            .iter()
+            .filter(|e| e.get("warm_start").is_some_and(|w| *w > 0.0))
+            .count(),
+        mean_hit_ratio: get("pool_hit_ratio") / n,
+        // over the warm-started children (a from-scratch child has no distance)
+        mean_distance: get("pool_distance")
+            / extras
+                .iter()
+                .filter(|e| e.get("warm_start").is_some_and(|w| *w > 0.0))
+                .count()
+                .max(1) as f64,
+    })
 }
 
 /// How well the critic's predictions matched the evaluated truth.

@@ -50,9 +50,11 @@ pub fn run(a: TrainArgs) -> Result<()> {
             warm_epochs: a.epochs.unwrap_or(epochs.div_ceil(2)).max(1),
             budget_class: None,
             limit_mb: 2048,
+            min_networks: 1,
         };
         let mut ps = pool_settings(&pool, store, &a.pool_experiment, epochs, Vec::new())?;
         ps.sources = None;
+        ps.min_networks = 1;
         ps.warm_start = a.warm_start;
         ev = ev.with_pool(ps);
     }

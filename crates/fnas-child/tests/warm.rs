@@ -1,0 +1,200 @@
+//! Knowledge-pool warm starts on real networks and a real SQLite pool: a trained child's
+//! parts go in, a new child comes out initialised from the most similar ones.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use burn::prelude::*;
+use burn::store::ModuleSnapshot;
+use fnas_child::net::ChildNet;
+use fnas_child::plan::{median_arch, ChildPlan};
+use fnas_child::warm::{choose, entries_of, EntryMeta};
+use fnas_core::pool::{BlockPool, DistanceWeights, PoolEntry};
+use fnas_core::SearchSpace;
+use fnas_store::SqlitePool;
+
+fn space() -> SearchSpace {
+    SearchSpace::by_name_or_path("mnas-28").unwrap()
+}
+
+/// The median architecture of mnas-28 with `edit` applied to its text form.
+fn plan(edit: &[(&str, &str)]) -> (ChildPlan, String) {
+    let s = space();
+    let mut text = s.format(&median_arch(s.mnas_spec().unwrap()));
+    for (from, to) in edit {
+        assert!(text.contains(from), "{from} not in {text}");
+        text = text.replace(from, to);
+    }
+    let arch = s.parse(&text).unwrap();
+    (ChildPlan::from_space(&s, &arch, Some(14)).unwrap(), text)
+}
+
+fn tensors(net: &ChildNet) -> HashMap<String, (Vec<usize>, Vec<f32>)> {
+    net.collect(None, None, false)
+        .into_iter()
+        .map(|t| {
+            let shape = t.shape.to_vec();
+            let bytes = t.to_bytes().unwrap();
+            let v = bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            (t.name, (shape, v))
+        })
+        .collect()
+}
+
+/// A network with weights no fresh initialisation would give (so copies are visible).
+fn source_net(p: &ChildPlan) -> ChildNet {
+    let d = Device::flex();
+    let mut net = ChildNet::new(p, &d);
+    let shifted: Vec<_> = net
+        .collect(None, None, false)
+        .into_iter()
+        .map(|t| {
+            let shape = t.shape.to_vec();
+            let n: usize = shape.iter().product();
+            let v: Vec<f32> = (0..n).map(|i| 1.0 + i as f32 * 1e-3).collect();
+            burn::store::burn_pack::Tensor::new(
+                t.name,
+                burn::tensor::DType::F32,
+                shape,
+                None,
+                burn::tensor::Bytes::from_elems(v),
+            )
+        })
+        .collect();
+    let r = net.apply(shifted, None, None, false);
+    assert!(r.errors.is_empty(), "{r:?}");
+    net
+}
+
+fn meta(arch: &str, task: &str, budget: u64) -> EntryMeta {
+    EntryMeta {
+        task: task.into(),
+        classes: 10,
+        experiment: "e".into(),
+        arch: arch.into(),
+        budget_images: budget,
+        val_accuracy: 0.8,
+    }
+}
+
+fn pool() -> (tempfile::TempDir, Arc<SqlitePool>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = SqlitePool::open(&tmp.path().join("s.db"), 0).unwrap();
+    (tmp, Arc::new(p))
+}
+
+fn all(_: &PoolEntry) -> bool {
+    true
+}
+
+#[test]
+fn an_identical_architecture_gets_exactly_the_stored_weights() {
+    let (_tmp, pool) = pool();
+    let (p, text) = plan(&[]);
+    let src = source_net(&p);
+    pool.insert(entries_of(&src, &p, &meta(&text, "t", 100)).unwrap())
+        .unwrap();
+    let w = DistanceWeights::default();
+    let warm = choose(pool.as_ref(), &p, "t", 10, 100, &w, &all, 1)
+        .unwrap()
+        .expect("a source");
+    assert_eq!(warm.init.hit_ratio, 1.0);
+    assert_eq!(warm.init.mean_distance, 0.0);
+    // 5 blocks + stem + head
+    assert_eq!(warm.init.sources.len(), 7);
+    let mut fresh = ChildNet::new(&p, &Device::flex());
+    let stats = warm.apply(&mut fresh).unwrap();
+    assert_eq!(stats.fresh, 0);
+    assert_eq!(tensors(&fresh), tensors(&src));
+}
+
+#[test]
+fn unequal_blocks_are_adapted_by_the_transfer_rules() {
+    let (_tmp, pool) = pool();
+    let (pa, text) = plan(&[]);
+    let src = source_net(&pa);
+    pool.insert(entries_of(&src, &pa, &meta(&text, "t", 100)).unwrap())
+        .unwrap();
+    // block 1: kernel 5 -> 3 (centre crop); block 2: 2 -> 3 layers (last layer repeated)
+    let (pb, _) = plan(&[
+        ("b1.kernel=5", "b1.kernel=3"),
+        ("b2.layers=2", "b2.layers=3"),
+    ]);
+    let w = DistanceWeights::default();
+    let warm = choose(pool.as_ref(), &pb, "t", 10, 100, &w, &all, 1)
+        .unwrap()
+        .unwrap();
+    assert_eq!(warm.init.hit_ratio, 1.0);
+    assert!(warm.init.max_distance > 0.0);
+    let mut net = ChildNet::new(&pb, &Device::flex());
+    warm.apply(&mut net).unwrap();
+    let (s, t) = (tensors(&src), tensors(&net));
+    // 5x5 -> 3x3: the centre of every channel
+    let (ss, sv) = &s["blocks.0.layers.0.dw.conv.weight"];
+    let (ts, tv) = &t["blocks.0.layers.0.dw.conv.weight"];
+    assert_eq!((ss[2], ts[2]), (5, 3));
+    for c in 0..ts[0] {
+        for y in 0..3 {
+            for x in 0..3 {
+                assert_eq!(tv[c * 9 + y * 3 + x], sv[c * 25 + (y + 1) * 5 + (x + 1)]);
+            }
+        }
+    }
+    // the extra third layer of block 2 comes from the source's last layer
+    assert_eq!(
+        t["blocks.1.layers.2.pw.conv.weight"],
+        s["blocks.1.layers.1.pw.conv.weight"]
+    );
+    assert_eq!(t["stem.conv.weight"], s["stem.conv.weight"]);
+}
+
+#[test]
+fn fairness_and_the_seed_rule_decide_when_there_is_no_source() {
+    let (_tmp, pool) = pool();
+    let (p, text) = plan(&[]);
+    let w = DistanceWeights::default();
+    // empty pool: train from scratch
+    assert!(choose(pool.as_ref(), &p, "t", 10, 100, &w, &all, 1)
+        .unwrap()
+        .is_none());
+    pool.insert(entries_of(&source_net(&p), &p, &meta(&text, "t", 100)).unwrap())
+        .unwrap();
+    // another budget class is never used
+    assert!(choose(pool.as_ref(), &p, "t", 10, 200, &w, &all, 1)
+        .unwrap()
+        .is_none());
+    // fewer networks than the seed rule asks for
+    assert!(choose(pool.as_ref(), &p, "t", 10, 100, &w, &all, 2)
+        .unwrap()
+        .is_none());
+    // entries the caller does not allow (another experiment) are not used
+    let none = |_: &PoolEntry| false;
+    assert!(choose(pool.as_ref(), &p, "t", 10, 100, &w, &none, 1)
+        .unwrap()
+        .is_none());
+}
+
+#[test]
+fn the_classifier_does_not_cross_tasks() {
+    let (_tmp, pool) = pool();
+    let (p, text) = plan(&[]);
+    let src = source_net(&p);
+    pool.insert(entries_of(&src, &p, &meta(&text, "other-task", 100)).unwrap())
+        .unwrap();
+    let w = DistanceWeights::default();
+    let warm = choose(pool.as_ref(), &p, "t", 10, 100, &w, &all, 1)
+        .unwrap()
+        .unwrap();
+    // another task costs the task weight per block
+    assert_eq!(warm.init.mean_distance, w.task);
+    let mut net = ChildNet::new(&p, &Device::flex());
+    let before = tensors(&net);
+    warm.apply(&mut net).unwrap();
+    let (s, t) = (tensors(&src), tensors(&net));
+    assert_eq!(t["head.conv.weight"], s["head.conv.weight"]);
+    assert_eq!(t["classifier.weight"], before["classifier.weight"]);
+    assert_ne!(t["classifier.weight"], s["classifier.weight"]);
+}
