@@ -132,6 +132,9 @@ pub struct PoolSettings {
     /// children train from scratch and seed the pool (so a new search does not start all
     /// its children from the first one or two networks).
     pub min_networks: usize,
+    /// Choose each block from any stored network (block-level) instead of all blocks
+    /// from the most similar network.
+    pub per_block: bool,
 }
 
 impl PoolSettings {
@@ -147,6 +150,7 @@ impl PoolSettings {
             sources: None,
             weights: DistanceWeights::default(),
             min_networks: 8,
+            per_block: true,
         }
     }
 
@@ -259,6 +263,7 @@ impl TrainingEvaluator {
                     &p.weights,
                     &allow,
                     p.min_networks,
+                    p.per_block,
                 )
                 .map_err(|e| EvalError::Fatal(e.to_string()))?
             }

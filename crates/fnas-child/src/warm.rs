@@ -13,8 +13,8 @@ use burn::store::burn_pack::Tensor as PackTensor;
 use burn::store::ModuleSnapshot;
 use burn::tensor::{Bytes, DType};
 use fnas_core::pool::{
-    best_block, best_network, BlockConfig, BlockPool, BlockRequest, DistanceWeights, PoolEntry,
-    PoolError, PoolInit, PoolPart, PoolTensor,
+    best_block, best_network, block_distance, BlockConfig, BlockPool, BlockRequest,
+    DistanceWeights, PoolEntry, PoolError, PoolInit, PoolPart, PoolTensor,
 };
 
 use crate::net::ChildNet;
@@ -194,7 +194,11 @@ pub struct WarmStart {
 }
 
 /// Chooses the pool sources for `plan` among entries of budget class `budget_images`
-/// that `allow` accepts, and loads their tensors. `None` while the class holds fewer than
+/// that `allow` accepts, and loads their tensors. `per_block`: each block from the most
+/// similar stored block of any network (the paper's block-level choice, the default);
+/// otherwise all blocks from the most similar network, adapted block by block (a block
+/// then keeps the input channels it was trained with; on 4 architectures of the
+/// warm-start study the two were within noise of each other). `None` while the class holds fewer than
 /// `min_networks` networks (the first children of a search train from scratch and seed
 /// the pool).
 #[allow(clippy::too_many_arguments)]
@@ -207,6 +211,7 @@ pub fn choose(
     weights: &DistanceWeights,
     allow: &dyn Fn(&PoolEntry) -> bool,
     min_networks: usize,
+    per_block: bool,
 ) -> Result<Option<WarmStart>, PoolError> {
     let mut entries = pool.entries(&plan.space)?;
     entries.retain(|e| allow(e) && e.budget_images == budget_images);
@@ -220,8 +225,26 @@ pub fn choose(
     let reqs = requests(plan, task);
     let mut chosen: Vec<(PoolPart, u32, &PoolEntry)> = Vec::new();
     let mut distances = Vec::new();
+    let network = best_network(weights, &entries, &plan.space, budget_images, &reqs);
     for r in &reqs {
-        match best_block(weights, &entries, &plan.space, budget_images, r) {
+        // network mode: the block at the same position of the most similar network, so
+        // consecutive blocks keep the channel meanings they were trained with
+        let same_net = network.filter(|_| !per_block).and_then(|(_, head, _)| {
+            entries.iter().rev().find(|e| {
+                e.part == PoolPart::Block
+                    && e.position == r.position
+                    && e.experiment == head.experiment
+                    && e.arch == head.arch
+            })
+        });
+        let pick = match same_net {
+            Some(e) => Some((
+                e,
+                block_distance(weights, r, e.position, &e.config, &e.task),
+            )),
+            None => best_block(weights, &entries, &plan.space, budget_images, r),
+        };
+        match pick {
             Some((e, d)) => {
                 chosen.push((PoolPart::Block, r.position, e));
                 distances.push(d);
@@ -229,9 +252,7 @@ pub fn choose(
             None => return Ok(None),
         }
     }
-    if let Some((stem, head, _)) =
-        best_network(weights, &entries, &plan.space, budget_images, &reqs)
-    {
+    if let Some((stem, head, _)) = network {
         chosen.push((PoolPart::Stem, 0, stem));
         chosen.push((PoolPart::Head, 0, head));
     }

@@ -98,7 +98,7 @@ fn an_identical_architecture_gets_exactly_the_stored_weights() {
     pool.insert(entries_of(&src, &p, &meta(&text, "t", 100)).unwrap())
         .unwrap();
     let w = DistanceWeights::default();
-    let warm = choose(pool.as_ref(), &p, "t", 10, 100, &w, &all, 1)
+    let warm = choose(pool.as_ref(), &p, "t", 10, 100, &w, &all, 1, true)
         .unwrap()
         .expect("a source");
     assert_eq!(warm.init.hit_ratio, 1.0);
@@ -124,7 +124,7 @@ fn unequal_blocks_are_adapted_by_the_transfer_rules() {
         ("b2.layers=2", "b2.layers=3"),
     ]);
     let w = DistanceWeights::default();
-    let warm = choose(pool.as_ref(), &pb, "t", 10, 100, &w, &all, 1)
+    let warm = choose(pool.as_ref(), &pb, "t", 10, 100, &w, &all, 1, true)
         .unwrap()
         .unwrap();
     assert_eq!(warm.init.hit_ratio, 1.0);
@@ -157,22 +157,22 @@ fn fairness_and_the_seed_rule_decide_when_there_is_no_source() {
     let (p, text) = plan(&[]);
     let w = DistanceWeights::default();
     // empty pool: train from scratch
-    assert!(choose(pool.as_ref(), &p, "t", 10, 100, &w, &all, 1)
+    assert!(choose(pool.as_ref(), &p, "t", 10, 100, &w, &all, 1, true)
         .unwrap()
         .is_none());
     pool.insert(entries_of(&source_net(&p), &p, &meta(&text, "t", 100)).unwrap())
         .unwrap();
     // another budget class is never used
-    assert!(choose(pool.as_ref(), &p, "t", 10, 200, &w, &all, 1)
+    assert!(choose(pool.as_ref(), &p, "t", 10, 200, &w, &all, 1, true)
         .unwrap()
         .is_none());
     // fewer networks than the seed rule asks for
-    assert!(choose(pool.as_ref(), &p, "t", 10, 100, &w, &all, 2)
+    assert!(choose(pool.as_ref(), &p, "t", 10, 100, &w, &all, 2, true)
         .unwrap()
         .is_none());
     // entries the caller does not allow (another experiment) are not used
     let none = |_: &PoolEntry| false;
-    assert!(choose(pool.as_ref(), &p, "t", 10, 100, &w, &none, 1)
+    assert!(choose(pool.as_ref(), &p, "t", 10, 100, &w, &none, 1, true)
         .unwrap()
         .is_none());
 }
@@ -185,7 +185,7 @@ fn the_classifier_does_not_cross_tasks() {
     pool.insert(entries_of(&src, &p, &meta(&text, "other-task", 100)).unwrap())
         .unwrap();
     let w = DistanceWeights::default();
-    let warm = choose(pool.as_ref(), &p, "t", 10, 100, &w, &all, 1)
+    let warm = choose(pool.as_ref(), &p, "t", 10, 100, &w, &all, 1, true)
         .unwrap()
         .unwrap();
     // another task costs the task weight per block
@@ -197,4 +197,37 @@ fn the_classifier_does_not_cross_tasks() {
     assert_eq!(t["head.conv.weight"], s["head.conv.weight"]);
     assert_eq!(t["classifier.weight"], before["classifier.weight"]);
     assert_ne!(t["classifier.weight"], s["classifier.weight"]);
+}
+
+/// Network mode takes every block from the most similar whole network, even where
+/// another network holds a closer block.
+#[test]
+fn network_mode_takes_all_blocks_from_one_network() {
+    let (_tmp, pool) = pool();
+    let (pa, ta) = plan(&[]);
+    let (pb, tb) = plan(&[("b1.kernel=5", "b1.kernel=3")]);
+    pool.insert(entries_of(&source_net(&pa), &pa, &meta(&ta, "t", 100)).unwrap())
+        .unwrap();
+    pool.insert(entries_of(&source_net(&pb), &pb, &meta(&tb, "t", 100)).unwrap())
+        .unwrap();
+    // the request equals A except block 0, which equals B's block 0
+    let w = DistanceWeights::default();
+    let per_block = choose(pool.as_ref(), &pa, "t", 10, 100, &w, &all, 1, true)
+        .unwrap()
+        .unwrap();
+    assert_eq!(per_block.init.mean_distance, 0.0);
+    let (pc, _) = plan(&[("b2.kernel=5", "b2.kernel=3")]);
+    let whole = choose(pool.as_ref(), &pc, "t", 10, 100, &w, &all, 1, false)
+        .unwrap()
+        .unwrap();
+    let blocks = choose(pool.as_ref(), &pc, "t", 10, 100, &w, &all, 1, true)
+        .unwrap()
+        .unwrap();
+    // block mode may mix networks and is never farther than network mode
+    assert!(blocks.init.mean_distance <= whole.init.mean_distance);
+    let entries = pool.entries("mnas-28").unwrap();
+    let arch_of = |id: i64| entries.iter().find(|e| e.id == id).unwrap().arch.clone();
+    let archs: std::collections::BTreeSet<String> =
+        whole.init.sources.iter().map(|&id| arch_of(id)).collect();
+    assert_eq!(archs.len(), 1, "{archs:?}");
 }

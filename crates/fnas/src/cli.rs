@@ -78,6 +78,11 @@ pub struct TrainArgs {
     /// Experiment name recorded with the pool entries of this child.
     #[arg(long, default_value = "train")]
     pub pool_experiment: String,
+    /// With --warm-start: block = each block from the most similar stored block of any
+    /// network (the paper's block-level sharing); network = all blocks from the most
+    /// similar stored network.
+    #[arg(long, value_enum, default_value_t = PoolMatch::Block)]
+    pub pool_match: PoolMatch,
     /// Print one JSON object as the last line instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -153,6 +158,11 @@ pub struct SearchArgs {
     /// scratch and seed it.
     #[arg(long, default_value_t = 8)]
     pub pool_min_networks: usize,
+    /// How warm starts pick sources: block = each block from the most similar stored
+    /// block of any network (the paper's block-level sharing); network = all blocks from
+    /// the most similar stored network.
+    #[arg(long, value_enum, default_value_t = PoolMatch::Block)]
+    pub pool_match: PoolMatch,
     /// Random seed (same seed, same sequence of architectures).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -183,6 +193,12 @@ pub struct SearchArgs {
     /// Print a JSON summary instead of the table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolMatch {
+    Block,
+    Network,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

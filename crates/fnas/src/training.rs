@@ -54,6 +54,14 @@ pub struct PoolConfig {
     /// from scratch and seed the pool).
     #[serde(default = "default_min_networks")]
     pub min_networks: usize,
+    /// Each block from the most similar stored block (true, the paper's choice) or all
+    /// blocks from the most similar network.
+    #[serde(default = "default_per_block")]
+    pub per_block: bool,
+}
+
+fn default_per_block() -> bool {
+    true
 }
 
 fn default_min_networks() -> usize {
@@ -76,6 +84,7 @@ pub fn pool_settings(
     s.budget_images = pool.budget_class;
     s.sources = Some(sources);
     s.min_networks = pool.min_networks;
+    s.per_block = pool.per_block;
     Ok(s)
 }
 

@@ -98,6 +98,7 @@ fn new_settings(a: &SearchArgs) -> Result<SearchSettings> {
                 budget_class: None,
                 limit_mb: a.pool_limit_mb,
                 min_networks: a.pool_min_networks,
+                per_block: a.pool_match == crate::cli::PoolMatch::Block,
             });
             let tc = TrainingConfig {
                 task,

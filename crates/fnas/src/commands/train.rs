@@ -51,10 +51,12 @@ pub fn run(a: TrainArgs) -> Result<()> {
             budget_class: None,
             limit_mb: 2048,
             min_networks: 1,
+            per_block: a.pool_match == crate::cli::PoolMatch::Block,
         };
         let mut ps = pool_settings(&pool, store, &a.pool_experiment, epochs, Vec::new())?;
         ps.sources = None;
         ps.min_networks = 1;
+        ps.per_block = a.pool_match == crate::cli::PoolMatch::Block;
         ps.warm_start = a.warm_start;
         ev = ev.with_pool(ps);
     }
