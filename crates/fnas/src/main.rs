@@ -10,6 +10,13 @@ mod training;
 use clap::Parser;
 
 fn main() {
+    // `fnas show ... | head`: a closed pipe ends the process quietly, as for other CLI
+    // tools, instead of a panic in println! (Rust ignores SIGPIPE by default).
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = cli::Cli::parse();
     if let Err(e) = commands::run(cli) {
         // one line per cause, no backtrace: errors here are user-facing
