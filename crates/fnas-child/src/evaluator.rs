@@ -352,12 +352,24 @@ impl TrainingEvaluator {
             let budget = lineage + r.images_processed as u64;
             metrics.extra.insert("pool_class".into(), class as f64);
             metrics.extra.insert("budget_images".into(), budget as f64);
-            if p.contribute {
+            // a child retrained after a resume (same seed, same weights) is stored once
+            let arch_text = self.space.format(&self.space.canonical(arch));
+            let stored = p.contribute
+                && p.pool
+                    .entries(&plan.space)
+                    .map_err(|e| EvalError::Fatal(e.to_string()))?
+                    .iter()
+                    .any(|e| {
+                        e.experiment == p.experiment
+                            && e.arch == arch_text
+                            && e.budget_images == budget
+                    });
+            if p.contribute && !stored {
                 let meta = EntryMeta {
                     task: task_name.clone(),
                     classes,
                     experiment: p.experiment.clone(),
-                    arch: self.space.format(&self.space.canonical(arch)),
+                    arch: arch_text,
                     budget_images: budget,
                     val_accuracy: r.val_accuracy,
                 };

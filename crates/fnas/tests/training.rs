@@ -106,15 +106,36 @@ fn train_rejects_bad_input_with_one_line() {
 
 #[test]
 fn real_training_search_survives_sigkill_and_resumes() {
+    kill_and_resume("ppo", &[]);
+}
+
+/// The same with full FNAS and the knowledge pool: the pool settings and budget class
+/// come back from the store, and warm starts go on after the resume.
+#[test]
+fn fnas_search_with_the_pool_survives_sigkill_and_resumes() {
+    let v = kill_and_resume("fnas", &["--pool-min-networks", "1"]);
+    let warm = v["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["warm_start"] == 1.0)
+        .count();
+    assert!(warm >= 1, "{}", v["pool"]);
+    assert_eq!(v["pool"]["budget_class"], 384);
+}
+
+/// Starts a 4-child search, SIGKILLs it once a child is stored, resumes it with the same
+/// command and checks the finished experiment; returns `show --json`.
+fn kill_and_resume(strategy: &str, extra: &[&str]) -> serde_json::Value {
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("train.db");
     let s = store.to_str().unwrap();
-    let args = [
+    let mut args = vec![
         "search",
         "--task",
         "fashion-mnist-tiny",
         "--strategy",
-        "ppo",
+        strategy,
         "--budget",
         "4",
         "--batch-size",
@@ -127,9 +148,10 @@ fn real_training_search_survives_sigkill_and_resumes() {
         "exp",
         "--resume",
     ];
+    args.extend_from_slice(extra);
     // kill once at least one child is trained and recorded
     let mut child = fnas()
-        .args(args)
+        .args(&args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -184,6 +206,7 @@ fn real_training_search_survives_sigkill_and_resumes() {
     for col in ["VAL", "LAT_MS", "PARAMS", "MFLOPS", "COST_S"] {
         assert!(out.contains(col), "{col} missing: {out}");
     }
+    v
 }
 
 /// `fnas search --strategy fnas` on real training: the first children (the seed rule, 2
