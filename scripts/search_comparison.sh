@@ -13,7 +13,9 @@
 # Each search has its own store under $DIR (so pools never mix); JOBS searches run at
 # once with one training worker each. Prints, per variant, the images each needs to reach
 # the best reward vanilla PPO reaches with its whole budget (same seed), the ratio, and
-# the test accuracy / latency of each search's best child. Results: $OUT/search-comparison.txt
+# the test accuracy / latency of each search's best child (scripts/search_comparison_report.py).
+# Results: $OUT/search-comparison.txt; with TRANSFER_SEEDS="1 2" also the transfer runs
+# below ($OUT/transfer-between-tasks.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TASK=${TASK:-fashion-mnist-small}
@@ -46,47 +48,7 @@ one() {
 export -f one
 export start0=$start
 for s in $SEEDS; do for v in $VARIANTS; do echo "$v $s"; done; done | xargs -P "$JOBS" -L 1 bash -c 'one "$0" "$1"'
-python3 - "$DIR" "$SEEDS" "$VARIANTS" "$BUDGET" <<'PY' | tee "$OUT/search-comparison.txt"
-import json, sys, statistics as st
-d, seeds, variants, budget = sys.argv[1], sys.argv[2].split(), sys.argv[3].split(), int(sys.argv[4])
-def load(v, s):
-    show = json.load(open(f"{d}/{v}-s{s}.show.json"))
-    res = json.load(open(f"{d}/{v}-s{s}.json"))
-    curve, spent, best = [], 0, None
-    for t in sorted(show["trials"], key=lambda t: t["id"]):
-        spent += t["cost"]["images"]
-        if t["source"] == "evaluated" and t["reward"] is not None:
-            best = t["reward"] if best is None else max(best, t["reward"])
-        curve.append((spent, best))
-    trained = sum(t["source"] == "evaluated" for t in show["trials"])
-    trusted = sum(t["source"] == "critic" for t in show["trials"])
-    warm = sum(1 for t in show["trials"] if t.get("warm_start") == 1.0)
-    b = res.get("best") or {}
-    m = b.get("metrics") or {}
-    return dict(curve=curve, spent=spent, best=best, trained=trained, trusted=trusted, warm=warm,
-                test=res.get("best_test_accuracy"), lat=m.get("latency_ms"))
-runs = {(v, s): load(v, s) for v in variants for s in seeds}
-def reach(curve, target):
-    for spent, best in curve:
-        if best is not None and best >= target - 1e-12:
-            return spent
-    return None
-print(f"task fashion-mnist-small, budget {budget} training images per search, seeds {' '.join(seeds)}; reward = validation accuracy")
-print("cost to reach = training images until the best evaluated reward >= vanilla PPO's final best (same seed)")
-print(f"{'variant':<15} {'best val (per seed)':<26} {'trained':>8} {'warm':>6} {'trusted':>8} {'cost to reach (per seed)':<30} {'ratio PPO/variant: median [min, max]':<38} {'test acc of best':<22} {'latency ms of best'}")
-for v in variants:
-    ratios, reached = [], []
-    for s in seeds:
-        target = runs[("ppo", s)]["best"]
-        c = reach(runs[(v, s)]["curve"], target) if target is not None else None
-        reached.append("-" if c is None else str(c))
-        ratios.append(runs[("ppo", s)]["spent"] / c if c else 0.0)
-    r = runs
-    fmt = lambda xs, p: " ".join("-" if x is None else f"{x:.{p}f}" for x in xs)
-    rs = sorted(ratios)
-    ratio = f"{st.median(rs):.2f} [{rs[0]:.2f}, {rs[-1]:.2f}]" + (" (0 = not reached)" if 0.0 in rs else "")
-    print(f"{v:<15} {fmt([r[(v,s)]['best'] for s in seeds],4):<26} {sum(r[(v,s)]['trained'] for s in seeds)/len(seeds):>8.1f} {sum(r[(v,s)]['warm'] for s in seeds)/len(seeds):>6.1f} {sum(r[(v,s)]['trusted'] for s in seeds)/len(seeds):>8.1f} {' '.join(reached):<30} {ratio:<38} {fmt([r[(v,s)]['test'] for s in seeds],4):<22} {fmt([r[(v,s)]['lat'] for s in seeds],2)}")
-PY
+python3 scripts/search_comparison_report.py "$DIR" "$SEEDS" "$VARIANTS" "$BUDGET" | tee "$OUT/search-comparison.txt"
 echo "search comparison: $(( $(date +%s) - start )) s (stores in $DIR)"
 
 # Transfer between tasks: full FNAS on fashion-mnist-small-tops (5 classes), without and
