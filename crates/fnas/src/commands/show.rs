@@ -24,6 +24,17 @@ pub fn ls(a: LsArgs) -> Result<()> {
     );
     for r in rows {
         let e = &r.experiment;
+        // an image budget (real training) is shown against the images spent
+        let images_budget = e.spec.config["training"]["budget_unit"] == "images";
+        let cost = if images_budget {
+            store
+                .trials(e.id)?
+                .iter()
+                .map(|t| t.cost.images)
+                .sum::<u64>()
+        } else {
+            r.cost
+        };
         println!(
             "{:<28} {:<10} {:<28} {:>5} {:<9} {:>7} {:>11} {:>8}",
             e.spec.name,
@@ -32,7 +43,7 @@ pub fn ls(a: LsArgs) -> Result<()> {
             e.spec.seed,
             e.status,
             r.trials,
-            format!("{}/{}", r.cost, e.spec.budget),
+            format!("{}/{}", cost, e.spec.budget),
             r.best_reward
                 .map(|b| format!("{b:.4}"))
                 .unwrap_or_else(|| "-".into()),
@@ -152,8 +163,13 @@ pub fn show(a: ShowArgs) -> Result<()> {
         "  task {}  space {}  strategy {}  seed {}",
         s.task, s.space, s.strategy, s.seed
     );
+    let unit_spent = if s.config["training"]["budget_unit"] == "images" {
+        format!("{images} images")
+    } else {
+        spent.to_string()
+    };
     println!(
-        "  trials {} (finished {finished})  cost {spent}/{}",
+        "  trials {} (finished {finished})  cost {unit_spent}/{}",
         trials.len(),
         s.budget
     );
