@@ -18,24 +18,16 @@ for k in $(seq 1 "$N"); do for task in fashion-mnist fashion-mnist-long; do echo
   xargs -P "$JOBS" -L 1 sh -c '"$FNAS" train --arch random:$0 --task $1 --latency-runs 5 --json 2>/dev/null | tail -1 | sed "s/^{/{\"seed\":$0,/" >> '"$rows"
 python3 - "$rows" <<'PY'
 import json, sys
+sys.path.insert(0, "scripts")
+from ranking import spearman
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 by = {}
 for r in rows:
     by.setdefault(r["seed"], {})[r["task"]] = r
 pairs = [(v["fashion-mnist"]["val_accuracy"], v["fashion-mnist-long"]["val_accuracy"], v["fashion-mnist"]["cost"]["wall_seconds"])
          for v in by.values() if len(v) == 2]
-def ranks(x):
-    order = sorted(range(len(x)), key=lambda i: x[i]); r = [0.0] * len(x); i = 0
-    while i < len(x):
-        j = i
-        while j + 1 < len(x) and x[order[j + 1]] == x[order[i]]: j += 1
-        for t in range(i, j + 1): r[order[t]] = (i + j) / 2 + 1
-        i = j + 1
-    return r
-a, b = ranks([p[0] for p in pairs]), ranks([p[1] for p in pairs])
-n = len(pairs); ma, mb = sum(a) / n, sum(b) / n
-cov = sum((x - ma) * (y - mb) for x, y in zip(a, b))
-rho = cov / (sum((x - ma) ** 2 for x in a) * sum((y - mb) ** 2 for y in b)) ** 0.5
+rho = spearman([p[0] for p in pairs], [p[1] for p in pairs])
+n = len(pairs)
 secs = sorted(p[2] for p in pairs)
 print(f"architectures: {n}; Spearman(proxy val acc, 5x-proxy val acc) = {rho:.3f}")
 print(f"proxy wall seconds per child: median {secs[n // 2]:.1f}, min {secs[0]:.1f}, max {secs[-1]:.1f}")

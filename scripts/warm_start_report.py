@@ -1,22 +1,12 @@
 """Summary of the warm-start study: scripts/warm_start_report.py WARM_ROWS PROXY_STUDY_ROWS."""
-import json, sys
+import json, os, sys
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ranking import spearman  # noqa: E402
 warm = {r["seed"]: r for r in (json.loads(l) for l in open(sys.argv[1]) if l.strip())}
 study = {}
 for r in (json.loads(l) for l in open(sys.argv[2]) if l.strip()):
     study.setdefault(r["seed"], {})[r["task"]] = r
 seeds = sorted(s for s in warm if s in study and len(study[s]) == 2)
-def ranks(x):
-    order = sorted(range(len(x)), key=lambda i: x[i]); r = [0.0] * len(x); i = 0
-    while i < len(x):
-        j = i
-        while j + 1 < len(x) and x[order[j + 1]] == x[order[i]]: j += 1
-        for t in range(i, j + 1): r[order[t]] = (i + j) / 2 + 1
-        i = j + 1
-    return r
-def spearman(a, b):
-    a, b = ranks(a), ranks(b); n = len(a); ma, mb = sum(a) / n, sum(b) / n
-    cov = sum((x - ma) * (y - mb) for x, y in zip(a, b))
-    return cov / (sum((x - ma) ** 2 for x in a) * sum((y - mb) ** 2 for y in b)) ** 0.5
 w = [warm[s]["val_accuracy"] for s in seeds]
 p = [study[s]["fashion-mnist"]["val_accuracy"] for s in seeds]
 l = [study[s]["fashion-mnist-long"]["val_accuracy"] for s in seeds]
