@@ -74,29 +74,5 @@ two() {
 }
 export -f two
 for s in $TRANSFER_SEEDS; do for m in without with; do echo "$m $s"; done; done | xargs -P "$JOBS" -L 1 bash -c 'two "$0" "$1"'
-python3 - "$DIR" "$TRANSFER_SEEDS" "$BUDGET" <<'PY2' | tee "$OUT/transfer-between-tasks.txt"
-import json, sys, statistics as st
-d, seeds, budget = sys.argv[1], sys.argv[2].split(), int(sys.argv[3])
-def curve(mode, s):
-    show = json.load(open(f"{d}/tops-{mode}-s{s}.show.json"))
-    c, spent, best = [], 0, None
-    for t in sorted(show["trials"], key=lambda t: t["id"]):
-        spent += t["cost"]["images"]
-        if t["source"] == "evaluated" and t["reward"] is not None:
-            best = t["reward"] if best is None else max(best, t["reward"])
-        c.append((spent, best))
-    return c, spent, best
-print(f"transfer fashion-mnist-small -> fashion-mnist-small-tops, full FNAS, budget {budget} images, seeds {' '.join(seeds)}")
-print("cost to reach = images until the best evaluated reward >= the no-transfer search's final best (same seed)")
-ratios = []
-for s in seeds:
-    cw, sw, bw = curve("without", s)
-    ct, stt, bt = curve("with", s)
-    reach = next((sp for sp, b in ct if b is not None and b >= bw - 1e-12), None)
-    ratio = sw / reach if reach else 0.0
-    ratios.append(ratio)
-    print(f"seed {s}: without transfer best {bw:.4f} ({sw} images); with transfer best {bt:.4f}, reaches {bw:.4f} after {reach} images; ratio {ratio:.2f}")
-r = sorted(ratios)
-print(f"ratio without/with: median {st.median(r):.2f} [{r[0]:.2f}, {r[-1]:.2f}] (0 = not reached)")
-PY2
+python3 scripts/transfer_report.py "$DIR" "$TRANSFER_SEEDS" "$BUDGET" | tee "$OUT/transfer-between-tasks.txt"
 echo "transfer runs: $(( $(date +%s) - tstart )) s"
