@@ -7,7 +7,10 @@
 #     (`fnas train --pool STORE --warm-start`, 1 epoch instead of 2);
 #  3. compares them with the rows of scripts/proxy_study.sh (same seeds, same validation
 #     images): the full proxy from scratch and 5x the proxy's training.
-# Results: $OUT/warm-start-study.jsonl; the summary is printed.
+# STORE=... SKIP_FILL=1 reuses a filled pool.
+# Results: $OUT/warm-start-study[-WARM_ARGS].jsonl; the summary is printed (and saved as .txt).
+# The first run (block-level choice, the proxy's learning rate) is kept as
+# docs/results/warm-start-study-block-lr1.{jsonl,txt}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-20}
@@ -18,15 +21,22 @@ export FNAS=${FNAS:-target/release/fnas}
 [ -s "$OUT/proxy-study.jsonl" ] || { echo "run scripts/proxy_study.sh first ($OUT/proxy-study.jsonl)" >&2; exit 1; }
 STORE=${STORE:-$(mktemp -d)/warm-study.db}
 export STORE
-rows="$OUT/warm-start-study.jsonl"
+# extra `fnas train` flags of the warm runs (default: its --pool-match and
+# --warm-lr-scale defaults); they also name the results files
+WARM_ARGS=${WARM_ARGS:-}
+export WARM_ARGS
+suffix=""; [ -z "$WARM_ARGS" ] || suffix="-$(printf '%s' "$WARM_ARGS" | tr -c 'A-Za-z0-9.' '-' | sed 's/--*/-/g; s/^-//')"
+rows="$OUT/warm-start-study$suffix.jsonl"
 : > "$rows"
 start=$(date +%s)
+if [ -z "${SKIP_FILL:-}" ]; then
 train_pool() { "$FNAS" train --arch "random:$1" --task fashion-mnist --pool "$STORE" --pool-experiment warm-study-pool --latency-runs 5 --json 2>/dev/null | tail -1 > /dev/null; }
 export -f train_pool
 # the first one alone creates the store; the rest in parallel
 train_pool 101
 seq 102 $((100 + N)) | xargs -P "$JOBS" -I{} bash -c 'train_pool {}'
 echo "pool filled with $N networks: $(( $(date +%s) - start )) s"
-seq 1 "$N" | xargs -P "$JOBS" -I{} bash -c '"$FNAS" train --arch random:{} --task fashion-mnist --pool "$STORE" --warm-start --pool-experiment warm-study --latency-runs 5 --json 2>/dev/null | tail -1 | sed "s/^{/{\"seed\":{},/" >> '"$rows"
-python3 scripts/warm_start_report.py "$rows" "$OUT/proxy-study.jsonl" | tee "$OUT/warm-start-study.txt"
+fi
+seq 1 "$N" | xargs -P "$JOBS" -I{} bash -c '"$FNAS" train --arch random:{} --task fashion-mnist --pool "$STORE" --warm-start --pool-experiment warm-study $WARM_ARGS --latency-runs 5 --json 2>/dev/null | tail -1 | sed "s/^{/{\"seed\":{},/" >> '"$rows"
+python3 scripts/warm_start_report.py "$rows" "$OUT/proxy-study.jsonl" | tee "${rows%.jsonl}.txt"
 echo "warm-start study: $(( $(date +%s) - start )) s"

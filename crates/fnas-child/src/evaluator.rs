@@ -109,6 +109,17 @@ impl Default for TrainingSettings {
     }
 }
 
+/// Default [`PoolSettings::warm_lr_scale`]: on near neighbours of stored networks, half
+/// the proxy at 0.3x the rate beat the full proxy from scratch, at 1x it lost
+/// (scripts/warm_near_study.sh).
+pub const DEFAULT_WARM_LR_SCALE: f64 = 0.3;
+
+/// Default [`PoolSettings::max_distance`]: near neighbours of stored networks (one
+/// decision changed; mean block distance 0-0.8 to the most similar network) warm-started
+/// at least as well as the full proxy from scratch; random architectures (1.8-3.4) lost
+/// about 2 points (scripts/warm_near_study.sh, scripts/warm_start_study.sh).
+pub const DEFAULT_WARM_MAX_DISTANCE: f64 = 1.0;
+
 /// How the evaluator uses the architecture knowledge pool.
 #[derive(Clone)]
 pub struct PoolSettings {
@@ -133,8 +144,15 @@ pub struct PoolSettings {
     /// its children from the first one or two networks).
     pub min_networks: usize,
     /// Choose each block from any stored network (block-level) instead of all blocks
-    /// from the most similar network.
+    /// from the most similar network (the default: the blocks of one network keep the
+    /// channel meanings they were trained with, which transfers better).
     pub per_block: bool,
+    /// Peak learning rate of a warm-started child relative to the task's (no warm-up):
+    /// transferred weights are fine-tuned, not retrained.
+    pub warm_lr_scale: f64,
+    /// A child whose sources are farther than this (mean block distance without the
+    /// other-task term) trains from scratch instead: far transfers lose accuracy.
+    pub max_distance: f64,
 }
 
 impl PoolSettings {
@@ -150,7 +168,9 @@ impl PoolSettings {
             sources: None,
             weights: DistanceWeights::default(),
             min_networks: 8,
-            per_block: true,
+            per_block: false,
+            warm_lr_scale: DEFAULT_WARM_LR_SCALE,
+            max_distance: DEFAULT_WARM_MAX_DISTANCE,
         }
     }
 
@@ -269,8 +289,19 @@ impl TrainingEvaluator {
             }
             None => None,
         };
+        // too far from anything stored: a warm start would cost accuracy, so the child
+        // trains the full proxy from scratch (and joins the budget class as a source)
+        let mut declined = None;
+        if let (Some(w), Some(p)) = (&warm, &self.pool) {
+            if w.init.structural_distance > p.max_distance {
+                declined = Some(w.init.structural_distance);
+            }
+        }
+        let warm = warm.filter(|_| declined.is_none());
         if let (Some(_), Some(p)) = (&warm, &self.pool) {
             opts.epochs = Some(p.warm_epochs);
+            opts.lr_scale = p.warm_lr_scale;
+            opts.warmup_epochs = Some(0.0);
         }
         let apply_error: Mutex<Option<String>> = Mutex::new(None);
         let label = format!("{hash:016x}");
@@ -348,6 +379,9 @@ impl TrainingEvaluator {
             metrics
                 .extra
                 .insert("warm_start".into(), if warm.is_some() { 1.0 } else { 0.0 });
+            if let Some(d) = declined {
+                metrics.extra.insert("pool_declined_distance".into(), d);
+            }
             let lineage = warm.as_ref().map_or(0, |w| w.budget_images);
             let budget = lineage + r.images_processed as u64;
             metrics.extra.insert("pool_class".into(), class as f64);

@@ -122,6 +122,12 @@ pub struct TrainOptions {
     /// Train this many epochs instead of the task's (the warm-start proxy: a child
     /// initialised from the knowledge pool trains fewer epochs); the schedule follows.
     pub epochs: Option<usize>,
+    /// Multiplies the task's peak learning rate (and `min_lr`). A warm-started child is
+    /// fine-tuned rather than trained: at the scratch rate its transferred weights are
+    /// largely overwritten in the first steps.
+    pub lr_scale: f64,
+    /// Replaces the task's warm-up (a warm-started child needs none).
+    pub warmup_epochs: Option<f64>,
 }
 
 impl TrainOptions {
@@ -134,6 +140,8 @@ impl TrainOptions {
             eval_batch_size: 500,
             device: Device::flex(),
             epochs: None,
+            lr_scale: 1.0,
+            warmup_epochs: None,
         }
     }
 }
@@ -407,6 +415,28 @@ where
     Ok(Trained { model, report })
 }
 
+/// The task's recipe with the options' epochs, learning-rate scale and warm-up applied;
+/// `None` when they change nothing. A non-positive or non-finite scale counts as 1.
+fn recipe_override(task: &ProxyTask, opts: &TrainOptions) -> Option<ProxyTask> {
+    let epochs = opts.epochs.unwrap_or(task.epochs).max(1);
+    let warmup = opts
+        .warmup_epochs
+        .unwrap_or(task.warmup_epochs)
+        .clamp(0.0, epochs as f64);
+    let scale = if opts.lr_scale.is_finite() && opts.lr_scale > 0.0 {
+        opts.lr_scale
+    } else {
+        1.0
+    };
+    (epochs != task.epochs || scale != 1.0 || warmup != task.warmup_epochs).then(|| ProxyTask {
+        epochs,
+        lr: task.lr * scale,
+        min_lr: task.min_lr * scale,
+        warmup_epochs: warmup,
+        ..task.clone()
+    })
+}
+
 /// Training images a child processes in `epochs` epochs of `data`'s recipe (full
 /// batches only, as the trainer runs them): the budget unit of a real-training search
 /// and the budget class of the knowledge pool.
@@ -540,17 +570,8 @@ where
     M: Classifier,
     F: FnOnce(&Device) -> M,
 {
-    let overridden;
-    let task = match opts.epochs {
-        Some(epochs) if epochs != data.task.epochs => {
-            overridden = ProxyTask {
-                epochs: epochs.max(1),
-                ..data.task.clone()
-            };
-            &overridden
-        }
-        _ => &data.task,
-    };
+    let overridden = recipe_override(&data.task, opts);
+    let task = overridden.as_ref().unwrap_or(&data.task);
     let plain = opts.device.clone();
     let ad = plain.clone().autodiff();
     let mut model = build_seeded(build, &ad, opts.seed);
@@ -691,6 +712,26 @@ mod tests {
         assert!(s.lr(19) < 0.002);
         // monotone decreasing after warm-up
         assert!((5..19).all(|i| s.lr(i + 1) < s.lr(i)));
+    }
+
+    #[test]
+    fn warm_start_recipe_scales_the_rate_and_drops_the_warmup() {
+        let base = task(0.2, 2, Schedule::Cosine);
+        let mut opts = TrainOptions::new(0, 1);
+        assert!(recipe_override(&base, &opts).is_none());
+        opts.epochs = Some(1);
+        opts.lr_scale = 0.3;
+        opts.warmup_epochs = Some(0.0);
+        let t = recipe_override(&base, &opts).unwrap();
+        assert_eq!(t.epochs, 1);
+        assert!((t.lr - 0.03).abs() < 1e-12);
+        assert_eq!(t.warmup_epochs, 0.0);
+        assert_eq!(t.batch_size, base.batch_size);
+        let s = LrSchedule::new(&t, 10);
+        assert!((s.lr(0) - 0.03).abs() < 1e-12); // no warm-up: the first step is the peak
+                                                 // nonsense scales leave the rate alone
+        opts.lr_scale = f64::NAN;
+        assert!((recipe_override(&base, &opts).unwrap().lr - 0.1).abs() < 1e-12);
     }
 
     #[test]

@@ -225,6 +225,7 @@ pub fn choose(
     let reqs = requests(plan, task);
     let mut chosen: Vec<(PoolPart, u32, &PoolEntry)> = Vec::new();
     let mut distances = Vec::new();
+    let mut structural = Vec::new();
     let network = best_network(weights, &entries, &plan.space, budget_images, &reqs);
     for r in &reqs {
         // network mode: the block at the same position of the most similar network, so
@@ -248,6 +249,11 @@ pub fn choose(
             Some((e, d)) => {
                 chosen.push((PoolPart::Block, r.position, e));
                 distances.push(d);
+                structural.push(if e.task == r.task {
+                    d
+                } else {
+                    d - weights.task
+                });
             }
             None => return Ok(None),
         }
@@ -277,6 +283,7 @@ pub fn choose(
             hit_ratio: if reqs.is_empty() { 0.0 } else { 1.0 },
             mean_distance: distances.iter().sum::<f64>() / n,
             max_distance: distances.iter().copied().fold(0.0, f64::max),
+            structural_distance: structural.iter().sum::<f64>() / n,
             budget_images,
             sources: chosen.iter().map(|(_, _, e)| e.id).collect(),
         },

@@ -342,6 +342,10 @@ pub struct PoolInit {
     pub mean_distance: f64,
     /// Largest block distance.
     pub max_distance: f64,
+    /// Mean block distance without the other-task term: how far the shapes are, which
+    /// decides whether a warm start is worth it (`--warm-max-distance`).
+    #[serde(default)]
+    pub structural_distance: f64,
     /// The budget class used.
     pub budget_images: u64,
     /// Entry ids used, stem and head included.

@@ -75,13 +75,21 @@ pub struct TrainArgs {
     /// budget class) and train half the task's epochs (or --epochs).
     #[arg(long, requires = "pool")]
     pub warm_start: bool,
+    /// With --warm-start: peak learning rate relative to the task's (no warm-up).
+    #[arg(long, default_value_t = fnas_child::evaluator::DEFAULT_WARM_LR_SCALE, value_parser = lr_scale)]
+    pub warm_lr_scale: f64,
+    /// With --warm-start: train from scratch instead when the sources are farther than
+    /// this (mean block distance, other-task term left out; default: no limit).
+    #[arg(long, value_parser = distance)]
+    pub warm_max_distance: Option<f64>,
     /// Experiment name recorded with the pool entries of this child.
     #[arg(long, default_value = "train")]
     pub pool_experiment: String,
-    /// With --warm-start: block = each block from the most similar stored block of any
-    /// network (the paper's block-level sharing); network = all blocks from the most
-    /// similar stored network.
-    #[arg(long, value_enum, default_value_t = PoolMatch::Block)]
+    /// With --warm-start: network = every block from the most similar stored network,
+    /// adapted block by block (consecutive blocks keep the channel meanings they were
+    /// trained with; measured better); block = each block from the most similar stored
+    /// block of any network.
+    #[arg(long, value_enum, default_value_t = PoolMatch::Network)]
     pub pool_match: PoolMatch,
     /// Print one JSON object as the last line instead of the table.
     #[arg(long)]
@@ -149,6 +157,15 @@ pub struct SearchArgs {
     /// proxy's, at least 1).
     #[arg(long)]
     pub warm_epochs: Option<usize>,
+    /// Real training: peak learning rate of a child initialised from the pool, relative
+    /// to the proxy's (no warm-up): transferred weights are fine-tuned, not retrained.
+    #[arg(long, default_value_t = fnas_child::evaluator::DEFAULT_WARM_LR_SCALE, value_parser = lr_scale)]
+    pub warm_lr_scale: f64,
+    /// Real training: a child whose pool sources are farther than this (mean block
+    /// distance, other-task term left out) trains the full proxy from scratch instead
+    /// and becomes a source itself; a large value warm-starts every child.
+    #[arg(long, default_value_t = fnas_child::evaluator::DEFAULT_WARM_MAX_DISTANCE, value_parser = distance)]
+    pub warm_max_distance: f64,
     /// Size limit of the knowledge pool's weight files in MB; beyond it the least
     /// recently used networks are evicted.
     #[arg(long, default_value_t = 2048)]
@@ -158,10 +175,11 @@ pub struct SearchArgs {
     /// scratch and seed it.
     #[arg(long, default_value_t = 8)]
     pub pool_min_networks: usize,
-    /// How warm starts pick sources: block = each block from the most similar stored
-    /// block of any network (the paper's block-level sharing); network = all blocks from
-    /// the most similar stored network.
-    #[arg(long, value_enum, default_value_t = PoolMatch::Block)]
+    /// How warm starts pick sources: network = every block from the most similar stored
+    /// network, adapted block by block (consecutive blocks keep the channel meanings they
+    /// were trained with; measured better); block = each block from the most similar
+    /// stored block of any network.
+    #[arg(long, value_enum, default_value_t = PoolMatch::Network)]
     pub pool_match: PoolMatch,
     /// Random seed (same seed, same sequence of architectures).
     #[arg(long, default_value_t = 0)]
@@ -301,4 +319,30 @@ pub struct BenchArgs {
     /// Write one JSON record per (strategy, dataset, seed) to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+}
+
+/// `--warm-lr-scale`: a finite factor in (0, 10].
+fn lr_scale(text: &str) -> Result<f64, String> {
+    let v: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number"))?;
+    if v.is_finite() && v > 0.0 && v <= 10.0 {
+        Ok(v)
+    } else {
+        Err(format!(
+            "`{text}`: expected a factor greater than 0 and at most 10"
+        ))
+    }
+}
+
+/// `--warm-max-distance`: a finite distance, at least 0.
+fn distance(text: &str) -> Result<f64, String> {
+    let v: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number"))?;
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("`{text}`: expected a distance of at least 0"))
+    }
 }

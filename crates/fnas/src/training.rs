@@ -58,6 +58,18 @@ pub struct PoolConfig {
     /// blocks from the most similar network.
     #[serde(default = "default_per_block")]
     pub per_block: bool,
+    /// Peak learning rate of a warm-started child relative to the proxy's (experiments
+    /// recorded before this setting existed used the proxy's rate).
+    #[serde(default = "default_warm_lr_scale")]
+    pub warm_lr_scale: f64,
+    /// Children whose sources are farther than this train from scratch (`None`: no
+    /// limit, as experiments recorded before this setting).
+    #[serde(default)]
+    pub max_distance: Option<f64>,
+}
+
+fn default_warm_lr_scale() -> f64 {
+    1.0
 }
 
 fn default_per_block() -> bool {
@@ -85,6 +97,8 @@ pub fn pool_settings(
     s.sources = Some(sources);
     s.min_networks = pool.min_networks;
     s.per_block = pool.per_block;
+    s.warm_lr_scale = pool.warm_lr_scale;
+    s.max_distance = pool.max_distance.unwrap_or(f64::INFINITY);
     Ok(s)
 }
 

@@ -113,7 +113,10 @@ fn real_training_search_survives_sigkill_and_resumes() {
 /// come back from the store, and warm starts go on after the resume.
 #[test]
 fn fnas_search_with_the_pool_survives_sigkill_and_resumes() {
-    let v = kill_and_resume("fnas", &["--pool-min-networks", "1"]);
+    let v = kill_and_resume(
+        "fnas",
+        &["--pool-min-networks", "1", "--warm-max-distance", "1000"],
+    );
     let warm = v["trials"]
         .as_array()
         .unwrap()
@@ -218,7 +221,7 @@ fn fnas_search_warm_starts_children_from_the_knowledge_pool() {
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("s.db");
     let s = store.to_str().unwrap();
-    let search = |name: &str, budget: &str, extra: &[&str]| {
+    let search = |name: &str, budget: &str, warm_max_distance: &str, extra: &[&str]| {
         let mut args = vec![
             "search",
             "--task",
@@ -235,6 +238,8 @@ fn fnas_search_warm_starts_children_from_the_knowledge_pool() {
             "1",
             "--pool-min-networks",
             "2",
+            "--warm-max-distance",
+            warm_max_distance,
             "--store",
             s,
             "--name",
@@ -245,7 +250,7 @@ fn fnas_search_warm_starts_children_from_the_knowledge_pool() {
         assert!(o.status.success(), "{}", stderr(&o));
         String::from_utf8_lossy(&o.stdout).to_string()
     };
-    let out = search("pooled", "5", &[]);
+    let out = search("pooled", "5", "1000", &[]);
     assert!(out.contains("best child"), "{out}");
     assert!(out.contains("test accuracy"), "{out}");
     let v = show_json(&store, "pooled").unwrap();
@@ -266,12 +271,39 @@ fn fnas_search_warm_starts_children_from_the_knowledge_pool() {
         assert_eq!(t["warm_start"], 1.0);
         assert_eq!(t["cost"]["images"], 384);
     }
-    let with = search("transferred", "1", &["--transfer-from", "pooled"]);
+    let with = search("transferred", "1", "1000", &["--transfer-from", "pooled"]);
     assert!(with.contains("best child"), "{with}");
     let v = show_json(&store, "transferred").unwrap();
     let first = &v["trials"][0];
     assert_eq!(first["pool_hit_ratio"], 1.0, "{first}");
-    search("isolated", "1", &[]);
+    search("isolated", "1", "1000", &[]);
     let v = show_json(&store, "isolated").unwrap();
     assert_eq!(v["trials"][0]["pool_hit_ratio"], 0.0);
+    // with --warm-max-distance 0 only an identical network may warm-start a child; the
+    // others train the full proxy from scratch and say how far their sources were
+    search(
+        "near-only",
+        "2",
+        "0",
+        &["--transfer-from", "pooled", "--seed", "7"],
+    );
+    let v = show_json(&store, "near-only").unwrap();
+    let trials = v["trials"].as_array().unwrap();
+    let declined: Vec<_> = trials
+        .iter()
+        .filter(|t| {
+            t["pool_declined_distance"]
+                .as_f64()
+                .is_some_and(|d| d > 0.0)
+        })
+        .collect();
+    assert!(!declined.is_empty(), "{}", v["trials"]);
+    for t in &declined {
+        assert_eq!(t["warm_start"], 0.0, "{t}");
+        assert_eq!(t["cost"]["images"], 768, "{t}");
+    }
+    for t in trials.iter().filter(|t| t["warm_start"] == 1.0) {
+        assert_eq!(t["pool_distance"], 0.0, "{t}");
+    }
+    assert_eq!(v["pool"]["declined"], declined.len(), "{}", v["pool"]);
 }

@@ -99,6 +99,8 @@ fn new_settings(a: &SearchArgs) -> Result<SearchSettings> {
                 limit_mb: a.pool_limit_mb,
                 min_networks: a.pool_min_networks,
                 per_block: a.pool_match == crate::cli::PoolMatch::Block,
+                warm_lr_scale: a.warm_lr_scale,
+                max_distance: Some(a.warm_max_distance),
             });
             let tc = TrainingConfig {
                 task,

@@ -138,7 +138,12 @@ pub fn show(a: ShowArgs) -> Result<()> {
                 let mut v = serde_json::to_value(t).unwrap_or(serde_json::Value::Null);
                 let extra = t.metrics.as_ref().map(|m| &m.extra);
                 if let Some(obj) = v.as_object_mut() {
-                    for key in ["pool_hit_ratio", "pool_distance", "warm_start"] {
+                    for key in [
+                        "pool_hit_ratio",
+                        "pool_distance",
+                        "warm_start",
+                        "pool_declined_distance",
+                    ] {
                         let x = extra.and_then(|e| e.get(key)).copied();
                         obj.insert(key.into(), serde_json::json!(x));
                     }
@@ -189,13 +194,15 @@ pub fn show(a: ShowArgs) -> Result<()> {
     }
     if let Some(p) = &pool {
         println!(
-            "  knowledge pool: fair warm starts from budget class {} images; {} of {} trained children warm-started (hit ratio {:.2}, mean block distance {:.2}), {} epochs each",
+            "  knowledge pool: fair warm starts from budget class {} images; {} of {} trained children warm-started (hit ratio {:.2}, mean block distance {:.2}), {} epochs each; {} trained from scratch as their sources were farther than {}",
             p.budget_class.map_or("-".into(), |c| c.to_string()),
             p.warm_started,
             p.trained,
             p.mean_hit_ratio,
             p.mean_distance,
-            p.warm_epochs
+            p.warm_epochs,
+            p.declined,
+            p.max_distance.map_or("(no limit)".into(), |d| d.to_string()),
         );
     }
     if images > 0 {
@@ -221,6 +228,9 @@ pub struct PoolSummary {
     pub warm_started: usize,
     pub mean_hit_ratio: f64,
     pub mean_distance: f64,
+    /// Children that trained from scratch because their sources were too far.
+    pub declined: usize,
+    pub max_distance: Option<f64>,
 }
 
 pub fn pool_summary(config: &serde_json::Value, trials: &[Trial]) -> Option<PoolSummary> {
@@ -254,6 +264,11 @@ pub fn pool_summary(config: &serde_json::Value, trials: &[Trial]) -> Option<Pool
                 .filter(|e| e.get("warm_start").is_some_and(|w| *w > 0.0))
                 .count()
                 .max(1) as f64,
+        declined: extras
+            .iter()
+            .filter(|e| e.contains_key("pool_declined_distance"))
+            .count(),
+        max_distance: pool.get("max_distance").and_then(|d| d.as_f64()),
     })
 }
 

@@ -52,6 +52,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
             limit_mb: 2048,
             min_networks: 1,
             per_block: a.pool_match == crate::cli::PoolMatch::Block,
+            warm_lr_scale: a.warm_lr_scale,
+            max_distance: a.warm_max_distance,
         };
         let mut ps = pool_settings(&pool, store, &a.pool_experiment, epochs, Vec::new())?;
         ps.sources = None;
@@ -127,6 +129,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             "warm_start": m.extra.get("warm_start").map(|w| *w > 0.0),
             "pool_hit_ratio": m.extra.get("pool_hit_ratio"),
             "pool_distance": m.extra.get("pool_distance"),
+            "pool_declined_distance": m.extra.get("pool_declined_distance"),
         });
         println!("{}", serde_json::to_string(&v)?);
         return Ok(());
@@ -154,7 +157,11 @@ pub fn run(a: TrainArgs) -> Result<()> {
     if let Some(w) = weights {
         println!("weights        {}", w.display());
     }
-    if let Some(h) = m.extra.get("pool_hit_ratio") {
+    if let Some(d) = m.extra.get("pool_declined_distance") {
+        println!(
+            "pool           sources too far (mean block distance {d:.2} > --warm-max-distance): trained from scratch"
+        );
+    } else if let Some(h) = m.extra.get("pool_hit_ratio") {
         println!(
             "pool           {} (hit ratio {h:.2}, mean block distance {:.2})",
             if m.extra.get("warm_start").is_some_and(|w| *w > 0.0) {
