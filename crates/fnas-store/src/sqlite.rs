@@ -533,8 +533,9 @@ impl SqliteStore {
     /// store's own invariants: no pending trial in a closed batch, at most one open
     /// batch per experiment, every batch holds exactly the trials it was begun with
     /// (indices `0..size`), each checkpoint matches its batch's open flag and is the
-    /// experiment's latest batch, the JSON columns parse, and the index and the
-    /// immutability trigger of `trials` exist (a table rebuild re-creates them).
+    /// experiment's latest batch, the JSON columns parse, the index and the
+    /// immutability trigger of `trials` exist (a table rebuild re-creates them), and
+    /// every knowledge-pool row has its file with the recorded size.
     pub fn integrity_check(&self) -> Result<(), StoreError> {
         // one snapshot for all the checks, even while another process writes
         let snapshot = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
@@ -642,12 +643,51 @@ impl SqliteStore {
                 problems.push(format!("{n} {what}"));
             }
         }
+        problems.extend(self.pool_file_problems()?);
         snapshot.commit().map_err(|e| self.err(e))?;
         if problems.is_empty() {
             Ok(())
         } else {
             Err(self.err(format!("integrity check failed: {}", problems.join("; "))))
         }
+    }
+
+    /// The knowledge pool's side of the integrity check: every index row's file is in
+    /// `<store>.pool/` with the recorded size, and its configuration parses.
+    fn pool_file_problems(&self) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, file, bytes, json_valid(config) FROM pool_entries ORDER BY id")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, bool>(3)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let dir = std::path::PathBuf::from(format!("{}.pool", self.path));
+        let mut problems = Vec::new();
+        for row in rows {
+            let (id, file, bytes, config_ok) = row.map_err(|e| self.err(e))?;
+            if !config_ok {
+                problems.push(format!("pool entry {id}: invalid config JSON"));
+            }
+            let path = dir.join(&file);
+            match std::fs::metadata(&path) {
+                Ok(m) if m.len() as i64 == bytes => {}
+                Ok(m) => problems.push(format!(
+                    "pool entry {id}: {} holds {} bytes, the index says {bytes}",
+                    path.display(),
+                    m.len()
+                )),
+                Err(e) => problems.push(format!("pool entry {id}: {}: {e}", path.display())),
+            }
+        }
+        Ok(problems)
     }
 
     fn err(&self, message: impl Display) -> StoreError {

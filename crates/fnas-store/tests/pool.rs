@@ -519,6 +519,27 @@ fn damaged_files_are_corrupt() {
 }
 
 #[test]
+fn the_integrity_check_finds_missing_and_resized_pool_files() {
+    let (_d, path) = store_path();
+    let pool = SqlitePool::open(&path, 0).unwrap();
+    pool.insert(network("a", 0.5)).unwrap();
+    let entries = pool.entries("fnas").unwrap();
+    SqliteStore::open(&path).unwrap().integrity_check().unwrap();
+    std::fs::remove_file(pool.dir().join(&entries[0].file)).unwrap();
+    let bytes = std::fs::read(pool.dir().join(&entries[1].file)).unwrap();
+    std::fs::write(pool.dir().join(&entries[1].file), &bytes[..10]).unwrap();
+    let e = SqliteStore::open(&path)
+        .unwrap()
+        .integrity_check()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(&format!("pool entry {}", entries[0].id)), "{e}");
+    assert!(e.contains(&entries[0].file), "{e}");
+    assert!(e.contains(&format!("pool entry {}", entries[1].id)), "{e}");
+    assert!(e.contains("holds 10 bytes"), "{e}");
+}
+
+#[test]
 fn unreadable_rows_are_corrupt() {
     let (_d, path) = store_path();
     let pool = SqlitePool::open(&path, 0).unwrap();
