@@ -47,9 +47,14 @@ one() {
 }
 export -f one
 export start0=$start
-for s in $SEEDS; do for v in $VARIANTS; do echo "$v $s"; done; done | xargs -P "$JOBS" -L 1 bash -c 'one "$0" "$1"'
-python3 scripts/search_comparison_report.py "$DIR" "$SEEDS" "$VARIANTS" "$BUDGET" | tee "$OUT/search-comparison.txt"
-echo "search comparison: $(( $(date +%s) - start )) s (stores in $DIR)"
+# ONLY_TRANSFER=1: the comparison's stores are in $DIR already; run the transfer part only.
+# REPORT_VARIANTS: the variants of the report (default $VARIANTS), so a rerun of some
+# variants into a DIR that holds the others' stores reports them all.
+if [ -z "${ONLY_TRANSFER:-}" ]; then
+    for s in $SEEDS; do for v in $VARIANTS; do echo "$v $s"; done; done | xargs -P "$JOBS" -L 1 bash -c 'one "$0" "$1"'
+    python3 scripts/search_comparison_report.py "$DIR" "$SEEDS" "${REPORT_VARIANTS:-$VARIANTS}" "$BUDGET" | tee "$OUT/search-comparison.txt"
+    echo "search comparison: $(( $(date +%s) - start )) s (stores in $DIR)"
+fi
 
 # Transfer between tasks: full FNAS on fashion-mnist-small-tops (5 classes), without and
 # with --transfer-from the seed's full-FNAS search on fashion-mnist-small (critic
