@@ -29,7 +29,9 @@ export STORE
 # --warm-lr-scale 1"), which also name the results file
 WARM_ARGS=${WARM_ARGS:-}
 export WARM_ARGS
-suffix=""; [ -z "$WARM_ARGS" ] || suffix="-$(printf '%s' "$WARM_ARGS" | tr -c 'A-Za-z0-9.' '-' | sed 's/--*/-/g; s/^-//')"
+# shellcheck source=scripts/warm_pool_lib.sh
+. scripts/warm_pool_lib.sh
+suffix=$(warm_suffix)
 rows="$OUT/warm-near-study-m$MUTATIONS$suffix.jsonl"
 : > "$rows"
 modes="warm scratch"
@@ -38,13 +40,7 @@ if [ -n "${SCRATCH_ROWS:-}" ]; then
     modes="warm"
 fi
 start=$(date +%s)
-if [ -z "${SKIP_FILL:-}" ]; then
-    train_pool() { "$FNAS" train --arch "random:$1" --task fashion-mnist --pool "$STORE" --pool-experiment warm-study-pool --latency-runs 5 --json 2>/dev/null | tail -1 > /dev/null; }
-    export -f train_pool
-    train_pool 101
-    seq 102 $((100 + N)) | xargs -P "$JOBS" -I{} bash -c 'train_pool {}'
-    echo "pool filled with $N networks: $(( $(date +%s) - start )) s"
-fi
+fill_pool
 work=$(mktemp -d)
 for k in $(seq 1 "$N"); do
     parent=$("$FNAS" space sample mnas-28 --seed $((100 + k)))

@@ -25,18 +25,13 @@ export STORE
 # --warm-lr-scale defaults); they also name the results files
 WARM_ARGS=${WARM_ARGS:-}
 export WARM_ARGS
-suffix=""; [ -z "$WARM_ARGS" ] || suffix="-$(printf '%s' "$WARM_ARGS" | tr -c 'A-Za-z0-9.' '-' | sed 's/--*/-/g; s/^-//')"
+# shellcheck source=scripts/warm_pool_lib.sh
+. scripts/warm_pool_lib.sh
+suffix=$(warm_suffix)
 rows="$OUT/warm-start-study$suffix.jsonl"
 : > "$rows"
 start=$(date +%s)
-if [ -z "${SKIP_FILL:-}" ]; then
-train_pool() { "$FNAS" train --arch "random:$1" --task fashion-mnist --pool "$STORE" --pool-experiment warm-study-pool --latency-runs 5 --json 2>/dev/null | tail -1 > /dev/null; }
-export -f train_pool
-# the first one alone creates the store; the rest in parallel
-train_pool 101
-seq 102 $((100 + N)) | xargs -P "$JOBS" -I{} bash -c 'train_pool {}'
-echo "pool filled with $N networks: $(( $(date +%s) - start )) s"
-fi
+fill_pool
 seq 1 "$N" | xargs -P "$JOBS" -I{} bash -c '"$FNAS" train --arch random:{} --task fashion-mnist --pool "$STORE" --warm-start --pool-experiment warm-study $WARM_ARGS --latency-runs 5 --json 2>/dev/null | tail -1 | sed "s/^{/{\"seed\":{},/" >> '"$rows"
 python3 scripts/warm_start_report.py "$rows" "$OUT/proxy-study.jsonl" | tee "${rows%.jsonl}.txt"
 echo "warm-start study: $(( $(date +%s) - start )) s"
