@@ -23,7 +23,7 @@ use crate::net::ChildNet;
 use crate::plan::ChildPlan;
 use crate::task::TaskData;
 use crate::train::{train, training_images, Classifier, TrainError, TrainOptions, TrainProgress};
-use crate::warm::{choose, entries_of, EntryMeta};
+use crate::warm::{choose, entries_of, Choice, ChooseRule, EntryMeta};
 
 impl Classifier for ChildNet {
     fn forward(&self, x: Tensor<4>) -> Tensor<2> {
@@ -271,33 +271,32 @@ impl TrainingEvaluator {
         let task_name = self.data.task.name.clone();
         let classes = self.data.classes as u32;
         let class = self.pool_class();
-        let warm = match self.pool.as_ref().filter(|p| p.warm_start) {
+        let choice = match self.pool.as_ref().filter(|p| p.warm_start) {
             Some(p) => {
                 let allow = |e: &PoolEntry| p.allows(e);
+                let rule = ChooseRule {
+                    weights: &p.weights,
+                    min_networks: p.min_networks,
+                    per_block: p.per_block,
+                    max_distance: Some(p.max_distance),
+                };
                 choose(
                     p.pool.as_ref(),
                     &plan,
                     &task_name,
                     classes,
                     class,
-                    &p.weights,
                     &allow,
-                    p.min_networks,
-                    p.per_block,
+                    &rule,
                 )
                 .map_err(|e| EvalError::Fatal(e.to_string()))?
             }
-            None => None,
+            None => Choice::Scratch,
         };
         // too far from anything stored: a warm start would cost accuracy, so the child
         // trains the full proxy from scratch (and joins the budget class as a source)
-        let mut declined = None;
-        if let (Some(w), Some(p)) = (&warm, &self.pool) {
-            if w.init.structural_distance > p.max_distance {
-                declined = Some(w.init.structural_distance);
-            }
-        }
-        let warm = warm.filter(|_| declined.is_none());
+        let declined = choice.declined_distance();
+        let warm = choice.into_warm();
         if let (Some(_), Some(p)) = (&warm, &self.pool) {
             opts.epochs = Some(p.warm_epochs);
             opts.lr_scale = p.warm_lr_scale;

@@ -193,34 +193,73 @@ pub struct WarmStart {
     pub budget_images: u64,
 }
 
+/// How [`choose`] picks and accepts sources.
+#[derive(Clone, Copy, Debug)]
+pub struct ChooseRule<'a> {
+    pub weights: &'a DistanceWeights,
+    /// Fewer networks than this in the budget class: train from scratch (the first
+    /// children of a search seed the pool).
+    pub min_networks: usize,
+    /// Each block from the most similar stored block of any network (the paper's
+    /// block-level choice); otherwise all blocks from the most similar network, adapted
+    /// block by block, so a block keeps the input channels it was trained with.
+    pub per_block: bool,
+    /// Sources farther than this (mean block distance, the other-task term left out) are
+    /// declined: far warm starts cost accuracy (docs/results/warm-start-study.txt).
+    pub max_distance: Option<f64>,
+}
+
+/// What [`choose`] decided for a new child.
+#[derive(Clone, Debug)]
+pub enum Choice {
+    /// Nothing usable in the budget class: train from scratch.
+    Scratch,
+    /// The nearest sources are farther than the rule allows: train from scratch. Nothing
+    /// was loaded or marked as used; `PoolInit` says how far they were.
+    Declined(PoolInit),
+    /// Sources chosen and loaded.
+    Warm(WarmStart),
+}
+
+impl Choice {
+    pub fn into_warm(self) -> Option<WarmStart> {
+        match self {
+            Choice::Warm(w) => Some(w),
+            _ => None,
+        }
+    }
+
+    /// The structural distance of declined sources.
+    pub fn declined_distance(&self) -> Option<f64> {
+        match self {
+            Choice::Declined(init) => Some(init.structural_distance),
+            _ => None,
+        }
+    }
+}
+
 /// Chooses the pool sources for `plan` among entries of budget class `budget_images`
-/// that `allow` accepts, and loads their tensors. `per_block`: each block from the most
-/// similar stored block of any network (the paper's block-level choice, the default);
-/// otherwise all blocks from the most similar network, adapted block by block (a block
-/// then keeps the input channels it was trained with; on 4 architectures of the
-/// warm-start study the two were within noise of each other). `None` while the class holds fewer than
-/// `min_networks` networks (the first children of a search train from scratch and seed
-/// the pool).
-#[allow(clippy::too_many_arguments)]
+/// that `allow` accepts and, when the rule accepts them, loads their tensors and marks
+/// them as used (the eviction order). The distance test comes first, so a declined child
+/// costs no reads.
 pub fn choose(
     pool: &dyn BlockPool,
     plan: &ChildPlan,
     task: &str,
     classes: u32,
     budget_images: u64,
-    weights: &DistanceWeights,
     allow: &dyn Fn(&PoolEntry) -> bool,
-    min_networks: usize,
-    per_block: bool,
-) -> Result<Option<WarmStart>, PoolError> {
+    rule: &ChooseRule,
+) -> Result<Choice, PoolError> {
+    let weights = rule.weights;
     let mut entries = pool.entries(&plan.space)?;
     entries.retain(|e| allow(e) && e.budget_images == budget_images);
     let networks: std::collections::BTreeSet<(&str, &str)> = entries
         .iter()
         .map(|e| (e.experiment.as_str(), e.arch.as_str()))
         .collect();
-    if networks.len() < min_networks.max(1) {
-        return Ok(None);
+    if networks.len() < rule.min_networks.max(1) {
+        return Ok(Choice::Scratch);
     }
     let reqs = requests(plan, task);
     let mut chosen: Vec<(PoolPart, u32, &PoolEntry)> = Vec::new();
@@ -230,14 +269,16 @@ pub fn choose(
     for r in &reqs {
         // network mode: the block at the same position of the most similar network, so
         // consecutive blocks keep the channel meanings they were trained with
-        let same_net = network.filter(|_| !per_block).and_then(|(_, head, _)| {
-            entries.iter().rev().find(|e| {
-                e.part == PoolPart::Block
-                    && e.position == r.position
-                    && e.experiment == head.experiment
-                    && e.arch == head.arch
-            })
-        });
+        let same_net = network
+            .filter(|_| !rule.per_block)
+            .and_then(|(_, head, _)| {
+                entries.iter().rev().find(|e| {
+                    e.part == PoolPart::Block
+                        && e.position == r.position
+                        && e.experiment == head.experiment
+                        && e.arch == head.arch
+                })
+            });
         let pick = match same_net {
             Some(e) => Some((
                 e,
@@ -255,12 +296,27 @@ pub fn choose(
                     d - weights.task
                 });
             }
-            None => return Ok(None),
+            None => return Ok(Choice::Scratch),
         }
     }
     if let Some((stem, head, _)) = network {
         chosen.push((PoolPart::Stem, 0, stem));
         chosen.push((PoolPart::Head, 0, head));
+    }
+    let n = distances.len().max(1) as f64;
+    let init = PoolInit {
+        hit_ratio: if reqs.is_empty() { 0.0 } else { 1.0 },
+        mean_distance: distances.iter().sum::<f64>() / n,
+        max_distance: distances.iter().copied().fold(0.0, f64::max),
+        structural_distance: structural.iter().sum::<f64>() / n,
+        budget_images,
+        sources: chosen.iter().map(|(_, _, e)| e.id).collect(),
+    };
+    if rule
+        .max_distance
+        .is_some_and(|limit| init.structural_distance > limit)
+    {
+        return Ok(Choice::Declined(init));
     }
     let mut cache: BTreeMap<i64, Vec<PoolTensor>> = BTreeMap::new();
     let mut sources = Vec::new();
@@ -276,17 +332,9 @@ pub fn choose(
     }
     let ids: Vec<i64> = cache.keys().copied().collect();
     pool.touch(&ids)?;
-    let n = distances.len().max(1) as f64;
-    Ok(Some(WarmStart {
+    Ok(Choice::Warm(WarmStart {
         sources,
-        init: PoolInit {
-            hit_ratio: if reqs.is_empty() { 0.0 } else { 1.0 },
-            mean_distance: distances.iter().sum::<f64>() / n,
-            max_distance: distances.iter().copied().fold(0.0, f64::max),
-            structural_distance: structural.iter().sum::<f64>() / n,
-            budget_images,
-            sources: chosen.iter().map(|(_, _, e)| e.id).collect(),
-        },
+        init,
         budget_images,
     }))
 }

@@ -8,7 +8,7 @@ use burn::prelude::*;
 use burn::store::ModuleSnapshot;
 use fnas_child::net::ChildNet;
 use fnas_child::plan::{median_arch, ChildPlan};
-use fnas_child::warm::{choose, entries_of, EntryMeta};
+use fnas_child::warm::{choose, entries_of, Choice, ChooseRule, EntryMeta};
 use fnas_core::pool::{BlockPool, DistanceWeights, PoolEntry};
 use fnas_core::SearchSpace;
 use fnas_store::SqlitePool;
@@ -90,6 +90,15 @@ fn all(_: &PoolEntry) -> bool {
     true
 }
 
+fn rule(w: &DistanceWeights, min_networks: usize, per_block: bool) -> ChooseRule<'_> {
+    ChooseRule {
+        weights: w,
+        min_networks,
+        per_block,
+        max_distance: None,
+    }
+}
+
 #[test]
 fn an_identical_architecture_gets_exactly_the_stored_weights() {
     let (_tmp, pool) = pool();
@@ -98,8 +107,9 @@ fn an_identical_architecture_gets_exactly_the_stored_weights() {
     pool.insert(entries_of(&src, &p, &meta(&text, "t", 100)).unwrap())
         .unwrap();
     let w = DistanceWeights::default();
-    let warm = choose(pool.as_ref(), &p, "t", 10, 100, &w, &all, 1, true)
+    let warm = choose(pool.as_ref(), &p, "t", 10, 100, &all, &rule(&w, 1, true))
         .unwrap()
+        .into_warm()
         .expect("a source");
     assert_eq!(warm.init.hit_ratio, 1.0);
     assert_eq!(warm.init.mean_distance, 0.0);
@@ -124,8 +134,9 @@ fn unequal_blocks_are_adapted_by_the_transfer_rules() {
         ("b2.layers=2", "b2.layers=3"),
     ]);
     let w = DistanceWeights::default();
-    let warm = choose(pool.as_ref(), &pb, "t", 10, 100, &w, &all, 1, true)
+    let warm = choose(pool.as_ref(), &pb, "t", 10, 100, &all, &rule(&w, 1, true))
         .unwrap()
+        .into_warm()
         .unwrap();
     assert_eq!(warm.init.hit_ratio, 1.0);
     assert!(warm.init.max_distance > 0.0);
@@ -157,24 +168,36 @@ fn fairness_and_the_seed_rule_decide_when_there_is_no_source() {
     let (p, text) = plan(&[]);
     let w = DistanceWeights::default();
     // empty pool: train from scratch
-    assert!(choose(pool.as_ref(), &p, "t", 10, 100, &w, &all, 1, true)
-        .unwrap()
-        .is_none());
+    assert!(
+        choose(pool.as_ref(), &p, "t", 10, 100, &all, &rule(&w, 1, true))
+            .unwrap()
+            .into_warm()
+            .is_none()
+    );
     pool.insert(entries_of(&source_net(&p), &p, &meta(&text, "t", 100)).unwrap())
         .unwrap();
     // another budget class is never used
-    assert!(choose(pool.as_ref(), &p, "t", 10, 200, &w, &all, 1, true)
-        .unwrap()
-        .is_none());
+    assert!(
+        choose(pool.as_ref(), &p, "t", 10, 200, &all, &rule(&w, 1, true))
+            .unwrap()
+            .into_warm()
+            .is_none()
+    );
     // fewer networks than the seed rule asks for
-    assert!(choose(pool.as_ref(), &p, "t", 10, 100, &w, &all, 2, true)
-        .unwrap()
-        .is_none());
+    assert!(
+        choose(pool.as_ref(), &p, "t", 10, 100, &all, &rule(&w, 2, true))
+            .unwrap()
+            .into_warm()
+            .is_none()
+    );
     // entries the caller does not allow (another experiment) are not used
     let none = |_: &PoolEntry| false;
-    assert!(choose(pool.as_ref(), &p, "t", 10, 100, &w, &none, 1, true)
-        .unwrap()
-        .is_none());
+    assert!(
+        choose(pool.as_ref(), &p, "t", 10, 100, &none, &rule(&w, 1, true))
+            .unwrap()
+            .into_warm()
+            .is_none()
+    );
 }
 
 #[test]
@@ -185,8 +208,9 @@ fn the_classifier_does_not_cross_tasks() {
     pool.insert(entries_of(&src, &p, &meta(&text, "other-task", 100)).unwrap())
         .unwrap();
     let w = DistanceWeights::default();
-    let warm = choose(pool.as_ref(), &p, "t", 10, 100, &w, &all, 1, true)
+    let warm = choose(pool.as_ref(), &p, "t", 10, 100, &all, &rule(&w, 1, true))
         .unwrap()
+        .into_warm()
         .unwrap();
     // another task costs the task weight per block
     assert_eq!(warm.init.mean_distance, w.task);
@@ -212,16 +236,19 @@ fn network_mode_takes_all_blocks_from_one_network() {
         .unwrap();
     // the request equals A except block 0, which equals B's block 0
     let w = DistanceWeights::default();
-    let per_block = choose(pool.as_ref(), &pa, "t", 10, 100, &w, &all, 1, true)
+    let per_block = choose(pool.as_ref(), &pa, "t", 10, 100, &all, &rule(&w, 1, true))
         .unwrap()
+        .into_warm()
         .unwrap();
     assert_eq!(per_block.init.mean_distance, 0.0);
     let (pc, _) = plan(&[("b2.kernel=5", "b2.kernel=3")]);
-    let whole = choose(pool.as_ref(), &pc, "t", 10, 100, &w, &all, 1, false)
+    let whole = choose(pool.as_ref(), &pc, "t", 10, 100, &all, &rule(&w, 1, false))
         .unwrap()
+        .into_warm()
         .unwrap();
-    let blocks = choose(pool.as_ref(), &pc, "t", 10, 100, &w, &all, 1, true)
+    let blocks = choose(pool.as_ref(), &pc, "t", 10, 100, &all, &rule(&w, 1, true))
         .unwrap()
+        .into_warm()
         .unwrap();
     // block mode may mix networks and is never farther than network mode
     assert!(blocks.init.mean_distance <= whole.init.mean_distance);
@@ -230,4 +257,75 @@ fn network_mode_takes_all_blocks_from_one_network() {
     let archs: std::collections::BTreeSet<String> =
         whole.init.sources.iter().map(|&id| arch_of(id)).collect();
     assert_eq!(archs.len(), 1, "{archs:?}");
+}
+
+/// The real pool, counting the reads and the LRU marks that `choose` asks for.
+struct Counting {
+    inner: Arc<SqlitePool>,
+    loads: std::sync::atomic::AtomicUsize,
+    touches: std::sync::atomic::AtomicUsize,
+}
+
+impl BlockPool for Counting {
+    fn insert(
+        &self,
+        parts: Vec<(PoolEntry, Vec<fnas_core::pool::PoolTensor>)>,
+    ) -> Result<Vec<i64>, fnas_core::pool::PoolError> {
+        self.inner.insert(parts)
+    }
+    fn entries(&self, space: &str) -> Result<Vec<PoolEntry>, fnas_core::pool::PoolError> {
+        self.inner.entries(space)
+    }
+    fn load(
+        &self,
+        entry: &PoolEntry,
+    ) -> Result<Vec<fnas_core::pool::PoolTensor>, fnas_core::pool::PoolError> {
+        self.loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.load(entry)
+    }
+    fn touch(&self, ids: &[i64]) -> Result<(), fnas_core::pool::PoolError> {
+        self.touches
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.touch(ids)
+    }
+}
+
+/// Sources beyond the distance limit are declined before anything is read, and the
+/// decision reports how far they were; within the limit they are loaded and marked.
+#[test]
+fn far_sources_are_declined_without_reading_them() {
+    let (_tmp, inner) = pool();
+    let (pa, ta) = plan(&[]);
+    inner
+        .insert(entries_of(&source_net(&pa), &pa, &meta(&ta, "t", 100)).unwrap())
+        .unwrap();
+    let pool = Counting {
+        inner,
+        loads: 0.into(),
+        touches: 0.into(),
+    };
+    let (pb, _) = plan(&[
+        ("b1.kernel=5", "b1.kernel=3"),
+        ("b2.layers=2", "b2.layers=3"),
+    ]);
+    let w = DistanceWeights::default();
+    let limited = |limit| ChooseRule {
+        max_distance: Some(limit),
+        ..rule(&w, 1, false)
+    };
+    let count = |c: &std::sync::atomic::AtomicUsize| c.load(std::sync::atomic::Ordering::SeqCst);
+    let declined = choose(&pool, &pb, "t", 10, 100, &all, &limited(0.0)).unwrap();
+    let d = declined.declined_distance().expect("declined");
+    assert!(d > 0.0);
+    assert!(matches!(declined, Choice::Declined(_)));
+    assert_eq!((count(&pool.loads), count(&pool.touches)), (0, 0));
+    // the same request at exactly its distance is accepted, read and marked
+    let warm = choose(&pool, &pb, "t", 10, 100, &all, &limited(d)).unwrap();
+    let warm = warm.into_warm().expect("within the limit");
+    assert_eq!(warm.init.structural_distance, d);
+    assert!(count(&pool.loads) > 0);
+    assert_eq!(count(&pool.touches), 1);
+    // no limit: the same sources
+    let free = choose(&pool, &pb, "t", 10, 100, &all, &rule(&w, 1, false)).unwrap();
+    assert_eq!(free.into_warm().unwrap().init.sources, warm.init.sources);
 }
