@@ -4,6 +4,9 @@ Per variant and seed: the best evaluated reward, children trained / warm-started
 trusted, and the training images until the best evaluated reward reached vanilla PPO's
 final best of the same seed. Ratio = PPO's images to reach its own final best / the
 variant's (> 1: the variant gets there with less training; 0: never reached).
+Then the best-so-far curves at equal training: each variant's best evaluated reward
+after 25/50/75/100% of the budget, median over the seeds (the reach ratio alone is 1 by
+construction when PPO's best child comes early and every variant samples it too).
 """
 import json, sys, statistics as st
 
@@ -41,6 +44,16 @@ def reach(curve, target):
     return None
 
 
+def best_at(curve, images):
+    """The best evaluated reward once `images` training images have been spent."""
+    best = None
+    for spent, b in curve:
+        if spent > images:
+            break
+        best = b
+    return best
+
+
 def fmt(xs, p):
     return " ".join("-" if x is None else f"{x:.{p}f}" for x in xs)
 
@@ -66,6 +79,17 @@ def main():
               f"{sum(x['trained'] for x in r) / n:>7.1f} {sum(x['warm'] for x in r) / n:>5.1f} {sum(x['trusted'] for x in r) / n:>7.1f}  "
               f"{' '.join('-' if c is None else str(c) for c in reached):<20} {st.median(q):.2f} [{q[0]:.2f}, {q[-1]:.2f}]{'':<6} "
               f"{fmt([x['test'] for x in r], 4):<21} {fmt([x['lat'] for x in r], 2)}")
+
+    fractions = (0.25, 0.5, 0.75, 1.0)
+    print("best evaluated reward after a share of the budget, median over the seeds [min, max]")
+    print(f"{'variant':<14} " + " ".join(f"{f'{int(f * 100)}% ({int(f * budget)})':<26}" for f in fractions))
+    for v in variants:
+        cells = []
+        for f in fractions:
+            xs = [best_at(runs[(v, s)]["curve"], f * budget) for s in seeds]
+            xs = sorted(x for x in xs if x is not None)
+            cells.append(f"{st.median(xs):.4f} [{xs[0]:.4f}, {xs[-1]:.4f}]" if xs else "-")
+        print(f"{v:<14} " + " ".join(f"{c:<26}" for c in cells))
 
 
 if __name__ == "__main__":
