@@ -31,7 +31,7 @@ if [ -z "${REPORT_ONLY:-}" ]; then
           xargs -P "$JOBS" -L 1 sh -c '"$FNAS" train --arch random:$0 --task $1 --latency-runs 5 --json 2>/dev/null | tail -1 | sed "s/^{/{\"seed\":$0,/" >> '"$rows"
     fi
 fi
-python3 - "$rows" "$extra" <<'PY'
+python3 - "$rows" "$extra" "$OUT/proxy-study-3k.jsonl" <<'PY'
 import json, os, statistics, sys
 sys.path.insert(0, "scripts")
 from ranking import spearman
@@ -45,7 +45,9 @@ rho = spearman([p[0] for p in pairs], [p[1] for p in pairs])
 n = len(pairs)
 secs = sorted(p[2] for p in pairs)
 print(f"architectures: {n}; Spearman(proxy val acc, 5x-proxy val acc) = {rho:.3f} (5x: training seed 0)")
-print(f"proxy wall seconds per child: median {secs[n // 2]:.1f}, min {secs[0]:.1f}, max {secs[-1]:.1f}")
+print(f"proxy wall seconds per child: median {secs[n // 2]:.1f}, min {secs[0]:.1f}, max {secs[-1]:.1f} (two trainings at a time)")
+cpu = sorted(v["fashion-mnist"]["cost"]["cpu_seconds"] for v in by.values() if len(v) == 2)
+print(f"proxy CPU seconds per child: median {statistics.median(cpu):.1f}, min {cpu[0]:.1f}, max {cpu[-1]:.1f}")
 extra = [json.loads(l) for l in open(sys.argv[2]) if l.strip()] if os.path.exists(sys.argv[2]) else []
 if extra:
     longs = {p[3]: [p[1]] for p in pairs}
@@ -64,5 +66,24 @@ if extra:
         rs = spearman([p[0] for p in full], [longs[p[3]][s] for p in full])
         print(f"  against training seed #{s} alone: {rs:.3f}")
     print(f"  5x val accuracy, max - min over the seeds, mean over architectures: {spread * 100:.2f} points")
+# the earlier default proxy (fashion-mnist-3k, then named fashion-mnist) on the same
+# architectures: how much of the figure is the proxy and how much the ground truth
+if os.path.exists(sys.argv[3]):
+    old = {}
+    for l in open(sys.argv[3]):
+        if l.strip():
+            r = json.loads(l)
+            old.setdefault(r["seed"], {})[r["task"]] = r
+    ks = [p[3] for p in pairs if len(old.get(p[3], {})) == 2]
+    if ks:
+        new_p = {p[3]: p[0] for p in pairs}
+        new_l = {p[3]: p[1] for p in pairs}
+        op = [old[k]["fashion-mnist"]["val_accuracy"] for k in ks]
+        ol = [old[k]["fashion-mnist-long"]["val_accuracy"] for k in ks]
+        ratio = sorted(by[k]["fashion-mnist"]["cost"]["cpu_seconds"] / old[k]["fashion-mnist"]["cost"]["cpu_seconds"] for k in ks)
+        print(f"earlier proxy (3,000 images, batch 64; {os.path.basename(sys.argv[3])}), {len(ks)} architectures:")
+        print(f"  its proxy vs its 5x: {spearman(op, ol):.3f}; this proxy vs its 5x: {spearman([new_p[k] for k in ks], ol):.3f}; "
+              f"its proxy vs this 5x: {spearman(op, [new_l[k] for k in ks]):.3f}")
+        print(f"  CPU seconds per child, this proxy / the earlier one: median {statistics.median(ratio):.2f} [{ratio[0]:.2f}, {ratio[-1]:.2f}]")
 PY
 echo "proxy study: $(( $(date +%s) - start )) s"
