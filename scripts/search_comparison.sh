@@ -10,7 +10,8 @@
 #   fnas-noreplay  FNAS without replay (critic gate + value + pool)
 #   fnas           full FNAS
 #
-# Each search has its own store under $DIR (so pools never mix); JOBS searches run at
+# Each search has its own store under $DIR (so pools never mix; rerunning with the same
+# DIR keeps finished searches and resumes interrupted ones); JOBS searches run at
 # once with one training worker each. Prints, per variant, the images each needs to reach
 # the best reward vanilla PPO reaches with its whole budget (same seed), the ratio, and
 # the test accuracy / latency of each search's best child (scripts/search_comparison_report.py).
@@ -39,9 +40,12 @@ one() {
     fnas) args="--strategy fnas --pool on" ;;
     *) echo "unknown variant $v" >&2; return 1 ;;
   esac
+  # a finished search is kept; an interrupted one resumes (--resume), so a long comparison
+  # can be stopped and started again with the same DIR
+  if [ -s "$DIR/$v-s$s.show.json" ]; then echo "$v seed $s: kept"; return 0; fi
   # shellcheck disable=SC2086
   "$FNAS" search --task "$TASK" $args --budget-images "$BUDGET" --seed "$s" --workers 1 \
-    --store "$DIR/$v-s$s.db" --name "$v-s$s" --json 2>/dev/null | tail -1 > "$DIR/$v-s$s.json"
+    --store "$DIR/$v-s$s.db" --name "$v-s$s" --resume --json 2>/dev/null | tail -1 > "$DIR/$v-s$s.json"
   "$FNAS" show "$v-s$s" --store "$DIR/$v-s$s.db" --json > "$DIR/$v-s$s.show.json"
   echo "$v seed $s done ($(( $(date +%s) - start0 )) s)"
 }
@@ -63,7 +67,10 @@ fi
 tstart=$(date +%s)
 two() {
   local mode=$1 s=$2 store extra=""
-  if [ "$mode" = with ]; then
+  if [ -s "$DIR/tops-$mode-s$s.show.json" ]; then echo "tops $mode seed $s: kept"; return 0; fi
+  if [ "$mode" = with ] && [ -f "$DIR/tops-with-s$s.db" ]; then
+    store="$DIR/tops-with-s$s.db"; extra="--transfer-from fnas-s$s"
+  elif [ "$mode" = with ]; then
     store="$DIR/tops-with-s$s.db"
     cp "$DIR/fnas-s$s.db" "$store"; [ ! -f "$DIR/fnas-s$s.db-wal" ] || cp "$DIR/fnas-s$s.db-wal" "$store-wal"
     rm -rf "$store.pool"; cp -r "$DIR/fnas-s$s.db.pool" "$store.pool"
@@ -73,7 +80,7 @@ two() {
   fi
   # shellcheck disable=SC2086
   "$FNAS" search --task fashion-mnist-small-tops --strategy fnas --budget-images "$BUDGET" --seed "$s" --workers 1 \
-    --store "$store" --name "tops-$mode-s$s" $extra --json 2>/dev/null | tail -1 > "$DIR/tops-$mode-s$s.json"
+    --store "$store" --name "tops-$mode-s$s" $extra --resume --json 2>/dev/null | tail -1 > "$DIR/tops-$mode-s$s.json"
   "$FNAS" show "tops-$mode-s$s" --store "$store" --json > "$DIR/tops-$mode-s$s.show.json"
   echo "tops $mode seed $s done"
 }
