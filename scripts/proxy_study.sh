@@ -67,7 +67,17 @@ if extra:
         print(f"  against training seed #{s} alone: {rs:.3f}")
     print(f"  5x val accuracy, max - min over the seeds, mean over architectures: {spread * 100:.2f} points")
 # the earlier default proxy (fashion-mnist-3k, then named fashion-mnist) on the same
-# architectures: how much of the figure is the proxy and how much the ground truth
+# architectures: how much of the figure is the proxy and how much the ground truth. Each
+# ground truth is the mean over the 5x training seeds on record for it.
+def truth(rows_by, extra_path):
+    t = {k: [v["fashion-mnist-long"]["val_accuracy"]] for k, v in rows_by.items() if len(v) == 2}
+    if os.path.exists(extra_path):
+        for l in open(extra_path):
+            if l.strip():
+                r = json.loads(l)
+                if r["seed"] in t:
+                    t[r["seed"]].append(r["val_accuracy"])
+    return {k: statistics.mean(v) for k, v in t.items()}, max(len(v) for v in t.values())
 if os.path.exists(sys.argv[3]):
     old = {}
     for l in open(sys.argv[3]):
@@ -76,14 +86,19 @@ if os.path.exists(sys.argv[3]):
             old.setdefault(r["seed"], {})[r["task"]] = r
     ks = [p[3] for p in pairs if len(old.get(p[3], {})) == 2]
     if ks:
+        new_t, new_n = truth(by, sys.argv[2])
+        old_t, old_n = truth(old, sys.argv[3].replace(".jsonl", "-long-seeds.jsonl"))
         new_p = {p[3]: p[0] for p in pairs}
-        new_l = {p[3]: p[1] for p in pairs}
         op = [old[k]["fashion-mnist"]["val_accuracy"] for k in ks]
-        ol = [old[k]["fashion-mnist-long"]["val_accuracy"] for k in ks]
+        np_ = [new_p[k] for k in ks]
+        ot = [old_t[k] for k in ks]
+        nt = [new_t[k] for k in ks]
         ratio = sorted(by[k]["fashion-mnist"]["cost"]["cpu_seconds"] / old[k]["fashion-mnist"]["cost"]["cpu_seconds"] for k in ks)
-        print(f"earlier proxy (3,000 images, batch 64; {os.path.basename(sys.argv[3])}), {len(ks)} architectures:")
-        print(f"  its proxy vs its 5x: {spearman(op, ol):.3f}; this proxy vs its 5x: {spearman([new_p[k] for k in ks], ol):.3f}; "
-              f"its proxy vs this 5x: {spearman(op, [new_l[k] for k in ks]):.3f}")
+        print(f"earlier proxy (3,000 images, batch 64; {os.path.basename(sys.argv[3])}), {len(ks)} architectures;")
+        print(f"ground truths: this 5x (mean of {new_n} seeds), the earlier 5x (mean of {old_n} seeds):")
+        print(f"  this proxy    vs this 5x {spearman(np_, nt):.3f}, vs the earlier 5x {spearman(np_, ot):.3f}")
+        print(f"  earlier proxy vs this 5x {spearman(op, nt):.3f}, vs the earlier 5x {spearman(op, ot):.3f}")
+        print(f"  the two 5x recipes vs each other {spearman(nt, ot):.3f}")
         print(f"  CPU seconds per child, this proxy / the earlier one: median {statistics.median(ratio):.2f} [{ratio[0]:.2f}, {ratio[-1]:.2f}]")
 PY
 echo "proxy study: $(( $(date +%s) - start )) s"
