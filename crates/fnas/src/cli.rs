@@ -139,6 +139,12 @@ pub struct SearchArgs {
     /// search space: `all`, or comma-separated experiment names.
     #[arg(long)]
     pub transfer_from: Option<String>,
+    /// FNAS critic: the points (this search's evaluated ones plus transferred ones) it
+    /// needs before it scores, gates or serves as PPO's value (default 32, four batches of
+    /// 8). The main job trains about 24 children, so its critic acts only with a lower
+    /// value (or with --transfer-from).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub critic_min_points: Option<u64>,
     /// Budget in cost units: distinct architectures evaluated (queried, or trained).
     /// Default 500 on a benchmark; on real training the default is --budget-images.
     #[arg(long, conflicts_with = "budget_images")]

@@ -353,3 +353,71 @@ fn space_commands() {
     assert_eq!(a.stdout, b.stdout);
     assert!(String::from_utf8_lossy(&a.stdout).contains("e1_2="));
 }
+
+/// `--critic-min-points` lets the critic act before its default 32 points (a short
+/// search would otherwise never use it); it is kept with the experiment, and a strategy
+/// without a critic refuses it.
+#[test]
+fn critic_min_points_lets_the_critic_act_earlier() {
+    let data = data_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("s.db");
+    let (s, d) = (store.to_str().unwrap(), data.to_str().unwrap());
+    let named =
+        |strategy: &'static str, budget: &'static str, name: &'static str, n: &'static str| {
+            let mut args = search_args(s, strategy, budget, d);
+            let i = args.iter().position(|a| *a == "exp").unwrap();
+            args[i] = name;
+            args.extend(["--critic-min-points", n]);
+            args
+        };
+    let scored_batches = |name: &str| -> Vec<u64> {
+        let v = show_json(&store, name);
+        let mut b: Vec<u64> = v["trials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| !t["prediction"].is_null())
+            .map(|t| t["batch"].as_u64().unwrap())
+            .collect();
+        b.dedup();
+        b
+    };
+
+    let o = run(&search_args(s, "fnas", "24", d));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        scored_batches("exp").is_empty(),
+        "24 points are fewer than the default 32: the critic must not score"
+    );
+
+    let o = run(&named("fnas", "24", "early", "8"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let scored = scored_batches("early");
+    assert_eq!(
+        scored.first(),
+        Some(&1),
+        "with 8 points the critic scores from the second batch on: {scored:?}"
+    );
+    // resumed from the store alone, the setting is the same (nothing left to do)
+    let o = run(&[
+        "search",
+        "--store",
+        s,
+        "--name",
+        "early",
+        "--resume",
+        "--data-dir",
+        d,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(scored_batches("early"), scored);
+
+    assert_clean_error(
+        &run(&named("ppo", "8", "nocritic", "8")),
+        "needs a strategy with a critic",
+    );
+    let o = run(&named("fnas", "8", "zero", "0"));
+    assert!(!o.status.success() && !stderr(&o).contains("panicked"));
+    assert!(stderr(&o).contains("--critic-min-points"), "{}", stderr(&o));
+}

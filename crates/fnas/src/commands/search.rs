@@ -126,6 +126,19 @@ fn new_settings(a: &SearchArgs) -> Result<SearchSettings> {
         }
     };
     settings.fnas = fnas_preset(&a.strategy, &settings.ppo);
+    if let Some(n) = a.critic_min_points {
+        let n = usize::try_from(n).context("--critic-min-points is too large")?;
+        match settings.fnas.as_mut().filter(|f| f.critic.is_some()) {
+            Some(f) => {
+                f.min_points = n;
+                f.min_own_points = f.min_own_points.min(n);
+            }
+            None => bail!(
+                "--critic-min-points needs a strategy with a critic (fnas, fnas-value, fnas-gate), not `{}`",
+                a.strategy
+            ),
+        }
+    }
     Ok(settings)
 }
 
