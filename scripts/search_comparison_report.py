@@ -6,7 +6,10 @@ final best of the same seed. Ratio = PPO's images to reach its own final best / 
 variant's (> 1: the variant gets there with less training; 0: never reached).
 Then the best-so-far curves at equal training: each variant's best evaluated reward
 after 25/50/75/100% of the budget, median over the seeds (the reach ratio alone is 1 by
-construction when PPO's best child comes early and every variant samples it too).
+construction when PPO's best child comes early and every variant samples it too), the
+mean of the 5 best (less noisy than the single best), and the mean reward of the children
+trained in each quarter of the budget (how good the controller's samples became; with
+the critic's gate on, the trained ones exclude the confidently poor proposals).
 """
 import json, sys, statistics as st
 
@@ -30,7 +33,7 @@ def load(d, v, s):
     b = res.get("best") or {}
     m = b.get("metrics") or {}
     return dict(
-        curve=curve, spent=spent, best=best,
+        show=show, curve=curve, spent=spent, best=best,
         trained=sum(t["source"] == "evaluated" for t in show["trials"]),
         trusted=sum(t["source"] == "critic" for t in show["trials"]),
         warm=sum(1 for t in show["trials"] if t.get("warm_start") == 1.0),
@@ -42,6 +45,45 @@ def reach(curve, target):
         if best is not None and best >= target - 1e-12:
             return spent
     return None
+
+
+def top_mean_at(show, images, k=5):
+    """Mean of the k best evaluated rewards once `images` training images have been spent
+    (less noisy than the single best: one validation accuracy has a standard error of
+    about a point at 2,000 images)."""
+    spent, rewards = 0, []
+    for t in sorted(show["trials"], key=lambda t: t["id"]):
+        spent += t["cost"]["images"]
+        if spent > images:
+            break
+        if t["source"] == "evaluated" and t["reward"] is not None:
+            rewards.append(t["reward"])
+    top = sorted(rewards, reverse=True)[:k]
+    return sum(top) / len(top) if len(top) == k else None
+
+
+def top_mean_reach(show, target, k=5):
+    """Training images until the mean of the k best evaluated rewards >= target."""
+    spent, rewards = 0, []
+    for t in sorted(show["trials"], key=lambda t: t["id"]):
+        spent += t["cost"]["images"]
+        if t["source"] == "evaluated" and t["reward"] is not None:
+            rewards.append(t["reward"])
+            top = sorted(rewards, reverse=True)[:k]
+            if len(top) == k and sum(top) / k >= target - 1e-12:
+                return spent
+    return None
+
+
+def quarter_means(show, budget):
+    """Mean evaluated reward of the children trained in each quarter of the budget (with
+    the critic's gate on, the trained ones are the less predictably poor proposals)."""
+    spent, q = 0, [[], [], [], []]
+    for t in sorted(show["trials"], key=lambda t: t["id"]):
+        spent += t["cost"]["images"]
+        if t["source"] == "evaluated" and t["reward"] is not None:
+            q[min(3, int(4 * (spent - 1) / budget))].append(t["reward"])
+    return [sum(x) / len(x) if x else None for x in q]
 
 
 def best_at(curve, images):
@@ -90,6 +132,32 @@ def main():
             xs = sorted(x for x in xs if x is not None)
             cells.append(f"{st.median(xs):.4f} [{xs[0]:.4f}, {xs[-1]:.4f}]" if xs else "-")
         print(f"{v:<14} " + " ".join(f"{c:<26}" for c in cells))
+
+    def table(title, cell):
+        print(title)
+        print(f"{'variant':<14} " + " ".join(f"{f'{int(f * 100)}%':<26}" for f in fractions))
+        for v in variants:
+            cells = []
+            for i, f in enumerate(fractions):
+                xs = sorted(x for x in (cell(runs[(v, s)], i, f) for s in seeds) if x is not None)
+                cells.append(f"{st.median(xs):.4f} [{xs[0]:.4f}, {xs[-1]:.4f}]" if xs else "-")
+            print(f"{v:<14} " + " ".join(f"{c:<26}" for c in cells))
+
+    table("mean of the 5 best evaluated rewards after a share of the budget, median over the seeds [min, max]",
+          lambda r, i, f: top_mean_at(r["show"], f * budget))
+    print("reach5 = training images until the mean of the 5 best evaluated rewards >= vanilla PPO's final one (same seed); ratio = PPO's reach5 / the variant's (0 = never)")
+    for v in variants:
+        reached, ratios = [], []
+        for s in seeds:
+            p = runs[("ppo", s)]["show"]
+            target = top_mean_at(p, float("inf"))
+            c = top_mean_reach(runs[(v, s)]["show"], target) if target is not None else None
+            reached.append(c)
+            ratios.append(top_mean_reach(p, target) / c if c else 0.0)
+        q = sorted(ratios)
+        print(f"{v:<14} reach5 per seed {' '.join('-' if c is None else str(c) for c in reached):<24} ratio median {st.median(q):.2f} [{q[0]:.2f}, {q[-1]:.2f}]")
+    table("mean evaluated reward of the children trained in each quarter of the budget (up to the share shown), median over the seeds [min, max]",
+          lambda r, i, f: quarter_means(r["show"], budget)[i])
 
 
 if __name__ == "__main__":
