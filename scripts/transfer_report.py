@@ -5,17 +5,12 @@ import statistics as st
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from search_comparison_report import best_curve  # noqa: E402
+from search_comparison_report import best_curve, reach  # noqa: E402
 
 d, seeds, budget = sys.argv[1], sys.argv[2].split(), int(sys.argv[3])
 print(f"transfer fashion-mnist-small -> fashion-mnist-small-tops, full FNAS, budget {budget} images, seeds {' '.join(seeds)}")
 print("cost to reach = images until the best evaluated reward >= the no-transfer search's final best (same seed);")
 print("ratio = the no-transfer search's own cost to reach it / the transfer search's (0 = not reached)")
-
-
-def reach(curve, target):
-    return next((sp for sp, b in curve if b is not None and b >= target - 1e-12), None)
-
 
 ratios = []
 for s in seeds:
