@@ -9,6 +9,9 @@
 #   fnas-nocritic  FNAS without the critic (replay + pool)
 #   fnas-noreplay  FNAS without replay (critic gate + value + pool)
 #   fnas           full FNAS
+#   fnas-mp16      full FNAS, the critic acting from 16 points (--critic-min-points 16)
+#   fnas-mp16-d15  the same, warm starts from sources up to distance 1.5 (default 1.0)
+#                  (the last two are not in the default VARIANTS: VARIANTS="fnas-mp16 ...")
 #
 # Each search has its own store under $DIR (so pools never mix; rerunning with the same
 # DIR keeps finished searches and resumes interrupted ones); JOBS searches run at
@@ -41,6 +44,8 @@ one() {
     fnas-nocritic) args="--strategy fnas-replay --pool on" ;;
     fnas-noreplay) args="--strategy fnas-gate --pool on" ;;
     fnas) args="--strategy fnas --pool on" ;;
+    fnas-mp16) args="--strategy fnas --pool on --critic-min-points 16" ;;
+    fnas-mp16-d15) args="--strategy fnas --pool on --critic-min-points 16 --warm-max-distance 1.5" ;;
     *) echo "unknown variant $v" >&2; return 1 ;;
   esac
   # a finished search is kept; an interrupted one resumes (--resume), so a long comparison
