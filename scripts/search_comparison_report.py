@@ -9,7 +9,10 @@ after 25/50/75/100% of the budget, median over the seeds (the reach ratio alone 
 construction when PPO's best child comes early and every variant samples it too), the
 mean of the 5 best (less noisy than the single best), and the mean reward of the children
 trained in each quarter of the budget (how good the controller's samples became; with
-the critic's gate on, the trained ones exclude the confidently poor proposals).
+the critic's gate on, the trained ones exclude the confidently poor proposals). Last,
+the share of proposals the critic trusted per quarter, and how many of the children
+trained in the last quarter the gate had to train because the critic thought they might
+beat the best so far (why the trusted share falls as the controller improves).
 """
 import json, sys, statistics as st
 
@@ -77,6 +80,36 @@ def quarter_means(show, budget):
     return [sum(x) / len(x) if x else None for x in q]
 
 
+def quarter_trusted(show, budget):
+    """Share of the proposals the critic trusted (not trained) in each quarter of the
+    budget: the gate never trusts a proposal that might beat the best so far, so the
+    share falls as the controller's proposals near the best."""
+    q = [[0, 0], [0, 0], [0, 0], [0, 0]]
+    spent = 0
+    for t in sorted(show["trials"], key=lambda t: t["id"]):
+        spent += t["cost"]["images"]
+        if t["source"] in ("evaluated", "critic"):
+            c = q[max(0, min(3, int(4 * (spent - 1) / budget)))]
+            c[0] += t["source"] == "critic"
+            c[1] += 1
+    return [a / n if n else None for a, n in q]
+
+
+def contenders(show, budget):
+    """(trained in the last quarter of the budget with a critic prediction, of them those
+    the gate had to train because mean + 2 std >= the best evaluated reward so far)."""
+    spent, best, n, hi = 0, None, 0, 0
+    for t in sorted(show["trials"], key=lambda t: t["id"]):
+        spent += t["cost"]["images"]
+        p = t.get("prediction")
+        if t["source"] == "evaluated" and p and spent > 0.75 * budget:
+            n += 1
+            hi += best is not None and p["mean"] + 2 * p["std"] >= best
+        if t["source"] == "evaluated" and t["reward"] is not None:
+            best = t["reward"] if best is None else max(best, t["reward"])
+    return n, hi
+
+
 def best_at(curve, images):
     """The best evaluated reward once `images` training images have been spent."""
     best = None
@@ -140,6 +173,13 @@ def main():
         print(f"{v:<14} reach5 per seed {' '.join('-' if c is None else str(c) for c in reached):<24} ratio median {st.median(q):.2f} [{q[0]:.2f}, {q[-1]:.2f}]")
     table("mean evaluated reward of the children trained in each quarter of the budget (up to the share shown)",
           lambda r, i, f: quarter_means(r["show"], budget)[i])
+    table("share of the new proposals trusted by the critic (not trained) in each quarter of the budget",
+          lambda r, i, f: quarter_trusted(r["show"], budget)[i])
+    print("children trained in the last quarter with a critic prediction: how many the critic thought might beat the best so far (mean + 2 std >= best), per seed")
+    for v in variants:
+        c = [contenders(runs[(v, s)]["show"], budget) for s in seeds]
+        if any(n for n, _ in c):
+            print(f"{v:<14} " + "  ".join(f"{hi}/{n}" for n, hi in c))
 
 
 if __name__ == "__main__":
