@@ -152,7 +152,8 @@ pub struct PoolSettings {
     pub warm_lr_scale: f64,
     /// A child whose sources are farther than this (mean block distance without the
     /// other-task term) trains from scratch instead: far transfers lose accuracy.
-    pub max_distance: f64,
+    /// `None`: no limit, every child with a usable source is warm-started.
+    pub max_distance: Option<f64>,
 }
 
 impl PoolSettings {
@@ -170,7 +171,7 @@ impl PoolSettings {
             min_networks: 8,
             per_block: false,
             warm_lr_scale: DEFAULT_WARM_LR_SCALE,
-            max_distance: DEFAULT_WARM_MAX_DISTANCE,
+            max_distance: Some(DEFAULT_WARM_MAX_DISTANCE),
         }
     }
 
@@ -278,7 +279,7 @@ impl TrainingEvaluator {
                     weights: &p.weights,
                     min_networks: p.min_networks,
                     per_block: p.per_block,
-                    max_distance: Some(p.max_distance),
+                    max_distance: p.max_distance,
                 };
                 choose(
                     p.pool.as_ref(),

@@ -98,7 +98,7 @@ pub fn pool_settings(
     s.min_networks = pool.min_networks;
     s.per_block = pool.per_block;
     s.warm_lr_scale = pool.warm_lr_scale;
-    s.max_distance = pool.max_distance.unwrap_or(f64::INFINITY);
+    s.max_distance = pool.max_distance;
     Ok(s)
 }
 
