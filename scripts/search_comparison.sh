@@ -11,7 +11,8 @@
 #   fnas           full FNAS
 #   fnas-mp16      full FNAS, the critic acting from 16 points (--critic-min-points 16)
 #   fnas-mp16-d15  the same, warm starts from sources up to distance 1.5 (default 1.0)
-#                  (the last two are not in the default VARIANTS: VARIANTS="fnas-mp16 ...")
+#   fnas-tc        full FNAS, the gate trusting possible winners too (--trust-contenders)
+#                  (the last three are not in the default VARIANTS: VARIANTS="fnas-mp16 ...")
 #
 # Each search has its own store under $DIR (so pools never mix; rerunning with the same
 # DIR keeps finished searches and resumes interrupted ones); JOBS searches run at
@@ -46,6 +47,7 @@ one() {
     fnas) args="--strategy fnas --pool on" ;;
     fnas-mp16) args="--strategy fnas --pool on --critic-min-points 16" ;;
     fnas-mp16-d15) args="--strategy fnas --pool on --critic-min-points 16 --warm-max-distance 1.5" ;;
+    fnas-tc) args="--strategy fnas --pool on --trust-contenders" ;;
     *) echo "unknown variant $v" >&2; return 1 ;;
   esac
   # a finished search is kept; an interrupted one resumes (--resume), so a long comparison

@@ -29,6 +29,8 @@
 //!     never hide a winner), AND the audit draw does not pick it: a fraction `audit` of
 //!     the would-be-trusted samples is evaluated anyway (drawn with the strategy's RNG),
 //!     which measures the critic's error where it is confident. See [`would_trust`].
+//!     With `trust_contenders` the incumbent condition is dropped (FNAS.md's plain
+//!     rule, [`would_trust_confident`]).
 //!   - *Value function* (`critic_value`): the advantage of a sample is
 //!     `A = (R - V) / sigma`, sigma = the cumulative reward std of [`crate::ppo`], V
 //!     from the critic as it was before this batch's points are added (out of sample
@@ -120,6 +122,11 @@ pub struct FnasConfig {
     pub tau: f64,
     /// Fraction of would-be-trusted samples that are evaluated anyway.
     pub audit: f64,
+    /// Trust confident predictions even when they might beat the best so far (FNAS.md's
+    /// plain rule, [`would_trust_confident`]). Off by default (our choice,
+    /// [`would_trust`]): late in a search nearly every proposal might beat the best, so
+    /// off, the gate saves little there; on, it can hide a winner.
+    pub trust_contenders: bool,
     /// Calibrate the ensemble's std online (see [`calibration_scale`]): every reported
     /// and gated std is the raw ensemble std times a scale fitted on this search's own
     /// out-of-sample errors so far.
@@ -153,6 +160,7 @@ impl Default for FnasConfig {
             gate: true,
             tau: 0.4,
             audit: 0.1,
+            trust_contenders: false,
             calibrate: true,
             min_points: 32,
             min_own_points: 8,
@@ -211,6 +219,12 @@ pub fn importance_weight(logp_pi: f64, logp_mu: f64, c: f64, correction: bool) -
 /// `mean + 2 std < best`, the best reward evaluated so far (`None`: trust nothing).
 pub fn would_trust(mean: f64, std: f64, std_z: f64, tau: f64, best: Option<f64>) -> bool {
     std_z < tau && best.is_some_and(|b| mean + 2.0 * std < b)
+}
+
+/// The gate's rule with [`FnasConfig::trust_contenders`] on: trust any prediction with
+/// `std_z < tau`, once this search has evaluated something (`best` is `Some`).
+pub fn would_trust_confident(std_z: f64, tau: f64, best: Option<f64>) -> bool {
+    std_z < tau && best.is_some()
 }
 
 /// Residuals a calibration scale needs before it replaces 1.
@@ -413,7 +427,12 @@ impl FnasStrategy {
     /// (made only for would-be-trusted proposals, with the strategy's RNG).
     fn decide(&mut self, mean: f64, std: f64, std_z: f64) -> bool {
         let cfg = &self.config;
-        if !(cfg.gate && would_trust(mean, std, std_z, cfg.tau, self.ex.best)) {
+        let rule = if cfg.trust_contenders {
+            would_trust_confident(std_z, cfg.tau, self.ex.best)
+        } else {
+            would_trust(mean, std, std_z, cfg.tau, self.ex.best)
+        };
+        if !(cfg.gate && rule) {
             return false;
         }
         if self.ex.rng.random::<f64>() < cfg.audit {

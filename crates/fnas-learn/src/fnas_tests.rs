@@ -263,6 +263,10 @@ fn gate_rule_trusts_only_confident_predictions_below_the_incumbent() {
     assert!(!would_trust(0.9, 0.0, 0.0, tau, Some(0.8)));
     // nothing evaluated yet: trust nothing
     assert!(!would_trust(0.0, 0.0, 0.0, tau, None));
+    // with trust_contenders, a confident prediction above the best is trusted too
+    assert!(would_trust_confident(0.05, tau, Some(0.8)));
+    assert!(!would_trust_confident(tau, tau, Some(0.8)));
+    assert!(!would_trust_confident(0.0, tau, None));
 }
 
 #[test]

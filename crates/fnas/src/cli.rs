@@ -145,6 +145,11 @@ pub struct SearchArgs {
     /// value (or with --transfer-from).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub critic_min_points: Option<u64>,
+    /// FNAS gate: trust a confident prediction even when it might beat the best reward so
+    /// far (the paper's plain rule). By default such a proposal is always trained, so a
+    /// trusted prediction never hides a winner; late in a search that is most proposals.
+    #[arg(long)]
+    pub trust_contenders: bool,
     /// Budget in cost units: distinct architectures evaluated (queried, or trained).
     /// Default 500 on a benchmark; on real training the default is --budget-images.
     #[arg(long, conflicts_with = "budget_images")]

@@ -420,4 +420,18 @@ fn critic_min_points_lets_the_critic_act_earlier() {
     let o = run(&named("fnas", "8", "zero", "0"));
     assert!(!o.status.success() && !stderr(&o).contains("panicked"));
     assert!(stderr(&o).contains("--critic-min-points"), "{}", stderr(&o));
+
+    // --trust-contenders is kept with the experiment; a strategy without the gate refuses it
+    let mut args = named("fnas", "8", "contenders", "8");
+    args.push("--trust-contenders");
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let shown = show_json(&store, "contenders").to_string();
+    assert!(shown.contains("\"trust_contenders\":true"), "{shown}");
+    assert!(show_json(&store, "early")
+        .to_string()
+        .contains("\"trust_contenders\":false"));
+    let mut args = named("fnas-value", "8", "nogate", "8");
+    args.push("--trust-contenders");
+    assert_clean_error(&run(&args), "needs a strategy with the critic's gate");
 }

@@ -139,6 +139,15 @@ fn new_settings(a: &SearchArgs) -> Result<SearchSettings> {
             ),
         }
     }
+    if a.trust_contenders {
+        match settings.fnas.as_mut().filter(|f| f.gate) {
+            Some(f) => f.trust_contenders = true,
+            None => bail!(
+                "--trust-contenders needs a strategy with the critic's gate (fnas, fnas-gate), not `{}`",
+                a.strategy
+            ),
+        }
+    }
     Ok(settings)
 }
 
