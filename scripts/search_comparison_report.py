@@ -18,12 +18,23 @@ import json, sys, statistics as st
 
 
 
-def walk(show):
-    """(images spent so far, evaluated reward or None) after each trial of `fnas show --json`."""
+def trials(show):
+    """(images spent so far, trial) after each trial of `fnas show --json`."""
     spent = 0
     for t in sorted(show["trials"], key=lambda t: t["id"]):
         spent += t["cost"]["images"]
+        yield spent, t
+
+
+def walk(show):
+    """(images spent so far, evaluated reward or None) after each trial."""
+    for spent, t in trials(show):
         yield spent, t["reward"] if t["source"] == "evaluated" else None
+
+
+def quarter(spent, budget):
+    """Which quarter of the budget (0-3) a trial falls in, by the images spent after it."""
+    return max(0, min(3, int(4 * (spent - 1) / budget)))
 
 
 def best_curve(show):
@@ -76,7 +87,7 @@ def quarter_means(show, budget):
     q = [[], [], [], []]
     for spent, r in walk(show):
         if r is not None:
-            q[min(3, int(4 * (spent - 1) / budget))].append(r)
+            q[quarter(spent, budget)].append(r)
     return [sum(x) / len(x) if x else None for x in q]
 
 
@@ -85,11 +96,9 @@ def quarter_trusted(show, budget):
     budget: the gate never trusts a proposal that might beat the best so far, so the
     share falls as the controller's proposals near the best."""
     q = [[0, 0], [0, 0], [0, 0], [0, 0]]
-    spent = 0
-    for t in sorted(show["trials"], key=lambda t: t["id"]):
-        spent += t["cost"]["images"]
+    for spent, t in trials(show):
         if t["source"] in ("evaluated", "critic"):
-            c = q[max(0, min(3, int(4 * (spent - 1) / budget)))]
+            c = q[quarter(spent, budget)]
             c[0] += t["source"] == "critic"
             c[1] += 1
     return [a / n if n else None for a, n in q]
@@ -98,9 +107,8 @@ def quarter_trusted(show, budget):
 def contenders(show, budget):
     """(trained in the last quarter of the budget with a critic prediction, of them those
     the gate had to train because mean + 2 std >= the best evaluated reward so far)."""
-    spent, best, n, hi = 0, None, 0, 0
-    for t in sorted(show["trials"], key=lambda t: t["id"]):
-        spent += t["cost"]["images"]
+    best, n, hi = None, 0, 0
+    for spent, t in trials(show):
         p = t.get("prediction")
         if t["source"] == "evaluated" and p and spent > 0.75 * budget:
             n += 1
