@@ -12,7 +12,8 @@
 #   fnas-mp16      full FNAS, the critic acting from 16 points (--critic-min-points 16)
 #   fnas-mp16-d15  the same, warm starts from sources up to distance 1.5 (default 1.0)
 #   fnas-tc        full FNAS, the gate trusting possible winners too (--trust-contenders)
-#                  (the last three are not in the default VARIANTS: VARIANTS="fnas-mp16 ...")
+#   fnas-tc16      the same, the critic acting from 16 points
+#                  (the last four are not in the default VARIANTS: VARIANTS="fnas-mp16 ...")
 #
 # Each search has its own store under $DIR (so pools never mix; rerunning with the same
 # DIR keeps finished searches and resumes interrupted ones); JOBS searches run at
@@ -48,6 +49,7 @@ one() {
     fnas-mp16) args="--strategy fnas --pool on --critic-min-points 16" ;;
     fnas-mp16-d15) args="--strategy fnas --pool on --critic-min-points 16 --warm-max-distance 1.5" ;;
     fnas-tc) args="--strategy fnas --pool on --trust-contenders" ;;
+    fnas-tc16) args="--strategy fnas --pool on --trust-contenders --critic-min-points 16" ;;
     *) echo "unknown variant $v" >&2; return 1 ;;
   esac
   # a finished search is kept; an interrupted one resumes (--resume), so a long comparison

@@ -148,12 +148,16 @@ fn run_one(
     tables: &[(String, Arc<dyn TabularBenchmark>, Targets)],
     budget: u64,
     batch_size: usize,
+    trust_contenders: bool,
 ) -> Result<Done> {
     let t0 = Instant::now();
     let (dataset, table, targets) = &tables[job.dataset];
     let mut store = SqliteStore::in_memory()?;
     let mut settings = SearchSettings::new(bench, dataset, batch_size, RewardConfig::default());
     settings.fnas = fnas_preset(job.strategy, &settings.ppo);
+    if let Some(f) = settings.fnas.as_mut().filter(|f| f.gate) {
+        f.trust_contenders = trust_contenders;
+    }
     let evaluator: &dyn Evaluator = table.as_ref();
     let space = evaluator.space();
     let spec = ExperimentSpec {
@@ -290,6 +294,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
     {
         bail!("--seeds, --budget, --batch-size, --datasets and --strategies must be non-empty / at least 1");
     }
+    let has_gate = |l: &String| {
+        let base = l.strip_suffix("+transfer").unwrap_or(l);
+        fnas_preset(base, &Default::default()).is_some_and(|f| f.gate)
+    };
+    if a.trust_contenders && !labels.iter().any(has_gate) {
+        bail!("--trust-contenders needs a strategy with the critic's gate among --strategies (fnas, fnas-gate)");
+    }
     let any_transfer = labels.iter().any(|l| l.ends_with("+transfer"));
     // datasets searched: the requested ones, plus transfer sources not among them
     let mut all_sets = datasets.clone();
@@ -367,7 +378,14 @@ pub fn run(a: BenchArgs) -> Result<()> {
         pool.install(|| {
             jobs.par_iter()
                 .map(|j| {
-                    let r = run_one(j, bench, &tables, a.budget, a.batch_size);
+                    let r = run_one(
+                        j,
+                        bench,
+                        &tables,
+                        a.budget,
+                        a.batch_size,
+                        a.trust_contenders,
+                    );
                     bar.inc(1);
                     r
                 })
@@ -423,6 +441,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
         a.budget,
         wall
     );
+    if a.trust_contenders {
+        println!("gate rule: --trust-contenders (a confident prediction is trusted even when it might beat the best)");
+    }
     if let Some(path) = &a.json {
         write_json(path, &records)?;
         println!("records written to {}", path.display());

@@ -330,6 +330,10 @@ pub struct BenchArgs {
     /// Write one JSON record per (strategy, dataset, seed) to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// The strategies with the critic's gate (fnas, fnas-gate) trust a confident
+    /// prediction even when it might beat the best so far (as `search --trust-contenders`).
+    #[arg(long)]
+    pub trust_contenders: bool,
 }
 
 /// `--warm-lr-scale`: a finite factor in (0, 10].

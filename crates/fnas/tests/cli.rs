@@ -435,3 +435,40 @@ fn critic_min_points_lets_the_critic_act_earlier() {
     args.push("--trust-contenders");
     assert_clean_error(&run(&args), "needs a strategy with the critic's gate");
 }
+
+/// `bench --trust-contenders` switches the gate rule of the gated strategies and says so
+/// under the table; with no gated strategy to apply to, it is refused.
+#[test]
+fn bench_trust_contenders() {
+    let data = data_dir();
+    let d = data.to_str().unwrap();
+    let bench = |strategies: &str| {
+        run(&[
+            "bench",
+            "--benchmark",
+            "nas-bench-graph",
+            "--datasets",
+            "cora",
+            "--strategies",
+            strategies,
+            "--seeds",
+            "1",
+            "--budget",
+            "40",
+            "--jobs",
+            "1",
+            "--data-dir",
+            d,
+            "--trust-contenders",
+        ])
+    };
+    assert_clean_error(
+        &bench("ppo,fnas-value"),
+        "needs a strategy with the critic's gate",
+    );
+    let o = bench("ppo,fnas-gate");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("gate rule: --trust-contenders"), "{out}");
+    assert!(out.contains("fnas-gate"), "{out}");
+}
