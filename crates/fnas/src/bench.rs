@@ -277,12 +277,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
         }
     }
     let labels = split(&a.strategies);
+    let mut any_gate = false;
     for l in &labels {
         let base = l.strip_suffix("+transfer").unwrap_or(l);
         check_strategy(base)?;
-        if base != l.as_str()
-            && fnas_preset(base, &Default::default()).is_none_or(|f| f.critic.is_none())
-        {
+        let preset = fnas_preset(base, &Default::default());
+        any_gate |= preset.as_ref().is_some_and(|f| f.gate);
+        if base != l.as_str() && preset.is_none_or(|f| f.critic.is_none()) {
             bail!("`{l}`: transfer needs a strategy with a critic (fnas, fnas-value, fnas-gate)");
         }
     }
@@ -294,11 +295,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     {
         bail!("--seeds, --budget, --batch-size, --datasets and --strategies must be non-empty / at least 1");
     }
-    let has_gate = |l: &String| {
-        let base = l.strip_suffix("+transfer").unwrap_or(l);
-        fnas_preset(base, &Default::default()).is_some_and(|f| f.gate)
-    };
-    if a.trust_contenders && !labels.iter().any(has_gate) {
+    if a.trust_contenders && !any_gate {
         bail!("--trust-contenders needs a strategy with the critic's gate among --strategies (fnas, fnas-gate)");
     }
     let any_transfer = labels.iter().any(|l| l.ends_with("+transfer"));
