@@ -189,6 +189,9 @@ pub trait Store {
     fn list_experiments(&self) -> Result<Vec<ExperimentSummary>, StoreError>;
     /// Marks an experiment `finished` (or back to `running`).
     fn set_experiment_status(&mut self, experiment: i64, status: &str) -> Result<(), StoreError>;
+    /// Changes an experiment's budget, so a search (finished or not) can be resumed with
+    /// more (or less) to spend; the trials already run are untouched.
+    fn set_experiment_budget(&mut self, experiment: i64, budget: u64) -> Result<(), StoreError>;
     /// Records a batch of proposals and the post-`ask` checkpoint atomically; returns the
     /// new trial ids in proposal order.
     fn begin_batch(

@@ -50,6 +50,7 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("critic_trials_semantics", critic_trials_semantics),
     ("list_experiments_counts", list_experiments_counts),
     ("set_experiment_status_works", set_experiment_status_works),
+    ("set_experiment_budget_works", set_experiment_budget_works),
 ];
 
 /// Runs every check, each on a fresh store from `make`.
@@ -1034,5 +1035,24 @@ pub fn set_experiment_status_works(s: &mut dyn Store) {
     assert!(s
         .set_experiment_status(a.id.max(b.id) + 1000, "finished")
         .is_err());
+    assert_eq!(s.experiment("b").unwrap().unwrap(), b);
+}
+
+/// `set_experiment_budget` changes one experiment's budget (u64 round trip included) and
+/// nothing else; an unknown experiment is an error.
+pub fn set_experiment_budget_works(s: &mut dyn Store) {
+    let a = create(s, "a");
+    let b = create(s, "b");
+    s.set_experiment_budget(a.id, u64::MAX).unwrap();
+    let got = s.experiment("a").unwrap().unwrap();
+    assert_eq!(got.spec.budget, u64::MAX);
+    assert_eq!(summary(s, "a").experiment.spec.budget, u64::MAX);
+    s.set_experiment_budget(a.id, a.spec.budget).unwrap();
+    assert_eq!(
+        s.experiment("a").unwrap().unwrap(),
+        a,
+        "only the budget changed, and back"
+    );
+    assert!(s.set_experiment_budget(a.id.max(b.id) + 1000, 7).is_err());
     assert_eq!(s.experiment("b").unwrap().unwrap(), b);
 }

@@ -1064,6 +1064,22 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn set_experiment_budget(&mut self, experiment: i64, budget: u64) -> Result<(), StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("UPDATE experiments SET budget = ?2 WHERE id = ?1")
+            .map_err(|e| self.err(e))?;
+        let n = stmt
+            .execute(params![experiment, budget as i64])
+            .map_err(|e| self.err(e))?;
+        if n == 0 {
+            return Err(StoreError::Invalid(format!(
+                "no experiment with id {experiment} in the store"
+            )));
+        }
+        Ok(())
+    }
+
     fn begin_batch(
         &mut self,
         experiment: i64,

@@ -207,7 +207,9 @@ pub struct SearchArgs {
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Continue the experiment named by --name (or the default name) where it stopped;
-    /// settings then come from the store. Starts it if it does not exist yet.
+    /// settings then come from the store. Starts it if it does not exist yet. A --budget
+    /// (or --budget-images) given with it replaces the stored one, so a finished search
+    /// can be extended: it continues as a search started with that budget would have.
     #[arg(long)]
     pub resume: bool,
     /// Latency (or params) target T of the MnasNet reward ACC x (LAT/T)^w; none = accuracy only.

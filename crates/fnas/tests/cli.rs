@@ -203,6 +203,55 @@ fn sigkill_then_resume_ppo() {
     kill_and_resume("ppo", "200");
 }
 
+/// A finished search resumed with a larger --budget continues where it stopped and ends
+/// with the trials of a search started with that budget; the other budget flag is
+/// refused with the store untouched.
+#[test]
+fn resume_with_larger_budget_extends_a_finished_search() {
+    let data = data_dir();
+    let d = data.to_str().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    for strategy in ["ppo", "fnas"] {
+        let whole = tmp.path().join(format!("{strategy}-whole.db"));
+        let o = run(&search_args(whole.to_str().unwrap(), strategy, "96", d));
+        assert!(o.status.success(), "{}", stderr(&o));
+        let reference = show_json(&whole, "exp");
+
+        let store = tmp.path().join(format!("{strategy}-extended.db"));
+        let s = store.to_str().unwrap();
+        let o = run(&search_args(s, strategy, "48", d));
+        assert!(o.status.success(), "{}", stderr(&o));
+        let short = show_json(&store, "exp");
+        assert_eq!(short["experiment"]["status"], "finished");
+        assert_eq!(total_cost(&short), 48);
+
+        let mut args = search_args(s, strategy, "48", d);
+        args.retain(|a| *a != "--json");
+        args.extend(["--resume", "--budget-images", "1000"]);
+        args.retain(|a| *a != "--budget" && *a != "48");
+        assert_clean_error(&run(&args), "resume it with --budget");
+        assert_eq!(
+            show_json(&store, "exp"),
+            short,
+            "a refused resume changes nothing"
+        );
+
+        let mut args = search_args(s, strategy, "96", d);
+        args.push("--resume");
+        let o = run(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v = show_json(&store, "exp");
+        assert_eq!(v["experiment"]["status"], "finished");
+        assert_eq!(v["experiment"]["spec"]["budget"], 96);
+        assert_eq!(total_cost(&v), total_cost(&reference));
+        assert_eq!(
+            arch_sequence(&v),
+            arch_sequence(&reference),
+            "{strategy}: the extended search differs from one started with the larger budget"
+        );
+    }
+}
+
 #[test]
 fn bad_input_gets_one_line_errors() {
     let data = data_dir();

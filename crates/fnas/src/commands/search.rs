@@ -153,13 +153,27 @@ fn new_settings(a: &SearchArgs) -> Result<SearchSettings> {
 
 pub fn run(a: SearchArgs) -> Result<()> {
     let resumable = if a.resume { find_resumable(&a)? } else { None };
-    let (mut store, exp, settings, bench) = if let Some((store, exp)) = resumable {
+    let (mut store, exp, settings, bench) = if let Some((mut store, mut exp)) = resumable {
         let name = exp.spec.name.clone();
         let settings: SearchSettings = serde_json::from_value(exp.spec.config.clone())
             .with_context(|| format!("experiment `{name}` has settings this build cannot read"))?;
+        let new_budget = resumed_budget(&a, &settings, &name)?;
         let bench = target(&settings, &a, &name, exp.spec.seed)?;
         if !a.json {
             eprintln!("resuming experiment `{name}` (settings from the store)");
+        }
+        if let Some(budget) = new_budget {
+            if budget != exp.spec.budget {
+                store.set_experiment_budget(exp.id, budget)?;
+                store.set_experiment_status(exp.id, "running")?;
+                if !a.json {
+                    eprintln!(
+                        "budget of `{name}` changed from {} to {budget}",
+                        exp.spec.budget
+                    );
+                }
+                exp.spec.budget = budget;
+            }
         }
         (store, exp, settings, bench)
     } else {
@@ -456,6 +470,29 @@ impl SourceCounts {
 
 /// With `--resume`: the named experiment if it exists; `None` (start it) if it does not
 /// but the task is given; an error if neither.
+/// The budget a resumed search is given on the command line, if any: a search keeps its
+/// unit (children/queries or training images), so the other flag is refused. Because a
+/// strategy never sees the budget, a search resumed with a larger one continues exactly
+/// as a search started with it would have.
+fn resumed_budget(a: &SearchArgs, settings: &SearchSettings, name: &str) -> Result<Option<u64>> {
+    let images = settings
+        .training
+        .as_ref()
+        .is_some_and(|t| t.budget_unit == BudgetUnit::Images);
+    match (a.budget, a.budget_images, images) {
+        (Some(0), _, _) | (_, Some(0), _) => {
+            bail!("--budget and --budget-images must be at least 1")
+        }
+        (Some(_), None, true) => bail!(
+            "experiment `{name}` counts its budget in training images: resume it with --budget-images, not --budget"
+        ),
+        (None, Some(_), false) => bail!(
+            "experiment `{name}` counts its budget in evaluated children or queries: resume it with --budget, not --budget-images"
+        ),
+        (b, i, _) => Ok(b.or(i)),
+    }
+}
+
 fn find_resumable(a: &SearchArgs) -> Result<Option<(SqliteStore, fnas_core::store::Experiment)>> {
     let task = match a.task.as_deref().filter(|t| training::is_training_task(t)) {
         Some(t) => training::resolve_task(t, None, None)
