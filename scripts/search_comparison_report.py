@@ -10,7 +10,8 @@ construction when PPO's best child comes early and every variant samples it too)
 mean of the 5 best (less noisy than the single best), and the mean reward of the children
 trained in each quarter of the budget (how good the controller's samples became; with
 the critic's gate on, the trained ones exclude the confidently poor proposals). Last,
-the share of proposals the critic trusted per quarter, and how many of the children
+the share of proposals the critic trusted per quarter, the share of trained children
+warm-started from the pool per quarter, and how many of the children
 trained in the last quarter the gate had to train because the critic thought they might
 beat the best so far (why the trusted share falls as the controller improves).
 """
@@ -104,6 +105,19 @@ def quarter_trusted(show, budget):
     return [a / n if n else None for a, n in q]
 
 
+def quarter_warm(show, budget):
+    """Share of the trained children warm-started from the knowledge pool in each quarter
+    of the budget: a child is warm-started only when a stored network is near, so the
+    share grows as the controller's samples concentrate."""
+    q = [[0, 0], [0, 0], [0, 0], [0, 0]]
+    for spent, t in trials(show):
+        if t["source"] == "evaluated":
+            c = q[quarter(spent, budget)]
+            c[0] += t.get("warm_start") == 1.0
+            c[1] += 1
+    return [a / n if n else None for a, n in q]
+
+
 def contenders(show, budget):
     """(trained in the last quarter of the budget with a critic prediction, of them those
     the gate had to train because mean + 2 std >= the best evaluated reward so far)."""
@@ -183,6 +197,8 @@ def main():
           lambda r, i, f: quarter_means(r["show"], budget)[i])
     table("share of the new proposals trusted by the critic (not trained) in each quarter of the budget",
           lambda r, i, f: quarter_trusted(r["show"], budget)[i])
+    table("share of the trained children warm-started from the knowledge pool in each quarter of the budget",
+          lambda r, i, f: quarter_warm(r["show"], budget)[i])
     print("children trained in the last quarter with a critic prediction: how many the critic thought might beat the best so far (mean + 2 std >= best), per seed")
     for v in variants:
         c = [contenders(runs[(v, s)]["show"], budget) for s in seeds]
