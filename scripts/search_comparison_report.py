@@ -1,4 +1,7 @@
-"""Summary of scripts/search_comparison.sh: search_comparison_report.py DIR "SEEDS" "VARIANTS" BUDGET.
+"""Summary of scripts/search_comparison.sh: search_comparison_report.py DIR "SEEDS" "VARIANTS" BUDGET [REF].
+
+REF (default ppo) is the variant the reach ratios are measured against; it must be in
+VARIANTS. E.g. REF=fnas-nopool with VARIANTS="fnas-nopool fnas" measures the pool alone.
 
 Per variant and seed: the best evaluated reward, children trained / warm-started /
 trusted, and the training images until the best evaluated reward reached vanilla PPO's
@@ -148,15 +151,19 @@ def fmt(xs, p):
 
 def main():
     d, seeds, variants, budget = sys.argv[1], sys.argv[2].split(), sys.argv[3].split(), int(sys.argv[4])
+    ref = sys.argv[5] if len(sys.argv) > 5 else "ppo"
+    if ref not in variants:
+        sys.exit(f"reference variant {ref} is not in VARIANTS ({' '.join(variants)})")
+    name = "vanilla PPO" if ref == "ppo" else ref
     runs = {(v, s): load(d, v, s) for v in variants for s in seeds}
     print(f"{budget} training images per search (the last batch may go past it), seeds {' '.join(seeds)}; reward = validation accuracy")
-    print("reach = training images until the best evaluated reward >= vanilla PPO's final best (same seed); ratio = PPO's reach / the variant's (0 = never)")
+    print(f"reach = training images until the best evaluated reward >= {name}'s final best (same seed); ratio = {name}'s reach / the variant's (0 = never)")
     print(f"{'variant':<14} {'best val per seed':<21} {'images spent':<20} {'trained':>7} {'warm':>5} {'trusted':>7}  {'reach per seed':<20} {'ratio median [min,max]':<22} {'test acc of best':<21} latency ms of best")
     for v in variants:
         r = [runs[(v, s)] for s in seeds]
         reached, ratios = [], []
         for s in seeds:
-            p = runs[("ppo", s)]
+            p = runs[(ref, s)]
             target = p["best"]
             c = reach(runs[(v, s)]["curve"], target) if target is not None else None
             reached.append(c)
@@ -182,11 +189,11 @@ def main():
 
     table("best evaluated reward after a share of the budget", lambda r, i, f: best_at(r["curve"], f * budget))
     table("mean of the 5 best evaluated rewards after a share of the budget", lambda r, i, f: best_at(r["top"], f * budget))
-    print("reach5 = training images until the mean of the 5 best evaluated rewards >= vanilla PPO's final one (same seed); ratio = PPO's reach5 / the variant's (0 = never)")
+    print(f"reach5 = training images until the mean of the 5 best evaluated rewards >= {name}'s final one (same seed); ratio = {name}'s reach5 / the variant's (0 = never)")
     for v in variants:
         reached, ratios = [], []
         for s in seeds:
-            p = runs[("ppo", s)]["top"]
+            p = runs[(ref, s)]["top"]
             target = p[-1][1] if p else None
             c = reach(runs[(v, s)]["top"], target) if target is not None else None
             reached.append(c)
