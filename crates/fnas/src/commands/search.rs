@@ -468,12 +468,11 @@ impl SourceCounts {
     }
 }
 
-/// With `--resume`: the named experiment if it exists; `None` (start it) if it does not
-/// but the task is given; an error if neither.
 /// The budget a resumed search is given on the command line, if any: a search keeps its
 /// unit (children/queries or training images), so the other flag is refused. Because a
 /// strategy never sees the budget, a search resumed with a larger one continues exactly
-/// as a search started with it would have.
+/// as a search started with it would have (with a count budget, if the old one did not
+/// cut its last batch short).
 fn resumed_budget(a: &SearchArgs, settings: &SearchSettings, name: &str) -> Result<Option<u64>> {
     let images = settings
         .training
@@ -493,6 +492,8 @@ fn resumed_budget(a: &SearchArgs, settings: &SearchSettings, name: &str) -> Resu
     }
 }
 
+/// With `--resume`: the named experiment if it exists; `None` (start it) if it does not
+/// but the task is given; an error if neither.
 fn find_resumable(a: &SearchArgs) -> Result<Option<(SqliteStore, fnas_core::store::Experiment)>> {
     let task = match a.task.as_deref().filter(|t| training::is_training_task(t)) {
         Some(t) => training::resolve_task(t, None, None)
