@@ -95,30 +95,31 @@ def quarter_means(show, budget):
     return [sum(x) / len(x) if x else None for x in q]
 
 
+def quarter_share(show, budget, counted, hit):
+    """Per quarter of the budget: the share of the `counted` trials that are a `hit`."""
+    q = [[0, 0], [0, 0], [0, 0], [0, 0]]
+    for spent, t in trials(show):
+        if counted(t):
+            c = q[quarter(spent, budget)]
+            c[0] += hit(t)
+            c[1] += 1
+    return [a / n if n else None for a, n in q]
+
+
 def quarter_trusted(show, budget):
     """Share of the proposals the critic trusted (not trained) in each quarter of the
     budget: the gate never trusts a proposal that might beat the best so far, so the
     share falls as the controller's proposals near the best."""
-    q = [[0, 0], [0, 0], [0, 0], [0, 0]]
-    for spent, t in trials(show):
-        if t["source"] in ("evaluated", "critic"):
-            c = q[quarter(spent, budget)]
-            c[0] += t["source"] == "critic"
-            c[1] += 1
-    return [a / n if n else None for a, n in q]
+    return quarter_share(show, budget, lambda t: t["source"] in ("evaluated", "critic"),
+                         lambda t: t["source"] == "critic")
 
 
 def quarter_warm(show, budget):
     """Share of the trained children warm-started from the knowledge pool in each quarter
     of the budget: a child is warm-started only when a stored network is near, so the
     share grows as the controller's samples concentrate."""
-    q = [[0, 0], [0, 0], [0, 0], [0, 0]]
-    for spent, t in trials(show):
-        if t["source"] == "evaluated":
-            c = q[quarter(spent, budget)]
-            c[0] += t.get("warm_start") == 1.0
-            c[1] += 1
-    return [a / n if n else None for a, n in q]
+    return quarter_share(show, budget, lambda t: t["source"] == "evaluated",
+                         lambda t: t.get("warm_start") == 1.0)
 
 
 def contenders(show, budget):

@@ -694,6 +694,26 @@ impl SqliteStore {
         backend(&self.path, message)
     }
 
+    /// Runs an `UPDATE experiments ... WHERE id = ?1` with `value` as `?2`; no row
+    /// changed means no such experiment.
+    fn update_experiment(
+        &self,
+        experiment: i64,
+        sql: &str,
+        value: &dyn rusqlite::ToSql,
+    ) -> Result<(), StoreError> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
+        let n = stmt
+            .execute(params![experiment, value])
+            .map_err(|e| self.err(e))?;
+        if n == 0 {
+            return Err(StoreError::Invalid(format!(
+                "no experiment with id {experiment} in the store"
+            )));
+        }
+        Ok(())
+    }
+
     /// WAL: readers (`fnas ls`) never block the writer and vice versa; FULL: the WAL
     /// is synced at every commit, so a returned write survives power loss too. (A no-op
     /// write-wise on a store already in WAL mode, which every store created here is.)
@@ -1049,35 +1069,19 @@ impl Store for SqliteStore {
                 "experiment status must be `running` or `finished`, not `{status}`"
             )));
         }
-        let mut stmt = self
-            .conn
-            .prepare_cached("UPDATE experiments SET status = ?2 WHERE id = ?1")
-            .map_err(|e| self.err(e))?;
-        let n = stmt
-            .execute(params![experiment, status])
-            .map_err(|e| self.err(e))?;
-        if n == 0 {
-            return Err(StoreError::Invalid(format!(
-                "no experiment with id {experiment} in the store"
-            )));
-        }
-        Ok(())
+        self.update_experiment(
+            experiment,
+            "UPDATE experiments SET status = ?2 WHERE id = ?1",
+            &status,
+        )
     }
 
     fn set_experiment_budget(&mut self, experiment: i64, budget: u64) -> Result<(), StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("UPDATE experiments SET budget = ?2 WHERE id = ?1")
-            .map_err(|e| self.err(e))?;
-        let n = stmt
-            .execute(params![experiment, budget as i64])
-            .map_err(|e| self.err(e))?;
-        if n == 0 {
-            return Err(StoreError::Invalid(format!(
-                "no experiment with id {experiment} in the store"
-            )));
-        }
-        Ok(())
+        self.update_experiment(
+            experiment,
+            "UPDATE experiments SET budget = ?2 WHERE id = ?1",
+            &(budget as i64),
+        )
     }
 
     fn begin_batch(

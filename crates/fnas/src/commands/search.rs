@@ -152,6 +152,9 @@ fn new_settings(a: &SearchArgs) -> Result<SearchSettings> {
 }
 
 pub fn run(a: SearchArgs) -> Result<()> {
+    if a.budget == Some(0) || a.batch_size == 0 || a.budget_images == Some(0) {
+        bail!("--budget, --budget-images and --batch-size must be at least 1");
+    }
     let resumable = if a.resume { find_resumable(&a)? } else { None };
     let (mut store, exp, settings, bench) = if let Some((mut store, mut exp)) = resumable {
         let name = exp.spec.name.clone();
@@ -178,9 +181,6 @@ pub fn run(a: SearchArgs) -> Result<()> {
         (store, exp, settings, bench)
     } else {
         check_strategy(&a.strategy)?;
-        if a.budget == Some(0) || a.batch_size == 0 || a.budget_images == Some(0) {
-            bail!("--budget, --budget-images and --batch-size must be at least 1");
-        }
         let mut settings = new_settings(&a)?;
         let name = a.name.clone().unwrap_or_else(|| {
             default_name(&a.strategy, &settings.benchmark, &settings.dataset, a.seed)
@@ -479,9 +479,6 @@ fn resumed_budget(a: &SearchArgs, settings: &SearchSettings, name: &str) -> Resu
         .as_ref()
         .is_some_and(|t| t.budget_unit == BudgetUnit::Images);
     match (a.budget, a.budget_images, images) {
-        (Some(0), _, _) | (_, Some(0), _) => {
-            bail!("--budget and --budget-images must be at least 1")
-        }
         (Some(_), None, true) => bail!(
             "experiment `{name}` counts its budget in training images: resume it with --budget-images, not --budget"
         ),
