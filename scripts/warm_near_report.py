@@ -16,7 +16,7 @@ if not pairs:
     sys.exit("no complete warm/scratch pairs yet")
 n = len(pairs)
 d = sorted(p[1] for p in pairs)
-print(f"neighbours: {n} (warm start + half proxy vs full proxy from scratch, same architecture)")
+print(f"neighbours: {n} (warm start vs full proxy from scratch, same architecture; images per child below)")
 print(f"val accuracy: warm mean {statistics.mean(p[3] for p in pairs):.4f}, scratch mean {statistics.mean(p[4] for p in pairs):.4f}")
 print(f"difference warm - scratch: mean {statistics.mean(d):+.4f}, median {statistics.median(d):+.4f}, "
       f"min {d[0]:+.4f}, max {d[-1]:+.4f}; warm at least as good on {sum(x >= 0 for x in d)}/{n}")

@@ -120,6 +120,12 @@ pub const DEFAULT_WARM_LR_SCALE: f64 = 0.3;
 /// about 2 points (scripts/warm_near_study.sh, scripts/warm_start_study.sh).
 pub const DEFAULT_WARM_MAX_DISTANCE: f64 = 1.0;
 
+/// Epochs of a warm-started child by default: half the proxy's, rounded up to whole
+/// epochs (at least 1), as measured by scripts/warm_start_study.sh.
+pub fn default_warm_epochs(proxy_epochs: usize) -> f64 {
+    proxy_epochs.div_ceil(2).max(1) as f64
+}
+
 /// How the evaluator uses the architecture knowledge pool.
 #[derive(Clone)]
 pub struct PoolSettings {
@@ -133,8 +139,9 @@ pub struct PoolSettings {
     /// The budget class children are initialised from (fairness: one class per search);
     /// `None`: one from-scratch training of this task's proxy.
     pub budget_images: Option<u64>,
-    /// Epochs of a warm-started child (default: half the proxy's, at least 1).
-    pub warm_epochs: usize,
+    /// Epochs of a warm-started child (default: half the proxy's, at least 1; a fraction
+    /// stops the last epoch early).
+    pub warm_epochs: f64,
     /// Experiments whose entries may initialise children besides `experiment` itself;
     /// `None`: every experiment in the store.
     pub sources: Option<Vec<String>>,
@@ -165,7 +172,7 @@ impl PoolSettings {
             warm_start: true,
             contribute: true,
             budget_images: None,
-            warm_epochs: proxy_epochs.div_ceil(2).max(1),
+            warm_epochs: default_warm_epochs(proxy_epochs),
             sources: None,
             weights: DistanceWeights::default(),
             min_networks: 8,
@@ -221,7 +228,7 @@ impl TrainingEvaluator {
         self.pool
             .as_ref()
             .and_then(|p| p.budget_images)
-            .unwrap_or_else(|| training_images(&self.data, self.data.task.epochs))
+            .unwrap_or_else(|| training_images(&self.data, self.data.task.epochs as f64))
     }
 
     /// Reports every worker's training progress to `hook`.

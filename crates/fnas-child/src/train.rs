@@ -120,8 +120,10 @@ pub struct TrainOptions {
     /// The (non-autodiff) device to train on; the trainer adds autodiff itself.
     pub device: Device,
     /// Train this many epochs instead of the task's (the warm-start proxy: a child
-    /// initialised from the knowledge pool trains fewer epochs); the schedule follows.
-    pub epochs: Option<usize>,
+    /// initialised from the knowledge pool trains fewer epochs); the schedule follows. A
+    /// fraction stops the last epoch early ([`training_steps`]), so a warm start can
+    /// cost less than one epoch.
+    pub epochs: Option<f64>,
     /// Multiplies the task's peak learning rate (and `min_lr`). A warm-started child is
     /// fine-tuned rather than trained: at the scratch rate its transferred weights are
     /// largely overwritten in the first steps.
@@ -195,7 +197,7 @@ pub struct TrainReport {
     pub final_loss: f64,
     /// Mean training loss of each epoch.
     pub epoch_losses: Vec<f64>,
-    /// Epochs trained.
+    /// Epochs trained (the last one may be partial, see [`TrainOptions::epochs`]).
     pub epochs: usize,
     /// Optimisation steps taken.
     pub steps: usize,
@@ -252,7 +254,11 @@ impl LrSchedule {
     /// The schedule of `task` with `steps_per_epoch` steps per epoch (warm-up rounded to
     /// whole steps).
     pub fn new(task: &ProxyTask, steps_per_epoch: usize) -> Self {
-        let total_steps = steps_per_epoch * task.epochs;
+        Self::with_total(task, steps_per_epoch, steps_per_epoch * task.epochs)
+    }
+
+    /// The same over `total_steps` steps in all (a fractional epoch count).
+    pub fn with_total(task: &ProxyTask, steps_per_epoch: usize, total_steps: usize) -> Self {
         let warmup_steps =
             ((task.warmup_epochs * steps_per_epoch as f64).round() as usize).min(total_steps);
         LrSchedule {
@@ -415,14 +421,30 @@ where
     Ok(Trained { model, report })
 }
 
-/// The task's recipe with the options' epochs, learning-rate scale and warm-up applied;
-/// `None` when they change nothing. A non-positive or non-finite scale counts as 1.
+/// Epochs a training with `opts` runs: the options' (a finite positive count) or the
+/// task's.
+fn train_epochs(task: &ProxyTask, opts: &TrainOptions) -> f64 {
+    opts.epochs
+        .filter(|e| e.is_finite() && *e > 0.0)
+        .unwrap_or(task.epochs as f64)
+}
+
+/// Optimisation steps of `epochs` epochs of `steps_per_epoch` steps: a fraction of an
+/// epoch is rounded to whole steps, and at least one step is taken.
+pub fn training_steps(steps_per_epoch: usize, epochs: f64) -> usize {
+    ((steps_per_epoch as f64 * epochs).round() as usize).max(1)
+}
+
+/// The task's recipe with the options' epochs (rounded up; [`training_steps`] stops the
+/// last one early), learning-rate scale and warm-up applied; `None` when they change
+/// nothing. A non-positive or non-finite scale counts as 1.
 fn recipe_override(task: &ProxyTask, opts: &TrainOptions) -> Option<ProxyTask> {
-    let epochs = opts.epochs.unwrap_or(task.epochs).max(1);
+    let exact = train_epochs(task, opts);
+    let epochs = (exact.ceil() as usize).max(1);
     let warmup = opts
         .warmup_epochs
         .unwrap_or(task.warmup_epochs)
-        .clamp(0.0, epochs as f64);
+        .clamp(0.0, exact);
     let scale = if opts.lr_scale.is_finite() && opts.lr_scale > 0.0 {
         opts.lr_scale
     } else {
@@ -438,15 +460,15 @@ fn recipe_override(task: &ProxyTask, opts: &TrainOptions) -> Option<ProxyTask> {
 }
 
 /// Training images a child processes in `epochs` epochs of `data`'s recipe (full
-/// batches only, as the trainer runs them): the budget unit of a real-training search
-/// and the budget class of the knowledge pool.
-pub fn training_images(data: &TaskData, epochs: usize) -> u64 {
+/// batches only, as the trainer runs them; a fraction as [`training_steps`]): the budget
+/// unit of a real-training search and the budget class of the knowledge pool.
+pub fn training_images(data: &TaskData, epochs: f64) -> u64 {
     let n = data.train.n;
     if n == 0 {
         return 0;
     }
     let batch = data.task.batch_size.clamp(1, n);
-    ((n / batch).max(1) * batch * epochs) as u64
+    (training_steps((n / batch).max(1), epochs) * batch) as u64
 }
 
 /// One batch of `split` as tensors on `device`.
@@ -579,8 +601,8 @@ where
     let n = data.train.n;
     let batch_size = task.batch_size.clamp(1, n);
     let steps_per_epoch = (n / batch_size).max(1);
-    let schedule = LrSchedule::new(task, steps_per_epoch);
-    let total_steps = schedule.total_steps;
+    let total_steps = training_steps(steps_per_epoch, train_epochs(&data.task, opts));
+    let schedule = LrSchedule::with_total(task, steps_per_epoch, total_steps);
     let mut optim = optimizer(task);
     let loss_fn = CrossEntropyLossConfig::new()
         .with_smoothing(task.label_smoothing.map(|s| s as f32))
@@ -594,10 +616,15 @@ where
     let mut images = 0usize;
     let mut step = 0usize;
     for epoch in 0..task.epochs {
+        // the last epoch of a fractional count stops early
+        let steps_here = steps_per_epoch.min(total_steps - step);
+        if steps_here == 0 {
+            break;
+        }
         let epoch_start = Instant::now();
         shuffle(&mut order, &mut rng);
         let mut sum = 0f64;
-        for s in 0..steps_per_epoch {
+        for s in 0..steps_here {
             let idx = &order[s * batch_size..(s + 1) * batch_size];
             let (x, y) = batch(&data.train, idx, &ad);
             let logits = model.forward(x);
@@ -629,7 +656,7 @@ where
             });
             step += 1;
         }
-        let mean_loss = sum / steps_per_epoch as f64;
+        let mean_loss = sum / steps_here as f64;
         epoch_losses.push(mean_loss);
         progress(TrainProgress::Epoch {
             epoch,
@@ -663,8 +690,8 @@ where
         val_loss,
         test_accuracy,
         final_loss: epoch_losses.last().copied().unwrap_or(f64::NAN),
+        epochs: epoch_losses.len(),
         epoch_losses,
-        epochs: task.epochs,
         steps: step,
         images_processed: images,
         train_seconds,
@@ -719,7 +746,7 @@ mod tests {
         let base = task(0.2, 2, Schedule::Cosine);
         let mut opts = TrainOptions::new(0, 1);
         assert!(recipe_override(&base, &opts).is_none());
-        opts.epochs = Some(1);
+        opts.epochs = Some(1.0);
         opts.lr_scale = 0.3;
         opts.warmup_epochs = Some(0.0);
         let t = recipe_override(&base, &opts).unwrap();
@@ -732,6 +759,29 @@ mod tests {
                                                  // nonsense scales leave the rate alone
         opts.lr_scale = f64::NAN;
         assert!((recipe_override(&base, &opts).unwrap().lr - 0.1).abs() < 1e-12);
+    }
+
+    #[test]
+    fn fractional_epochs_round_to_whole_steps() {
+        assert_eq!(training_steps(12, 2.0), 24);
+        assert_eq!(training_steps(12, 0.5), 6);
+        assert_eq!(training_steps(12, 0.3), 4); // 3.6 rounds up
+        assert_eq!(training_steps(12, 0.01), 1); // at least one step
+        let base = task(0.2, 2, Schedule::Cosine);
+        let mut opts = TrainOptions::new(0, 1);
+        opts.epochs = Some(0.5);
+        opts.warmup_epochs = Some(1.0);
+        let t = recipe_override(&base, &opts).unwrap();
+        assert_eq!(t.epochs, 1, "the partial epoch is started");
+        assert_eq!(t.warmup_epochs, 0.5, "the warm-up fits in the training");
+        // the cosine ends at the last step actually taken
+        let s = LrSchedule::with_total(&t, 12, 6);
+        assert_eq!((s.warmup_steps, s.total_steps), (6, 6));
+        let s = LrSchedule::with_total(&task(0.0, 1, Schedule::Cosine), 12, 6);
+        assert!(s.lr(5) < s.lr(0) * 0.1, "{} {}", s.lr(5), s.lr(0));
+        // a nonsense count falls back to the task's epochs
+        opts.epochs = Some(f64::NAN);
+        assert_eq!(train_epochs(&base, &opts), 2.0);
     }
 
     #[test]

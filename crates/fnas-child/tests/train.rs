@@ -8,7 +8,9 @@ use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use fnas_child::task::{Optimizer, ProxyTask, TaskData};
-use fnas_child::train::{train, Classifier, TrainError, TrainOptions, TrainProgress, Trained};
+use fnas_child::train::{
+    train, training_images, Classifier, TrainError, TrainOptions, TrainProgress, Trained,
+};
 
 /// conv 3x3 (stride 2) + BN + ReLU + flatten + linear: learns Fashion-MNIST in a few steps.
 #[derive(Module, Debug)]
@@ -63,6 +65,38 @@ fn run(data: &TaskData, seed: u64, threads: usize) -> Result<Trained<Tiny>, Trai
         &TrainOptions::new(seed, threads),
         &mut |_| {},
     )
+}
+
+/// A fractional epoch count (the warm-start proxy below one epoch) stops the last epoch
+/// early: 1.5 epochs of 12 steps are 18 steps over 2 epochs, and 0.25 epoch is 3 steps;
+/// the images match `training_images`, the budget unit of a search.
+#[test]
+fn fractional_epochs_stop_the_last_epoch_early() {
+    let data = tiny_data();
+    for (epochs, steps, epochs_run) in [(1.5, 18, 2), (0.25, 3, 1)] {
+        let mut opts = TrainOptions::new(3, 1);
+        opts.epochs = Some(epochs);
+        let (mut seen, mut ends) = (0, Vec::new());
+        let out = train(
+            data,
+            |d: &Device| Tiny::new(10, 4, 14, d),
+            &opts,
+            &mut |p| match p {
+                TrainProgress::Step { .. } => seen += 1,
+                TrainProgress::Epoch { epoch, .. } => ends.push(epoch),
+                TrainProgress::Evaluating { .. } => {}
+            },
+        )
+        .unwrap();
+        let r = &out.report;
+        assert_eq!((r.steps, seen), (steps, steps), "{epochs} epochs");
+        assert_eq!(r.epochs, epochs_run, "{epochs} epochs");
+        assert_eq!(ends, (0..epochs_run).collect::<Vec<_>>());
+        assert_eq!(r.epoch_losses.len(), epochs_run);
+        assert_eq!(r.images_processed, steps * 32);
+        assert_eq!(training_images(data, epochs), (steps * 32) as u64);
+        assert!(r.val_accuracy.is_finite());
+    }
 }
 
 #[test]

@@ -72,9 +72,13 @@ pub struct TrainArgs {
     #[arg(long)]
     pub pool: Option<PathBuf>,
     /// Initialise the child from the pool of --pool (blocks of the one-proxy-training
-    /// budget class) and train half the task's epochs (or --epochs).
+    /// budget class) and train half the task's epochs (or --warm-epochs / --epochs).
     #[arg(long, requires = "pool")]
     pub warm_start: bool,
+    /// With --warm-start: epochs to train; a fraction such as 0.5 stops the last epoch
+    /// early.
+    #[arg(long, requires = "warm_start", conflicts_with = "epochs", value_parser = epochs)]
+    pub warm_epochs: Option<f64>,
     /// With --warm-start: peak learning rate relative to the task's (no warm-up).
     #[arg(long, default_value_t = fnas_child::evaluator::DEFAULT_WARM_LR_SCALE, value_parser = lr_scale)]
     pub warm_lr_scale: f64,
@@ -140,9 +144,9 @@ pub struct SearchArgs {
     #[arg(long)]
     pub transfer_from: Option<String>,
     /// FNAS critic: the points (this search's evaluated ones plus transferred ones) it
-    /// needs before it scores, gates or serves as PPO's value (default 32, four batches of
-    /// 8). The main job trains about 24 children, so its critic acts only with a lower
-    /// value (or with --transfer-from).
+    /// needs before it scores, gates or serves as PPO's value. Default 32 (four batches
+    /// of 8) on a benchmark, 16 on real training, where a child costs seconds and the
+    /// main job trains about 24.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub critic_min_points: Option<u64>,
     /// FNAS gate: trust a confident prediction even when it might beat the best reward so
@@ -156,7 +160,7 @@ pub struct SearchArgs {
     pub budget: Option<u64>,
     /// Real training: budget in training images processed instead of children (a child
     /// warm-started from the pool trains fewer epochs, so it costs less). Default on real
-    /// training: 150000 (about 15 minutes of `fashion-mnist` children on 2 cores).
+    /// training: 150000 (the main job: about 7 minutes of `fashion-mnist` children on 2 cores).
     #[arg(long)]
     pub budget_images: Option<u64>,
     /// Real training: the architecture knowledge pool (trained block weights warm-start
@@ -165,9 +169,10 @@ pub struct SearchArgs {
     #[arg(long, value_enum, default_value_t = PoolArg::Auto)]
     pub pool: PoolArg,
     /// Real training: epochs of a child initialised from the pool (default: half the
-    /// proxy's, at least 1).
-    #[arg(long)]
-    pub warm_epochs: Option<usize>,
+    /// proxy's, at least 1). A fraction such as 0.5 stops the last epoch early, so a warm
+    /// start can cost less than one epoch.
+    #[arg(long, value_parser = epochs)]
+    pub warm_epochs: Option<f64>,
     /// Real training: peak learning rate of a child initialised from the pool, relative
     /// to the proxy's (no warm-up): transferred weights are fine-tuned, not retrained.
     #[arg(long, default_value_t = fnas_child::evaluator::DEFAULT_WARM_LR_SCALE, value_parser = lr_scale)]
@@ -348,6 +353,20 @@ fn lr_scale(text: &str) -> Result<f64, String> {
     } else {
         Err(format!(
             "`{text}`: expected a factor greater than 0 and at most 10"
+        ))
+    }
+}
+
+/// `--warm-epochs`: a finite epoch count greater than 0 and at most 10,000.
+fn epochs(text: &str) -> Result<f64, String> {
+    let v: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number"))?;
+    if v.is_finite() && v > 0.0 && v <= 10_000.0 {
+        Ok(v)
+    } else {
+        Err(format!(
+            "`{text}`: expected epochs greater than 0 and at most 10000"
         ))
     }
 }

@@ -43,8 +43,9 @@ pub struct TrainingConfig {
 /// A search's use of the knowledge pool, recorded with the experiment.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PoolConfig {
-    /// Epochs of a child initialised from the pool.
-    pub warm_epochs: usize,
+    /// Epochs of a child initialised from the pool (a fraction stops the last epoch
+    /// early; experiments recorded before fractions were allowed hold whole numbers).
+    pub warm_epochs: f64,
     /// Fairness: the one budget class (training images behind an entry's weights) every
     /// child of this search is initialised from; set when the search starts.
     pub budget_class: Option<u64>,
@@ -92,7 +93,7 @@ pub fn pool_settings(
     let backend = fnas_store::SqlitePool::open(store, pool.limit_mb.saturating_mul(1 << 20))
         .with_context(|| format!("opening the knowledge pool of {}", store.display()))?;
     let mut s = PoolSettings::new(Arc::new(backend), experiment, proxy_epochs);
-    s.warm_epochs = pool.warm_epochs.max(1);
+    s.warm_epochs = pool.warm_epochs;
     s.budget_images = pool.budget_class;
     s.sources = Some(sources);
     s.min_networks = pool.min_networks;

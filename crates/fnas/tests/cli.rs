@@ -439,6 +439,8 @@ fn critic_min_points_lets_the_critic_act_earlier() {
         scored_batches("exp").is_empty(),
         "24 points are fewer than the default 32: the critic must not score"
     );
+    let shown = show_json(&store, "exp").to_string();
+    assert!(shown.contains("\"min_points\":32"), "{shown}");
 
     let o = run(&named("fnas", "24", "early", "8"));
     assert!(o.status.success(), "{}", stderr(&o));

@@ -125,6 +125,9 @@ fn fnas_search_with_the_pool_survives_sigkill_and_resumes() {
         .count();
     assert!(warm >= 1, "{}", v["pool"]);
     assert_eq!(v["pool"]["budget_class"], 384);
+    // on real training the critic acts from 16 points, not the benchmarks' 32
+    let shown = v.to_string();
+    assert!(shown.contains("\"min_points\":16"), "{shown}");
 }
 
 /// Starts a 4-child search, SIGKILLs it once a child is stored, resumes it with the same

@@ -223,7 +223,7 @@ pub fn show(a: ShowArgs) -> Result<()> {
 #[derive(serde::Serialize)]
 pub struct PoolSummary {
     pub budget_class: Option<u64>,
-    pub warm_epochs: u64,
+    pub warm_epochs: f64,
     pub trained: usize,
     pub warm_started: usize,
     pub mean_hit_ratio: f64,
@@ -249,8 +249,8 @@ pub fn pool_summary(config: &serde_json::Value, trials: &[Trial]) -> Option<Pool
         budget_class: pool.get("budget_class").and_then(|c| c.as_u64()),
         warm_epochs: pool
             .get("warm_epochs")
-            .and_then(|c| c.as_u64())
-            .unwrap_or(0),
+            .and_then(|c| c.as_f64())
+            .unwrap_or(0.0),
         trained: extras.len(),
         warm_started: extras
             .iter()

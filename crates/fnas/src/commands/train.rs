@@ -47,7 +47,10 @@ pub fn run(a: TrainArgs) -> Result<()> {
     if let Some(store) = &a.pool {
         let epochs = ev.data().task.epochs;
         let pool = PoolConfig {
-            warm_epochs: a.epochs.unwrap_or(epochs.div_ceil(2)).max(1),
+            warm_epochs: a
+                .warm_epochs
+                .or(a.epochs.map(|e| e.max(1) as f64))
+                .unwrap_or_else(|| fnas_child::evaluator::default_warm_epochs(epochs)),
             budget_class: None,
             limit_mb: 2048,
             min_networks: 1,
