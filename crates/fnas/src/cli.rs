@@ -343,42 +343,37 @@ pub struct BenchArgs {
     pub trust_contenders: bool,
 }
 
-/// `--warm-lr-scale`: a finite factor in (0, 10].
-fn lr_scale(text: &str) -> Result<f64, String> {
+/// A finite number of `text` that passes `ok`, else the error "`text`: expected {what}".
+fn number(text: &str, ok: impl Fn(f64) -> bool, what: &str) -> Result<f64, String> {
     let v: f64 = text
         .parse()
         .map_err(|_| format!("`{text}` is not a number"))?;
-    if v.is_finite() && v > 0.0 && v <= 10.0 {
+    if v.is_finite() && ok(v) {
         Ok(v)
     } else {
-        Err(format!(
-            "`{text}`: expected a factor greater than 0 and at most 10"
-        ))
+        Err(format!("`{text}`: expected {what}"))
     }
+}
+
+/// `--warm-lr-scale`: a finite factor in (0, 10].
+fn lr_scale(text: &str) -> Result<f64, String> {
+    number(
+        text,
+        |v| v > 0.0 && v <= 10.0,
+        "a factor greater than 0 and at most 10",
+    )
 }
 
 /// `--warm-epochs`: a finite epoch count greater than 0 and at most 10,000.
 fn epochs(text: &str) -> Result<f64, String> {
-    let v: f64 = text
-        .parse()
-        .map_err(|_| format!("`{text}` is not a number"))?;
-    if v.is_finite() && v > 0.0 && v <= 10_000.0 {
-        Ok(v)
-    } else {
-        Err(format!(
-            "`{text}`: expected epochs greater than 0 and at most 10000"
-        ))
-    }
+    number(
+        text,
+        |v| v > 0.0 && v <= 10_000.0,
+        "epochs greater than 0 and at most 10000",
+    )
 }
 
 /// `--warm-max-distance`: a finite distance, at least 0.
 fn distance(text: &str) -> Result<f64, String> {
-    let v: f64 = text
-        .parse()
-        .map_err(|_| format!("`{text}` is not a number"))?;
-    if v.is_finite() && v >= 0.0 {
-        Ok(v)
-    } else {
-        Err(format!("`{text}`: expected a distance of at least 0"))
-    }
+    number(text, |v| v >= 0.0, "a distance of at least 0")
 }

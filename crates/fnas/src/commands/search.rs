@@ -136,22 +136,26 @@ fn new_settings(a: &SearchArgs) -> Result<SearchSettings> {
         }
     };
     settings.fnas = fnas_preset(&a.strategy, &settings.ppo);
-    if let Some(n) = a.critic_min_points {
-        let n = usize::try_from(n).context("--critic-min-points is too large")?;
+    let explicit = a
+        .critic_min_points
+        .map(usize::try_from)
+        .transpose()
+        .context("--critic-min-points is too large")?;
+    let training_default = settings
+        .training
+        .is_some()
+        .then_some(TRAIN_CRITIC_MIN_POINTS);
+    if let Some(n) = explicit.or(training_default) {
         match settings.fnas.as_mut().filter(|f| f.critic.is_some()) {
             Some(f) => {
                 f.min_points = n;
                 f.min_own_points = f.min_own_points.min(n);
             }
-            None => bail!(
+            None if explicit.is_some() => bail!(
                 "--critic-min-points needs a strategy with a critic (fnas, fnas-value, fnas-gate), not `{}`",
                 a.strategy
             ),
-        }
-    } else if settings.training.is_some() {
-        if let Some(f) = settings.fnas.as_mut().filter(|f| f.critic.is_some()) {
-            f.min_points = TRAIN_CRITIC_MIN_POINTS;
-            f.min_own_points = f.min_own_points.min(TRAIN_CRITIC_MIN_POINTS);
+            None => {}
         }
     }
     if a.trust_contenders {
