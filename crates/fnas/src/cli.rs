@@ -160,7 +160,7 @@ pub struct SearchArgs {
     pub budget: Option<u64>,
     /// Real training: budget in training images processed instead of children (a child
     /// warm-started from the pool trains fewer epochs, so it costs less). Default on real
-    /// training: 150000 (the main job: about 7 minutes of `fashion-mnist` children on 2 cores).
+    /// training: 300000 (the main job: about 14 minutes of `fashion-mnist` children on 2 cores).
     #[arg(long)]
     pub budget_images: Option<u64>,
     /// Real training: the architecture knowledge pool (trained block weights warm-start

@@ -203,6 +203,31 @@ fn sigkill_then_resume_ppo() {
     kill_and_resume("ppo", "200");
 }
 
+/// With stderr not a terminal (a log file) a search still reports progress, as plain
+/// lines; with --json it stays quiet.
+#[test]
+fn search_logs_progress_lines_when_stderr_is_not_a_terminal() {
+    let data = data_dir();
+    let d = data.to_str().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("log.db");
+    let s = store.to_str().unwrap();
+    let mut args = search_args(s, "random", "30", d);
+    args.retain(|a| *a != "--json");
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.lines()
+            .any(|l| l.starts_with('[') && l.contains("30/30 random on nas-bench-graph/cora")),
+        "no final progress line in: {e}"
+    );
+    let quiet = tmp.path().join("quiet.db");
+    let o = run(&search_args(quiet.to_str().unwrap(), "random", "30", d));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("/30 "), "{}", stderr(&o));
+}
+
 /// A finished search resumed with a larger --budget continues where it stopped and ends
 /// with the trials of a search started with that budget; the other budget flag is
 /// refused with the store untouched.
