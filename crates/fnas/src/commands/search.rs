@@ -307,9 +307,10 @@ pub fn run(a: SearchArgs) -> Result<()> {
                 )?);
                 if !a.json {
                     eprintln!(
-                        "knowledge pool: warm starts from entries of budget class {} images (one from-scratch proxy training), {} epochs per warm-started child",
+                        "knowledge pool: warm starts from entries of budget class {} images (one from-scratch proxy training), a warm-started child trains {} epoch{}",
                         pc.budget_class.map_or("?".into(), |c| c.to_string()),
-                        pc.warm_epochs
+                        pc.warm_epochs,
+                        if pc.warm_epochs == 1.0 { "" } else { "s" }
                     );
                 }
             }
