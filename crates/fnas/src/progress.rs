@@ -26,7 +26,8 @@ pub struct LogLines {
     enabled: bool,
     every: Duration,
     start: Instant,
-    last: Option<Instant>,
+    /// When the last line was printed, and its position.
+    last: Option<(Instant, u64)>,
 }
 
 impl LogLines {
@@ -45,7 +46,7 @@ impl LogLines {
     }
 
     /// Prints "[elapsed] pos/len msg" unless a line was printed less than `every` ago;
-    /// `force` prints anyway (the last update).
+    /// `force` prints anyway (the last update) unless that position was just printed.
     pub fn update(&mut self, pos: u64, len: u64, msg: &str, force: bool) {
         if let Some(line) = self.line(pos, len, msg, force, Instant::now()) {
             eprintln!("{line}");
@@ -56,14 +57,15 @@ impl LogLines {
         if !self.enabled {
             return None;
         }
-        if !force
-            && self
-                .last
-                .is_some_and(|t| now.duration_since(t) < self.every)
-        {
+        let due = match self.last {
+            None => true,
+            Some((t, p)) if force => p != pos || now.duration_since(t) >= self.every,
+            Some((t, _)) => now.duration_since(t) >= self.every,
+        };
+        if !due {
             return None;
         }
-        self.last = Some(now);
+        self.last = Some((now, pos));
         let s = now.duration_since(self.start).as_secs();
         Some(format!(
             "[{:02}:{:02}:{:02}] {pos}/{len} {msg}",
@@ -90,6 +92,10 @@ mod tests {
         assert!(l
             .line(3, 10, "x", true, t0 + Duration::from_secs(21))
             .is_some());
+        // the final forced line is not a repeat of the one just printed
+        assert!(l
+            .line(3, 10, "x", true, t0 + Duration::from_secs(22))
+            .is_none());
         let late = l.line(4, 10, "y", false, t0 + Duration::from_secs(3725));
         assert_eq!(late.as_deref(), Some("[01:02:05] 4/10 y"));
         let mut off = LogLines::new(false, Duration::ZERO);
