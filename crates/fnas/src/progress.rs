@@ -59,7 +59,7 @@ impl LogLines {
         }
         let due = match self.last {
             None => true,
-            Some((t, p)) if force => p != pos || now.duration_since(t) >= self.every,
+            Some((_, p)) if force => p != pos,
             Some((t, _)) => now.duration_since(t) >= self.every,
         };
         if !due {

@@ -286,7 +286,8 @@ pub fn run(a: SearchArgs) -> Result<()> {
     )));
     let mut counts = SourceCounts::default();
     let mut log = LogLines::for_stderr(a.json, std::time::Duration::from_secs(30));
-    let mut last_line = (0, String::new());
+    // cost spent at the last trial of this run (None: no trial ran), for the final line
+    let mut last_spent = None;
     let bench = match bench {
         Target::Train(ev) => {
             let mut ev =
@@ -343,14 +344,14 @@ pub fn run(a: SearchArgs) -> Result<()> {
             bar.set_message(line.clone());
             log.update(ev.spent, exp.spec.budget, &line, false);
             if let Ok(mut s) = status.lock() {
-                *s = line.clone();
+                *s = line;
             }
-            last_line = (ev.spent, line);
+            last_spent = Some(ev.spent);
         },
     )?;
     bar.finish_and_clear();
-    if !last_line.1.is_empty() {
-        log.update(last_line.0, exp.spec.budget, &last_line.1, true);
+    if let (Some(spent), Ok(line)) = (last_spent, status.lock()) {
+        log.update(spent, exp.spec.budget, &line, true);
     }
     let trials = store.trials(exp.id)?;
     let best_child = match &bench {
