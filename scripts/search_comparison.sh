@@ -17,7 +17,9 @@
 #   fnas-w05       full FNAS, a warm-started child trains half an epoch (a quarter of
 #                  the proxy) instead of 1 (--warm-epochs 0.5)
 #   fnas-d15       full FNAS, warm starts from sources up to distance 1.5 (default 1.0)
-#                  (the last seven are not in the default VARIANTS: VARIANTS="fnas-mp16 ...")
+#   fnas-s4        full FNAS with critic-ranked proposals: once the critic is usable, each
+#                  batch is the 8 best-rated (mean + std) of 32 draws (--screen 4)
+#                  (the last eight are not in the default VARIANTS: VARIANTS="fnas-mp16 ...")
 #
 # Each search has its own store under $DIR (so pools never mix; rerunning with the same
 # DIR keeps finished searches and resumes interrupted ones); JOBS searches run at
@@ -59,6 +61,7 @@ one() {
     fnas-tc16) args="--strategy fnas --pool on --trust-contenders --critic-min-points 16" ;;
     fnas-w05) args="--strategy fnas --pool on $MP32 --warm-epochs 0.5" ;;
     fnas-d15) args="--strategy fnas --pool on $MP32 --warm-max-distance 1.5" ;;
+    fnas-s4) args="--strategy fnas --pool on $MP32 --screen 4" ;;
     *) echo "unknown variant $v" >&2; return 1 ;;
   esac
   # a finished search is kept; an interrupted one resumes (--resume), so a long comparison

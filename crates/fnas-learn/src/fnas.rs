@@ -63,6 +63,14 @@
 //!   `rho = 1` (see [`importance_weight`]). Its advantage uses the same baseline and
 //!   sigma as the fresh samples (the EMA statistics are not updated by replays).
 //!
+//! - **Critic-ranked proposals** (`screen`, our extension; off by default, so `fnas` is
+//!   the paper's method). Once the critic is usable, `ask(n)` draws `screen * n`
+//!   architectures from the policy and keeps the `n` not yet evaluated in this search
+//!   with the highest `mean + screen_beta * std` ([`screen_order`]); the gate then
+//!   decides on those as usual. The dropped draws are never evaluated nor learnt from,
+//!   so PPO learns from a critic-filtered sample of its policy (biased towards what the
+//!   critic rates well; each kept sample's log-probability is still its own).
+//!
 //! Everything that changes (controller, critic with its data and RNGs, buffer, the
 //! strategy's RNG, the incumbent, the set of evaluated architectures, counters) is in
 //! `state()`, with floats stored bit-exactly, so `restore(state())` continues exactly.
@@ -148,6 +156,14 @@ pub struct FnasConfig {
     pub correction: bool,
     /// Truncation `c` of the importance ratio.
     pub clip_c: f64,
+    /// Critic-ranked proposals (our extension, not in FNAS.md; 1 = off): once the critic
+    /// is usable, `ask(n)` draws `screen * n` architectures from the policy and returns
+    /// the `n` not yet evaluated in this search with the highest `mean + screen_beta *
+    /// std` (calibrated std), so the trained children are the ones the critic rates
+    /// best. The rest are dropped unseen (no reward, no PPO update). See [`screen_order`].
+    pub screen: usize,
+    /// The weight of the std in the screen's score (an upper confidence bound).
+    pub screen_beta: f64,
 }
 
 impl Default for FnasConfig {
@@ -170,6 +186,8 @@ impl Default for FnasConfig {
             replay_fraction: 0.5,
             correction: true,
             clip_c: 1.0,
+            screen: 1,
+            screen_beta: 1.0,
         }
     }
 }
@@ -227,6 +245,23 @@ pub fn would_trust_confident(std_z: f64, tau: f64, best: Option<f64>) -> bool {
     std_z < tau && best.is_some()
 }
 
+/// The screen's choice (see [`FnasConfig::screen`]): the indices of the `n` best of
+/// `scores` (`None` = already evaluated in this search, ranked after every scored one),
+/// highest score first, ties and `None`s in draw order. A NaN score ranks with the
+/// `None`s.
+pub fn screen_order(scores: &[Option<f64>], n: usize) -> Vec<usize> {
+    let key = |i: usize| scores[i].filter(|s| !s.is_nan());
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    idx.sort_by(|&a, &b| match (key(a), key(b)) {
+        (Some(x), Some(y)) => y.total_cmp(&x).then(a.cmp(&b)),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => a.cmp(&b),
+    });
+    idx.truncate(n);
+    idx
+}
+
 /// Residuals a calibration scale needs before it replaces 1.
 pub const CALIBRATION_MIN_RESIDUALS: usize = 16;
 
@@ -266,6 +301,9 @@ pub struct FnasStats {
     pub audited: u64,
     /// Replayed samples used in PPO updates.
     pub replayed: u64,
+    /// Drawn architectures the screen dropped (never evaluated nor learnt from).
+    #[serde(default)]
+    pub screened_out: u64,
     /// PPO updates whose advantages came from the critic.
     pub value_updates: u64,
 }
@@ -443,6 +481,35 @@ impl FnasStrategy {
         true
     }
 
+    /// `n` architectures with their log-probabilities: the policy's draws, or with the
+    /// screen on and the critic usable, the best `n` of `screen * n` draws
+    /// ([`screen_order`]; a repeat of an earlier draw of this call counts as evaluated).
+    fn draw(&mut self, n: usize, scale: f64) -> Result<Vec<(Architecture, f32)>, StrategyError> {
+        let k = self.config.screen.max(1);
+        if k == 1 || self.usable_critic().is_none() {
+            return self.ppo.sample(n);
+        }
+        let drawn = self.ppo.sample(n.saturating_mul(k))?;
+        let mut batch = BTreeSet::new();
+        let mut scores = Vec::with_capacity(drawn.len());
+        for (arch, _) in &drawn {
+            let key = self.canonical(arch);
+            let fresh = !self.ex.seen.contains(&key) && batch.insert(key);
+            let score = match self.usable_critic() {
+                Some(c) if fresh => {
+                    let p = c.predict(arch);
+                    Some(p.mean + self.config.screen_beta * p.std * scale)
+                }
+                _ => None,
+            };
+            scores.push(score);
+        }
+        let keep = screen_order(&scores, n);
+        self.ex.stats.screened_out += (drawn.len() - keep.len()) as u64;
+        let mut drawn: Vec<Option<(Architecture, f32)>> = drawn.into_iter().map(Some).collect();
+        Ok(keep.into_iter().filter_map(|i| drawn[i].take()).collect())
+    }
+
     fn canonical(&self, arch: &Architecture) -> Vec<u16> {
         self.space.canonical(arch).0
     }
@@ -455,12 +522,16 @@ impl Strategy for FnasStrategy {
 
     fn counters(&self) -> Vec<(&'static str, u64)> {
         let s = &self.ex.stats;
-        vec![("replayed", s.replayed), ("audited", s.audited)]
+        let mut c = vec![("replayed", s.replayed), ("audited", s.audited)];
+        if self.config.screen > 1 {
+            c.push(("screened_out", s.screened_out));
+        }
+        c
     }
 
     fn ask(&mut self, n: usize) -> Result<Vec<Proposal>, StrategyError> {
-        let drawn = self.ppo.sample(n)?;
         let scale = self.std_scale();
+        let drawn = self.draw(n, scale)?;
         let mut out = Vec::with_capacity(drawn.len());
         for (arch, lp) in drawn {
             let log_prob = Some(f64::from(lp));

@@ -694,3 +694,81 @@ fn calibration_scale_is_the_95th_percentile_over_1_96_within_bounds() {
     with_nan.extend([1.96f32; 20]);
     assert!((calibration_scale(&with_nan) - 1.0).abs() < 1e-6);
 }
+
+#[test]
+fn screen_order_ranks_scores_then_the_unscored_in_draw_order() {
+    let s = [
+        Some(0.2),
+        None,
+        Some(0.9),
+        Some(f64::NAN),
+        Some(0.9),
+        Some(-1.0),
+        None,
+    ];
+    assert_eq!(screen_order(&s, 4), vec![2, 4, 0, 5]);
+    assert_eq!(screen_order(&s, 7), vec![2, 4, 0, 5, 1, 3, 6]);
+    assert!(screen_order(&s, 0).is_empty());
+    assert_eq!(screen_order(&[None, None], 5), vec![0, 1]);
+}
+
+#[test]
+fn the_screen_keeps_the_best_rated_of_its_draws_once_the_critic_is_usable() {
+    let (f, _) = additive(3);
+    let off = FnasConfig {
+        gate: false,
+        ..FnasConfig::default()
+    };
+    let on = FnasConfig {
+        screen: 4,
+        ..off.clone()
+    };
+    // until the critic is usable (32 points) the screen draws what the plain policy does
+    let mut s = FnasStrategy::new(nb201(), on, 7);
+    let mut plain = FnasStrategy::new(nb201(), off.clone(), 7);
+    let a = simulate(&mut s, &f, 24, 8, 2.0);
+    let b = simulate(&mut plain, &f, 24, 8, 2.0);
+    assert_eq!(a.all, b.all);
+    assert_eq!(s.stats().screened_out, 0);
+    simulate(&mut s, &f, 24, 8, 2.0);
+    assert!(s.usable_critic().is_some());
+    let before = s.stats().screened_out;
+
+    // the same state without the screen: its next 32 draws are the screen's candidates
+    let mut wide = FnasStrategy::new(nb201(), off, 1);
+    wide.restore(&s.state().unwrap()).unwrap();
+    let scale = wide.std_scale();
+    let drawn = wide.ppo.sample(32).unwrap();
+    let c = wide.usable_critic().unwrap();
+    let mut seen = wide.ex.seen.clone();
+    let mut cands: Vec<(f64, usize)> = drawn
+        .iter()
+        .enumerate()
+        .filter(|(_, (x, _))| seen.insert(wide.canonical(x)))
+        .map(|(i, (x, _))| {
+            let p = c.predict(x);
+            (p.mean + p.std * scale, i)
+        })
+        .collect();
+    cands.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
+    assert!(
+        cands.len() >= 8,
+        "nb201 draws repeat too often: {}",
+        cands.len()
+    );
+    let want: Vec<Architecture> = cands[..8]
+        .iter()
+        .map(|&(_, i)| drawn[i].0.clone())
+        .collect();
+
+    let got = s.ask(8).unwrap();
+    let got_archs: Vec<Architecture> = got.iter().map(|p| p.arch.clone()).collect();
+    assert_eq!(got_archs, want);
+    assert!(got.iter().all(|p| p.prediction.is_some()));
+    assert_eq!(s.stats().screened_out - before, 24);
+    // the log-probabilities are the policy's own, as for an unscreened draw
+    for p in &got {
+        let lp = s.ppo.log_prob_tokens(&p.arch.0);
+        assert!((f64::from(lp) - p.log_prob.unwrap()).abs() < 1e-4);
+    }
+}

@@ -149,6 +149,7 @@ fn run_one(
     budget: u64,
     batch_size: usize,
     trust_contenders: bool,
+    screen: usize,
 ) -> Result<Done> {
     let t0 = Instant::now();
     let (dataset, table, targets) = &tables[job.dataset];
@@ -157,6 +158,9 @@ fn run_one(
     settings.fnas = fnas_preset(job.strategy, &settings.ppo);
     if let Some(f) = settings.fnas.as_mut().filter(|f| f.gate) {
         f.trust_contenders = trust_contenders;
+    }
+    if let Some(f) = settings.fnas.as_mut().filter(|f| f.critic.is_some()) {
+        f.screen = screen;
     }
     let evaluator: &dyn Evaluator = table.as_ref();
     let space = evaluator.space();
@@ -277,12 +281,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
         }
     }
     let labels = split(&a.strategies);
-    let mut any_gate = false;
+    let (mut any_gate, mut any_critic) = (false, false);
     for l in &labels {
         let base = l.strip_suffix("+transfer").unwrap_or(l);
         check_strategy(base)?;
         let preset = fnas_preset(base, &Default::default());
         any_gate |= preset.as_ref().is_some_and(|f| f.gate);
+        any_critic |= preset.as_ref().is_some_and(|f| f.critic.is_some());
         if base != l.as_str() && preset.is_none_or(|f| f.critic.is_none()) {
             bail!("`{l}`: transfer needs a strategy with a critic (fnas, fnas-value, fnas-gate)");
         }
@@ -297,6 +302,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
     }
     if a.trust_contenders && !any_gate {
         bail!("--trust-contenders needs a strategy with the critic's gate among --strategies (fnas, fnas-gate)");
+    }
+    if a.screen > 1 && !any_critic {
+        bail!("--screen needs a strategy with a critic among --strategies (fnas, fnas-value, fnas-gate)");
     }
     let any_transfer = labels.iter().any(|l| l.ends_with("+transfer"));
     // datasets searched: the requested ones, plus transfer sources not among them
@@ -382,6 +390,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
                         a.budget,
                         a.batch_size,
                         a.trust_contenders,
+                        a.screen as usize,
                     );
                     bar.inc(1);
                     r
@@ -438,6 +447,12 @@ pub fn run(a: BenchArgs) -> Result<()> {
         a.budget,
         wall
     );
+    if a.screen > 1 {
+        println!(
+            "critic-ranked proposals: --screen {} (the strategies with a critic train the best-rated batch of {}x as many draws)",
+            a.screen, a.screen
+        );
+    }
     if a.trust_contenders {
         println!("gate rule: --trust-contenders (a confident prediction is trusted even when it might beat the best)");
     }

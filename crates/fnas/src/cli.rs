@@ -154,6 +154,11 @@ pub struct SearchArgs {
     /// trusted prediction never hides a winner; late in a search that is most proposals.
     #[arg(long)]
     pub trust_contenders: bool,
+    /// FNAS critic-ranked proposals (our extension): once the critic is usable, draw
+    /// this many times the batch from the controller and train the batch's worth the
+    /// critic rates best (mean + std); 1 = off (FNAS as in the paper).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub screen: u64,
     /// Budget in cost units: distinct architectures evaluated (queried, or trained).
     /// Default 500 on a benchmark; on real training the default is --budget-images.
     #[arg(long, conflicts_with = "budget_images")]
@@ -341,6 +346,10 @@ pub struct BenchArgs {
     /// prediction even when it might beat the best so far (as `search --trust-contenders`).
     #[arg(long)]
     pub trust_contenders: bool,
+    /// The strategies with a critic rank this many times the batch of draws and evaluate
+    /// the best-rated batch (as `search --screen`); 1 = off.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub screen: u64,
 }
 
 /// A finite number of `text` that passes `ok`, else the error "`text`: expected {what}".

@@ -512,6 +512,61 @@ fn critic_min_points_lets_the_critic_act_earlier() {
     assert_clean_error(&run(&args), "needs a strategy with the critic's gate");
 }
 
+/// `--screen K` (critic-ranked proposals) is kept with the experiment; once the critic
+/// is usable every trained child is one it scored and none repeats an evaluated one;
+/// a strategy without a critic refuses it.
+#[test]
+fn screen_trains_only_critic_rated_new_proposals() {
+    let data = data_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("s.db");
+    let (s, d) = (store.to_str().unwrap(), data.to_str().unwrap());
+    let mut args = search_args(s, "fnas", "32", d);
+    args.retain(|a| *a != "--json"); // the progress lines go to the (piped) stderr
+    args.extend(["--critic-min-points", "8", "--screen", "4"]);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = show_json(&store, "exp");
+    assert!(v.to_string().contains("\"screen\":4"), "{v}");
+    let trials = v["trials"].as_array().unwrap();
+    let late: Vec<_> = trials
+        .iter()
+        .filter(|t| t["batch"].as_u64().unwrap() >= 1)
+        .collect();
+    assert!(!late.is_empty());
+    assert!(
+        late.iter().all(|t| !t["prediction"].is_null()),
+        "from the second batch on, every proposal is one the critic rated: {v}"
+    );
+    let mut archs: Vec<String> = trials.iter().map(|t| t["canonical"].to_string()).collect();
+    let n = archs.len();
+    archs.sort();
+    archs.dedup();
+    assert_eq!(
+        archs.len(),
+        n,
+        "the screen never re-proposes an evaluated architecture"
+    );
+    // the progress line counts the draws it dropped: 3 of every 4 once the critic acts
+    let log = stderr(&o);
+    let dropped: u64 = log
+        .rsplit("screened out ")
+        .next()
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no `screened out N` in: {log}"));
+    let scored = late.len() as u64;
+    assert_eq!(dropped, 3 * scored, "{log}");
+
+    let mut args = search_args(s, "ppo", "8", d);
+    args.extend(["--screen", "4"]);
+    assert_clean_error(&run(&args), "--screen needs a strategy with a critic");
+    let mut args = search_args(s, "fnas", "8", d);
+    args.extend(["--screen", "0"]);
+    let o = run(&args);
+    assert!(!o.status.success() && !stderr(&o).contains("panicked"));
+}
+
 /// `bench --trust-contenders` switches the gate rule of the gated strategies and says so
 /// under the table; with no gated strategy to apply to, it is refused.
 #[test]

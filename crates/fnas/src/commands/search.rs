@@ -168,6 +168,16 @@ fn new_settings(a: &SearchArgs) -> Result<SearchSettings> {
             ),
         }
     }
+    if a.screen > 1 {
+        match settings.fnas.as_mut().filter(|f| f.critic.is_some()) {
+            // the range 1..=64 is enforced by clap
+            Some(f) => f.screen = a.screen as usize,
+            None => bail!(
+                "--screen needs a strategy with a critic (fnas, fnas-value, fnas-gate), not `{}`",
+                a.strategy
+            ),
+        }
+    }
     Ok(settings)
 }
 
@@ -334,8 +344,10 @@ pub fn run(a: SearchArgs) -> Result<()> {
                 exp.spec.strategy, exp.spec.task, counts.trained, counts.trusted, counts.cached
             );
             for (k, v) in &ev.counters {
-                if *k == "replayed" {
-                    line.push_str(&format!(" replayed {v}"));
+                match *k {
+                    "replayed" => line.push_str(&format!(" replayed {v}")),
+                    "screened_out" => line.push_str(&format!(" screened out {v}")),
+                    _ => {}
                 }
             }
             if let Some(b) = ev.best_reward {
