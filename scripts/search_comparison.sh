@@ -19,7 +19,8 @@
 #   fnas-d15       full FNAS, warm starts from sources up to distance 1.5 (default 1.0)
 #   fnas-s4        full FNAS with critic-ranked proposals: once the critic is usable, each
 #                  batch is the 8 best-rated (mean + std) of 32 draws (--screen 4)
-#                  (the last eight are not in the default VARIANTS: VARIANTS="fnas-mp16 ...")
+#   fnas-s16       the same, the best 8 of 128 draws (--screen 16)
+#                  (the last nine are not in the default VARIANTS: VARIANTS="fnas-mp16 ...")
 #
 # Each search has its own store under $DIR (so pools never mix; rerunning with the same
 # DIR keeps finished searches and resumes interrupted ones); JOBS searches run at
@@ -62,6 +63,7 @@ one() {
     fnas-w05) args="--strategy fnas --pool on $MP32 --warm-epochs 0.5" ;;
     fnas-d15) args="--strategy fnas --pool on $MP32 --warm-max-distance 1.5" ;;
     fnas-s4) args="--strategy fnas --pool on $MP32 --screen 4" ;;
+    fnas-s16) args="--strategy fnas --pool on $MP32 --screen 16" ;;
     *) echo "unknown variant $v" >&2; return 1 ;;
   esac
   # a finished search is kept; an interrupted one resumes (--resume), so a long comparison

@@ -16,7 +16,10 @@ the critic's gate on, the trained ones exclude the confidently poor proposals). 
 the share of proposals the critic trusted per quarter, the share of trained children
 warm-started from the pool per quarter, and how many of the children
 trained in the last quarter the gate had to train because the critic thought they might
-beat the best so far (why the trusted share falls as the controller improves).
+beat the best so far (why the trusted share falls as the controller improves), and how
+well the critic ranked the children it predicted before they were trained (Spearman of
+predicted mean against evaluated reward, in each half of the budget: what the gate and
+--screen can do is bounded by it).
 """
 import json, sys, statistics as st
 
@@ -136,6 +139,44 @@ def contenders(show, budget):
     return n, hi
 
 
+def ranks(xs):
+    """Ranks from 0, ties sharing their mean rank."""
+    order = sorted(range(len(xs)), key=lambda i: xs[i])
+    r = [0.0] * len(xs)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and xs[order[j + 1]] == xs[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            r[order[k]] = (i + j) / 2
+        i = j + 1
+    return r
+
+
+def spearman(a, b):
+    """Spearman's rank correlation (None with fewer than 5 pairs or a constant side)."""
+    if len(a) < 5:
+        return None
+    ra, rb = ranks(a), ranks(b)
+    ma, mb = st.mean(ra), st.mean(rb)
+    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb))
+    va, vb = sum((x - ma) ** 2 for x in ra), sum((y - mb) ** 2 for y in rb)
+    return cov / (va * vb) ** 0.5 if va > 0 and vb > 0 else None
+
+
+def critic_ranking(show, budget):
+    """Spearman of the critic's predicted mean against the evaluated reward of the
+    children it predicted and that were then trained, in the first and second half of
+    the budget (by the images spent after each)."""
+    halves = ([], [])
+    for spent, t in trials(show):
+        p = t.get("prediction")
+        if t["source"] == "evaluated" and p and t["reward"] is not None:
+            halves[spent > budget / 2].append((p["mean"], t["reward"]))
+    return [spearman([x for x, _ in h], [y for _, y in h]) for h in halves], [len(h) for h in halves]
+
+
 def best_at(curve, images):
     """The best evaluated reward once `images` training images have been spent."""
     best = None
@@ -212,6 +253,12 @@ def main():
         c = [contenders(runs[(v, s)]["show"], budget) for s in seeds]
         if any(n for n, _ in c):
             print(f"{v:<14} " + "  ".join(f"{hi}/{n}" for n, hi in c))
+    print("the critic's ranking of the children it predicted and that were then trained: Spearman (predicted mean, evaluated reward), first half / second half of the budget (children), per seed")
+    for v in variants:
+        c = [critic_ranking(runs[(v, s)]["show"], budget) for s in seeds]
+        if any(sum(n) for _, n in c):
+            print(f"{v:<14} " + "  ".join(
+                " / ".join("-" if x is None else f"{x:.2f}" for x in rho) + f" ({n[0]}, {n[1]})" for rho, n in c))
 
 
 if __name__ == "__main__":
