@@ -30,9 +30,10 @@ def summary(children):
     noise = st.mean(st.variance(e) for e in evals) ** 0.5
     means = [st.mean(e) for e in evals]
     spread = st.stdev(means)
-    retrained = [st.mean(c["vals"][s] for s in (a, b)) for c in both]
+    retrained = [st.mean(c["vals"][s] for s in seeds if s in c["vals"]) for c in both]
     pred = [(c["prediction"]["mean"], r) for c, r in zip(both, retrained) if c["prediction"]]
     return {
+        "retrained": st.mean(retrained),
         "gap": st.mean(c["reward"] - r for c, r in zip(both, retrained)),
         "n": len(both),
         "noise": noise,
@@ -55,15 +56,16 @@ def main():
             c.update(exp=r["exp"], reward=r["reward"], prediction=r["prediction"])
             c.setdefault("vals", {})[r["seed"]] = r["val"]
     exps = sorted({c["exp"] for c in by.values()})
-    print("children retrained from scratch with 2 more seeds; noise = std of one child's evaluations (search + retrained) around their mean;")
-    print("spread = std of the children's means; Spearman: seed vs seed, and the search's reward / the critic's prediction vs the mean of the 2 retrained seeds")
-    print(f"{'experiment':<16} {'children':>8} {'noise':>7} {'spread':>7} {'seed~seed':>10} {'search~retrained':>17} {'critic~retrained':>17} {'critic~search':>14} {'search-retrained':>17}")
+    print("children retrained from scratch with more seeds; noise = std of one child's evaluations (search + retrained) around their mean;")
+    print("spread = std of the children's means; Spearman: the first two retraining seeds, and the search's reward / the critic's prediction vs the mean of the retraining seeds;")
+    print("search-retrained = mean of (the search's reward - that mean); retrained = the mean over the children")
+    print(f"{'experiment':<16} {'children':>8} {'noise':>7} {'spread':>7} {'seed~seed':>10} {'search~retrained':>17} {'critic~retrained':>17} {'critic~search':>14} {'search-retrained':>17} {'retrained':>10}")
     groups = [(e, [c for c in by.values() if c["exp"] == e]) for e in exps]
     groups.append(("pooled", list(by.values())))
     for name, cs in groups:
         s = summary(cs)
         print(f"{name:<16} {s['n']:>8} {s['noise']:>7.4f} {s['spread']:>7.4f} {fmt(s['seed_vs_seed']):>10} "
-              f"{fmt(s['search_vs_retrained']):>17} {fmt(s['critic_vs_retrained']):>17} {fmt(s['critic_vs_search']):>14} {s['gap']:>+17.4f}")
+              f"{fmt(s['search_vs_retrained']):>17} {fmt(s['critic_vs_retrained']):>17} {fmt(s['critic_vs_search']):>14} {s['gap']:>+17.4f} {s['retrained']:>10.4f}")
 
 
 if __name__ == "__main__":
