@@ -11,10 +11,10 @@ independent measurement), and the mean of the search's reward minus the retraine
 A critic cannot rank better than the rewards it learns from
 are reproducible: this is the ceiling of the gate and of --screen.
 """
-import json, sys, statistics as st
+import json, os, sys, statistics as st
 from collections import defaultdict
 
-sys.path.insert(0, __file__.rsplit("/", 1)[0])
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from search_comparison_report import spearman  # noqa: E402
 
 

@@ -21,7 +21,10 @@ well the critic ranked the children it predicted before they were trained (Spear
 predicted mean against evaluated reward, in each half of the budget: what the gate and
 --screen can do is bounded by it).
 """
-import json, sys, statistics as st
+import json, os, sys, statistics as st
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ranking  # noqa: E402
 
 
 
@@ -139,30 +142,11 @@ def contenders(show, budget):
     return n, hi
 
 
-def ranks(xs):
-    """Ranks from 0, ties sharing their mean rank."""
-    order = sorted(range(len(xs)), key=lambda i: xs[i])
-    r = [0.0] * len(xs)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and xs[order[j + 1]] == xs[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            r[order[k]] = (i + j) / 2
-        i = j + 1
-    return r
-
-
 def spearman(a, b):
     """Spearman's rank correlation (None with fewer than 5 pairs or a constant side)."""
-    if len(a) < 5:
+    if len(a) < 5 or len(set(a)) < 2 or len(set(b)) < 2:
         return None
-    ra, rb = ranks(a), ranks(b)
-    ma, mb = st.mean(ra), st.mean(rb)
-    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb))
-    va, vb = sum((x - ma) ** 2 for x in ra), sum((y - mb) ** 2 for y in rb)
-    return cov / (va * vb) ** 0.5 if va > 0 and vb > 0 else None
+    return ranking.spearman(a, b)
 
 
 def critic_ranking(show, budget):
