@@ -5,7 +5,8 @@
 # seed in SEEDS, and appends one JSON row per (child, seed) to OUT: the search's reward
 # and the critic's prediction for that child, and the retrained validation accuracy.
 # Summary: python3 scripts/reward_noise_report.py OUT. With PICK=best, the LAST children
-# with the highest rewards instead (how much of a search's best reward is luck).
+# with the highest rewards instead (how much of a search's best reward is luck); with
+# PICK=first, the first LAST (the controller's early, nearly random proposals).
 #
 #   STORE=DIR/fnas-s1.db EXP=fnas-s1 OUT=rows.jsonl ./scripts/reward_noise_study.sh
 #
@@ -16,7 +17,7 @@ FNAS=${FNAS:-target/release/fnas}
 TASK=${TASK:-fashion-mnist-small}
 LAST=${LAST:-16}
 PICK=${PICK:-last}
-case $PICK in last|best) ;; *) echo "PICK must be last or best, not $PICK" >&2; exit 2 ;; esac
+case $PICK in last|best|first) ;; *) echo "PICK must be last, best or first, not $PICK" >&2; exit 2 ;; esac
 SEEDS=${SEEDS:-"1001 1002"}
 : "${STORE:?STORE=the search's store}" "${EXP:?EXP=the experiment's name}" "${OUT:?OUT=the rows file}"
 [ -n "${SKIP_BUILD:-}" ] || cargo build --release -p fnas
@@ -27,7 +28,7 @@ rows = [t for t in json.load(sys.stdin)["trials"]
         if t["source"] == "evaluated" and t["reward"] is not None and not t.get("warm_start")]
 if pick == "best":
     rows.sort(key=lambda t: t["reward"])
-for t in rows[-last:]:
+for t in (rows[:last] if pick == "first" else rows[-last:]):
     print(json.dumps({"id": t["id"], "arch": t["arch"], "reward": t["reward"], "prediction": t.get("prediction")}))
 ' "$LAST" "$PICK" | while IFS= read -r child; do
   arch=$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["arch"])' "$child")
