@@ -558,6 +558,27 @@ fn screen_trains_only_critic_rated_new_proposals() {
     let scored = late.len() as u64;
     assert_eq!(dropped, 3 * scored, "{log}");
 
+    // resumed, the stored setting wins, and a different flag is reported as ignored
+    let resume = |screen: &'static str| {
+        let mut args = search_args(s, "fnas", "32", d);
+        args.retain(|a| *a != "--json");
+        args.extend(["--critic-min-points", "8", "--screen", screen, "--resume"]);
+        run(&args)
+    };
+    let o = resume("16");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--screen 16 is ignored: the experiment has --screen 4"),
+        "{}",
+        stderr(&o)
+    );
+    let o = resume("4");
+    assert!(
+        o.status.success() && !stderr(&o).contains("ignored"),
+        "{}",
+        stderr(&o)
+    );
+
     let mut args = search_args(s, "ppo", "8", d);
     args.extend(["--screen", "4"]);
     assert_clean_error(&run(&args), "--screen needs a strategy with a critic");

@@ -181,6 +181,39 @@ fn new_settings(a: &SearchArgs) -> Result<SearchSettings> {
     Ok(settings)
 }
 
+/// The FNAS flags of `a` that differ from a resumed experiment's stored settings, as
+/// "--flag X is ignored: the experiment has Y": the stored settings win, and a user who
+/// passed a different value should know that it did not apply.
+fn ignored_fnas_flags(a: &SearchArgs, settings: &SearchSettings) -> Vec<String> {
+    let f = settings.fnas.as_ref();
+    let mut out = Vec::new();
+    let screen = f.map_or(1, |f| f.screen.max(1)) as u64;
+    if a.screen != 1 && a.screen != screen {
+        out.push(format!(
+            "--screen {} is ignored: the experiment has --screen {screen}",
+            a.screen
+        ));
+    }
+    if a.trust_contenders && !f.is_some_and(|f| f.trust_contenders) {
+        out.push(
+            "--trust-contenders is ignored: the experiment's gate does not trust contenders".into(),
+        );
+    }
+    if let Some(n) = a.critic_min_points {
+        match f.filter(|f| f.critic.is_some()) {
+            Some(f) if f.min_points as u64 == n => {}
+            Some(f) => out.push(format!(
+                "--critic-min-points {n} is ignored: the experiment's critic acts from {} points",
+                f.min_points
+            )),
+            None => out.push(format!(
+                "--critic-min-points {n} is ignored: the experiment has no critic"
+            )),
+        }
+    }
+    out
+}
+
 pub fn run(a: SearchArgs) -> Result<()> {
     if a.budget == Some(0) || a.batch_size == 0 || a.budget_images == Some(0) {
         bail!("--budget, --budget-images and --batch-size must be at least 1");
@@ -194,6 +227,9 @@ pub fn run(a: SearchArgs) -> Result<()> {
         let bench = target(&settings, &a, &name, exp.spec.seed)?;
         if !a.json {
             eprintln!("resuming experiment `{name}` (settings from the store)");
+            for w in ignored_fnas_flags(&a, &settings) {
+                eprintln!("warning: {w}, as stored with `{name}` (a resumed search keeps its settings; start a new experiment with --name to change it)");
+            }
         }
         if let Some(budget) = new_budget {
             if budget != exp.spec.budget {
