@@ -490,21 +490,25 @@ impl FnasStrategy {
             return self.ppo.sample(n);
         }
         let drawn = self.ppo.sample(n.saturating_mul(k))?;
-        let mut batch = BTreeSet::new();
-        let mut scores = Vec::with_capacity(drawn.len());
-        for (arch, _) in &drawn {
-            let key = self.canonical(arch);
-            let fresh = !self.ex.seen.contains(&key) && batch.insert(key);
-            let score = match self.usable_critic() {
-                Some(c) if fresh => {
-                    let p = c.predict(arch);
-                    Some(p.mean + self.config.screen_beta * p.std * scale)
-                }
-                _ => None,
+        let keep = {
+            // still usable (sampling does not touch the critic); checked again for the borrow
+            let Some(c) = self.usable_critic() else {
+                return Ok(drawn);
             };
-            scores.push(score);
-        }
-        let keep = screen_order(&scores, n);
+            let mut batch = BTreeSet::new();
+            let scores: Vec<Option<f64>> = drawn
+                .iter()
+                .map(|(arch, _)| {
+                    let key = self.canonical(arch);
+                    let fresh = !self.ex.seen.contains(&key) && batch.insert(key);
+                    fresh.then(|| {
+                        let p = c.predict(arch);
+                        p.mean + self.config.screen_beta * p.std * scale
+                    })
+                })
+                .collect();
+            screen_order(&scores, n)
+        };
         self.ex.stats.screened_out += (drawn.len() - keep.len()) as u64;
         let mut drawn: Vec<Option<(Architecture, f32)>> = drawn.into_iter().map(Some).collect();
         Ok(keep.into_iter().filter_map(|i| drawn[i].take()).collect())

@@ -228,7 +228,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
         if !a.json {
             eprintln!("resuming experiment `{name}` (settings from the store)");
             for w in ignored_fnas_flags(&a, &settings) {
-                eprintln!("warning: {w}, as stored with `{name}` (a resumed search keeps its settings; start a new experiment with --name to change it)");
+                eprintln!("warning: {w} (a resumed search keeps the settings stored with `{name}`; start a new experiment with --name to change them)");
             }
         }
         if let Some(budget) = new_budget {
