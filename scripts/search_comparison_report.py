@@ -10,7 +10,12 @@ variant's (> 1: the variant gets there with less training; 0: never reached).
 Then the best-so-far curves at equal training: each variant's best evaluated reward
 after 25/50/75/100% of the budget, median over the seeds (the reach ratio alone is 1 by
 construction when PPO's best child comes early and every variant samples it too), the
-mean of the 5 best (less noisy than the single best), and the mean reward of the children
+mean of the 5 best (less noisy than the single best), how soon each variant's proposals
+are on average as good as vanilla PPO's last ones (the mean reward of the last 32
+proposals, a trusted one at the critic's prediction: the controller's reward curve, which
+averages out most of the training noise that decides the single best; a search that
+trains every child from scratch needs 32 children for it, which caps its ratio at PPO's
+reach over 32 children's images), and the mean reward of the children
 trained in each quarter of the budget (how good the controller's samples became; with
 the critic's gate on, the trained ones exclude the confidently poor proposals). Last,
 the share of proposals the critic trusted per quarter, the share of trained children
@@ -77,11 +82,28 @@ def load(d, v, s):
     b = res.get("best") or {}
     m = b.get("metrics") or {}
     return dict(
-        show=show, curve=curve, top=top_curve(show), spent=spent, best=best,
+        show=show, curve=curve, top=top_curve(show), samples=sample_curve(show), spent=spent, best=best,
         trained=sum(t["source"] == "evaluated" for t in show["trials"]),
         trusted=sum(t["source"] == "critic" for t in show["trials"]),
         warm=sum(1 for t in show["trials"] if t.get("warm_start") == 1.0),
         test=res.get("best_test_accuracy"), lat=m.get("latency_ms"))
+
+
+def sample_curve(show, window=32):
+    """(images spent, mean reward of the last `window` new proposals, None before) after
+    each trial: how good the controller's samples are (the reward curve RL-NAS papers
+    plot), with a trusted proposal counted at the critic's prediction so the gate's
+    choice of what to train does not lift the mean. Averaging over proposals cancels
+    most of the training noise that decides the single best reward."""
+    curve, values = [], []
+    for spent, t in trials(show):
+        if t["source"] == "evaluated" and t["reward"] is not None:
+            values.append(t["reward"])
+        elif t["source"] == "critic" and t.get("prediction"):
+            values.append(t["prediction"]["mean"])
+        last = values[-window:]
+        curve.append((spent, sum(last) / window if len(last) == window else None))
+    return curve
 
 
 def reach(curve, target):
@@ -226,6 +248,20 @@ def main():
             ratios.append(reach(p, target) / c if c else 0.0)
         q = sorted(ratios)
         print(f"{v:<14} reach5 per seed {' '.join('-' if c is None else str(c) for c in reached):<24} ratio median {st.median(q):.2f} [{q[0]:.2f}, {q[-1]:.2f}]")
+    window = 32
+    print(f"reach-avg = training images until the mean reward of the last {window} new proposals (evaluated reward, or the critic's prediction when trusted)"
+          f" >= {name}'s final one (same seed): how soon the controller samples as well as {name} does at the end; ratio = {name}'s reach-avg / the variant's (0 = never)")
+    for v in variants:
+        reached, ratios, finals = [], [], []
+        for s in seeds:
+            p = runs[(ref, s)]["samples"]
+            target = p[-1][1] if p else None
+            c = reach(runs[(v, s)]["samples"], target) if target is not None else None
+            reached.append(c)
+            ratios.append(reach(p, target) / c if c else 0.0)
+            finals.append(runs[(v, s)]["samples"][-1][1])
+        q = sorted(ratios)
+        print(f"{v:<14} final avg {fmt(finals, 4):<21} reach-avg per seed {' '.join('-' if c is None else str(c) for c in reached):<24} ratio median {st.median(q):.2f} [{q[0]:.2f}, {q[-1]:.2f}]")
     table("mean evaluated reward of the children trained in each quarter of the budget (up to the share shown)",
           lambda r, i, f: quarter_means(r["show"], budget)[i])
     table("share of the new proposals trusted by the critic (not trained) in each quarter of the budget",

@@ -40,7 +40,9 @@ pub struct TrainArgs {
     #[arg(long)]
     pub arch: String,
     /// Proxy task: a shipped name (fashion-mnist, fashion-mnist-long, fashion-mnist-full,
-    /// fashion-mnist-tiny) or a task TOML file (`FILE` or `FILE#NAME`).
+    /// fashion-mnist-small, fashion-mnist-small-tops, fashion-mnist-tops, fashion-mnist-3k,
+    /// fashion-mnist-3k-long, fashion-mnist-tiny; tasks/fashion-mnist.toml) or a task TOML
+    /// file (`FILE` or `FILE#NAME`).
     #[arg(long, default_value = "fashion-mnist")]
     pub task: String,
     /// MNAS search space: mnas-28 or a space TOML file.
