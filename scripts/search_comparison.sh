@@ -20,7 +20,10 @@
 #   fnas-s4        full FNAS with critic-ranked proposals: once the critic is usable, each
 #                  batch is the 8 best-rated (mean + std) of 32 draws (--screen 4)
 #   fnas-s16       the same, the best 8 of 128 draws (--screen 16)
-#                  (the last nine are not in the default VARIANTS: VARIANTS="fnas-mp16 ...")
+#   ppo-r2         vanilla PPO, each child trained twice (two seeds), reward = the mean
+#                  (--reward-seeds 2: less training noise, twice the images per child)
+#   fnas-r2        full FNAS, the same
+#                  (the last eleven are not in the default VARIANTS: VARIANTS="fnas-mp16 ...")
 #
 # Each search has its own store under $DIR (so pools never mix; rerunning with the same
 # DIR keeps finished searches and resumes interrupted ones); JOBS searches run at
@@ -64,6 +67,8 @@ one() {
     fnas-d15) args="--strategy fnas --pool on $MP32 --warm-max-distance 1.5" ;;
     fnas-s4) args="--strategy fnas --pool on $MP32 --screen 4" ;;
     fnas-s16) args="--strategy fnas --pool on $MP32 --screen 16" ;;
+    ppo-r2) args="--strategy ppo --pool off --reward-seeds 2" ;;
+    fnas-r2) args="--strategy fnas --pool on $MP32 --reward-seeds 2" ;;
     *) echo "unknown variant $v" >&2; return 1 ;;
   esac
   # a finished search is kept; an interrupted one resumes (--resume), so a long comparison

@@ -22,7 +22,9 @@ use crate::latency::measure_latency;
 use crate::net::ChildNet;
 use crate::plan::ChildPlan;
 use crate::task::TaskData;
-use crate::train::{train, training_images, Classifier, TrainError, TrainOptions, TrainProgress};
+use crate::train::{
+    train, training_images, Classifier, TrainError, TrainOptions, TrainProgress, Trained,
+};
 use crate::warm::{choose, entries_of, Choice, ChooseRule, EntryMeta};
 
 impl Classifier for ChildNet {
@@ -63,6 +65,11 @@ pub struct TrainingSettings {
     pub evaluate_test: bool,
     /// Where children train: burn's flex CPU backend, or a CUDA GPU (`cuda` feature).
     pub device: Device,
+    /// Trainings per child, each with its own seed; the reward is their mean validation
+    /// accuracy. One evaluation's training noise (about a point on the small proxy) can
+    /// exceed the gaps between good children; averaging n seeds divides it by sqrt(n)
+    /// at n times the cost.
+    pub reward_seeds: usize,
 }
 
 /// The training device of a name: `cpu` (burn flex), or `cuda` / `cuda:N` in a build
@@ -105,6 +112,7 @@ impl Default for TrainingSettings {
             weights_dir: None,
             evaluate_test: false,
             device: Device::flex(),
+            reward_seeds: 1,
         }
     }
 }
@@ -310,7 +318,6 @@ impl TrainingEvaluator {
             opts.lr_scale = p.warm_lr_scale;
             opts.warmup_epochs = Some(0.0);
         }
-        let apply_error: Mutex<Option<String>> = Mutex::new(None);
         let label = format!("{hash:016x}");
         let hook = self.progress.clone();
         let mut on_progress = |event: TrainProgress| {
@@ -323,32 +330,52 @@ impl TrainingEvaluator {
             }
         };
         let data = self.data.as_ref();
-        let build = |d: &Device| {
-            let mut net = ChildNet::new(&plan, d);
-            if let Some(w) = &warm {
-                if let Err(e) = w.apply(&mut net) {
-                    if let Ok(mut slot) = apply_error.lock() {
-                        *slot = Some(e.to_string());
+        // one training per reward seed; the first (the child's own seed, so one seed
+        // trains exactly as before) gives the weights, latency, test accuracy and pool
+        // entry, and the reward is the mean validation accuracy over all of them
+        let runs = self.settings.reward_seeds.max(1);
+        let mut first: Option<Trained<ChildNet>> = None;
+        let (mut vals, mut losses) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
+        let mut cost = Cost {
+            evaluations: 1,
+            ..Cost::default()
+        };
+        for run in 0..runs {
+            let mut o = opts.clone();
+            o.seed = reward_seed(opts.seed, run);
+            o.evaluate_test = opts.evaluate_test && run == 0;
+            let apply_error: Mutex<Option<String>> = Mutex::new(None);
+            let build = |d: &Device| {
+                let mut net = ChildNet::new(&plan, d);
+                if let Some(w) = &warm {
+                    if let Err(e) = w.apply(&mut net) {
+                        if let Ok(mut slot) = apply_error.lock() {
+                            *slot = Some(e.to_string());
+                        }
                     }
                 }
+                net
+            };
+            let trained = match train(data, build, &o, &mut on_progress) {
+                Ok(t) => t,
+                Err(e) => return Err(train_failure(e, data, cost)),
+            };
+            if let Some(e) = apply_error.lock().ok().and_then(|mut s| s.take()) {
+                return Err(EvalError::Fatal(e));
             }
-            net
-        };
-        let trained = match train(data, build, &opts, &mut on_progress) {
-            Ok(t) => t,
-            Err(e) => return Err(train_failure(e, data)),
-        };
-        if let Some(e) = apply_error.lock().ok().and_then(|mut s| s.take()) {
-            return Err(EvalError::Fatal(e));
+            let r = &trained.report;
+            vals.push(r.val_accuracy);
+            losses.push(r.val_loss);
+            cost.images += r.images_processed as u64;
+            cost.epochs += r.epochs as f64;
+            cost.cpu_seconds += r.cpu_seconds;
+            cost.wall_seconds += r.wall_seconds;
+            if first.is_none() {
+                first = Some(trained);
+            }
         }
+        let trained = first.ok_or_else(|| EvalError::Fatal("no training ran".into()))?;
         let r = &trained.report;
-        let cost = Cost {
-            evaluations: 1,
-            images: r.images_processed as u64,
-            epochs: r.epochs as f64,
-            cpu_seconds: r.cpu_seconds,
-            wall_seconds: r.wall_seconds,
-        };
         let lat = measure_latency(
             &trained.model,
             self.settings.latency_runs.max(1),
@@ -358,15 +385,25 @@ impl TrainingEvaluator {
             reason: format!("latency measurement failed: {e}"),
             cost: cost.clone(),
         })?;
+        let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len() as f64;
         let mut metrics = Metrics {
-            val_accuracy: r.val_accuracy,
+            val_accuracy: mean(&vals),
             test_accuracy: r.test_accuracy,
             latency_ms: Some(lat.median_ms),
             params: Some(plan.params() as f64),
             flops: Some(plan.flops() as f64),
             ..Metrics::default()
         };
-        metrics.extra.insert("val_loss".into(), r.val_loss);
+        metrics.extra.insert("val_loss".into(), mean(&losses));
+        if runs > 1 {
+            let m = mean(&vals);
+            let var = vals.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (runs - 1) as f64;
+            metrics.extra.insert("reward_seeds".into(), runs as f64);
+            metrics.extra.insert("val_accuracy_std".into(), var.sqrt());
+            metrics
+                .extra
+                .insert("val_accuracy_first_seed".into(), r.val_accuracy);
+        }
         metrics.extra.insert("latency_p10_ms".into(), lat.p10_ms);
         metrics.extra.insert("latency_p90_ms".into(), lat.p90_ms);
         metrics
@@ -454,27 +491,39 @@ impl TrainingEvaluator {
 
 /// A failed training as the search sees it: diverged or panicked children are failed
 /// trials (the search goes on); anything else stops the search.
-fn train_failure(e: TrainError, data: &TaskData) -> EvalError {
+/// The failure of one training; `spent` is what the child's earlier reward-seed
+/// trainings cost (counted, since they were done).
+fn train_failure(e: TrainError, data: &TaskData, spent: Cost) -> EvalError {
     let images = data.train.len() as u64;
+    let mut cost = spent;
     match e {
-        TrainError::Diverged { epoch, .. } => EvalError::Failed {
-            reason: e.to_string(),
-            cost: Cost {
-                evaluations: 1,
-                images: images * (epoch as u64 + 1),
-                epochs: epoch as f64 + 1.0,
-                ..Cost::default()
-            },
-        },
+        TrainError::Diverged { epoch, .. } => {
+            cost.images += images * (epoch as u64 + 1);
+            cost.epochs += epoch as f64 + 1.0;
+            EvalError::Failed {
+                reason: e.to_string(),
+                cost,
+            }
+        }
         TrainError::Panicked(_) => EvalError::Failed {
             reason: e.to_string(),
-            cost: Cost {
-                evaluations: 1,
-                ..Cost::default()
-            },
+            cost,
         },
         other => EvalError::Fatal(other.to_string()),
     }
+}
+
+/// The training seed of a child's `run`-th reward seed: run 0 is the child's own seed
+/// (so one reward seed trains exactly as a search without the option), later runs are
+/// spread by SplitMix64 so they share nothing with each other or with other children.
+pub fn reward_seed(child_seed: u64, run: usize) -> u64 {
+    if run == 0 {
+        return child_seed;
+    }
+    let mut z = child_seed.wrapping_add((run as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// Writes the weights atomically (temp file, then rename) and the architecture beside.
@@ -538,5 +587,30 @@ impl Evaluator for TrainingEvaluator {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reward_seed;
+
+    #[test]
+    fn the_first_reward_seed_is_the_childs_own_and_the_others_differ() {
+        for child in [0u64, 1, 42, u64::MAX, 0x9E37_79B9_7F4A_7C15] {
+            assert_eq!(reward_seed(child, 0), child);
+            let mut seeds: Vec<u64> = (0..16).map(|run| reward_seed(child, run)).collect();
+            assert_eq!(
+                seeds,
+                (0..16)
+                    .map(|run| reward_seed(child, run))
+                    .collect::<Vec<_>>()
+            );
+            seeds.sort_unstable();
+            seeds.dedup();
+            assert_eq!(seeds.len(), 16, "child seed {child}: runs share a seed");
+        }
+        // neighbouring children (seeds differ in one bit) share no later-run seed
+        let a: Vec<u64> = (1..8).map(|r| reward_seed(6, r)).collect();
+        assert!((1..8).all(|r| !a.contains(&reward_seed(7, r))));
     }
 }

@@ -180,6 +180,11 @@ pub struct SearchArgs {
     /// start can cost less than one epoch.
     #[arg(long, value_parser = epochs)]
     pub warm_epochs: Option<f64>,
+    /// Real training: train each child this many times with different seeds and reward
+    /// the mean validation accuracy (less training noise, that many times the cost; the
+    /// first training's weights are kept, timed and stored in the pool).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=16))]
+    pub reward_seeds: u64,
     /// Real training: peak learning rate of a child initialised from the pool, relative
     /// to the proxy's (no warm-up): transferred weights are fine-tuned, not retrained.
     #[arg(long, default_value_t = fnas_child::evaluator::DEFAULT_WARM_LR_SCALE, value_parser = lr_scale)]

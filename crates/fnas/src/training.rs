@@ -38,6 +38,14 @@ pub struct TrainingConfig {
     /// What the budget counts (children, or training images).
     #[serde(default)]
     pub budget_unit: BudgetUnit,
+    /// Trainings per child (different seeds); the reward is their mean validation
+    /// accuracy.
+    #[serde(default = "one_seed")]
+    pub reward_seeds: usize,
+}
+
+fn one_seed() -> usize {
+    1
 }
 
 /// A search's use of the knowledge pool, recorded with the experiment.
@@ -160,6 +168,7 @@ pub fn evaluator(
         latency_runs: cfg.latency_runs.max(1),
         weights_dir,
         evaluate_test,
+        reward_seeds: cfg.reward_seeds.max(1),
         ..TrainingSettings::default()
     };
     Ok(TrainingEvaluator::new(space, Arc::new(data), settings))

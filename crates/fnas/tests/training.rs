@@ -310,3 +310,101 @@ fn fnas_search_warm_starts_children_from_the_knowledge_pool() {
     }
     assert_eq!(v["pool"]["declined"], declined.len(), "{}", v["pool"]);
 }
+
+/// `--reward-seeds N` trains each child N times and rewards the mean: the first training
+/// is the one a plain search does (same seed, same result), the cost is N times it, and
+/// the setting is stored (a resume with another value is told it is ignored).
+#[test]
+fn search_with_reward_seeds_averages_several_trainings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("s.db");
+    let s = store.to_str().unwrap();
+    let search = |name: &str, extra: &[&str]| {
+        let mut args = vec![
+            "search",
+            "--task",
+            "fashion-mnist-tiny",
+            "--strategy",
+            "random",
+            "--budget",
+            "2",
+            "--workers",
+            "1",
+            "--seed",
+            "3",
+            "--store",
+            s,
+            "--name",
+            name,
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let o = search("one", &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = search("three", &["--reward-seeds", "3"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let one = show_json(&store, "one").unwrap();
+    let three = show_json(&store, "three").unwrap();
+    let (a, b) = (
+        one["trials"].as_array().unwrap(),
+        three["trials"].as_array().unwrap(),
+    );
+    assert_eq!(a.len(), 2);
+    assert_eq!(b.len(), 2);
+    for (x, y) in a.iter().zip(b) {
+        assert_eq!(x["canonical"], y["canonical"]);
+        let images = x["cost"]["images"].as_u64().unwrap();
+        assert_eq!(y["cost"]["images"].as_u64().unwrap(), 3 * images, "{y}");
+        assert_eq!(
+            y["cost"]["evaluations"], 1,
+            "a child counts once in a count budget"
+        );
+        let extra = &y["metrics"]["extra"];
+        assert_eq!(extra["reward_seeds"], 3.0, "{extra}");
+        assert_eq!(
+            extra["val_accuracy_first_seed"], x["reward"],
+            "the first training is the plain search's"
+        );
+        let std = extra["val_accuracy_std"].as_f64().unwrap();
+        assert!(std.is_finite() && std >= 0.0, "{extra}");
+        // with three values v1, v2, v3 the mean differs from v1 by at most 2/3 of their
+        // range, and the range is at most 2 * std (n = 3, sample std)
+        let (mean, first) = (y["reward"].as_f64().unwrap(), x["reward"].as_f64().unwrap());
+        assert!((mean - first).abs() <= 2.0 * std * 2.0 / 3.0 + 1e-12, "{y}");
+        assert_eq!(
+            x["metrics"]["extra"]["reward_seeds"],
+            serde_json::Value::Null
+        );
+    }
+    let o = run(&["show", "three", "--store", s]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("mean validation accuracy of 3 trainings"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    // resumed with another value: the stored one wins, and the user is told
+    let o = search("three", &["--reward-seeds", "2", "--resume"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--reward-seeds 2 is ignored: the experiment has --reward-seeds 3"),
+        "{}",
+        stderr(&o)
+    );
+    // not for benchmarks, and 0 is refused
+    let o = run(&[
+        "search",
+        "--benchmark",
+        "nas-bench-graph",
+        "--dataset",
+        "cora",
+        "--reward-seeds",
+        "2",
+        "--store",
+        s,
+    ]);
+    assert!(!o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--reward-seeds"), "{}", stderr(&o));
+    let o = search("zero", &["--reward-seeds", "0"]);
+    assert!(!o.status.success() && !stderr(&o).contains("panicked"));
+}

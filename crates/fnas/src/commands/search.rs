@@ -121,12 +121,17 @@ fn new_settings(a: &SearchArgs) -> Result<SearchSettings> {
                 device: a.device.clone(),
                 pool,
                 budget_unit: budget_of(a, true).1,
+                reward_seeds: a.reward_seeds as usize,
             };
             SearchSettings::training(tc, a.batch_size, reward)
         }
         None => {
-            if a.pool == PoolArg::On || a.budget_images.is_some() || a.warm_epochs.is_some() {
-                bail!("--pool, --warm-epochs and --budget-images are for real-training tasks (e.g. --task fashion-mnist)");
+            if a.pool == PoolArg::On
+                || a.budget_images.is_some()
+                || a.warm_epochs.is_some()
+                || a.reward_seeds != 1
+            {
+                bail!("--pool, --warm-epochs, --reward-seeds and --budget-images are for real-training tasks (e.g. --task fashion-mnist)");
             }
             let (bench, dataset) = parse_task(
                 a.benchmark.as_deref(),
@@ -181,10 +186,10 @@ fn new_settings(a: &SearchArgs) -> Result<SearchSettings> {
     Ok(settings)
 }
 
-/// The FNAS flags of `a` that differ from a resumed experiment's stored settings, as
+/// The FNAS and reward flags of `a` that differ from a resumed experiment's stored settings, as
 /// "--flag X is ignored: the experiment has Y": the stored settings win, and a user who
 /// passed a different value should know that it did not apply.
-fn ignored_fnas_flags(a: &SearchArgs, settings: &SearchSettings) -> Vec<String> {
+fn ignored_resume_flags(a: &SearchArgs, settings: &SearchSettings) -> Vec<String> {
     let f = settings.fnas.as_ref();
     let mut out = Vec::new();
     let screen = f.map_or(1, |f| f.screen.max(1)) as u64;
@@ -198,6 +203,16 @@ fn ignored_fnas_flags(a: &SearchArgs, settings: &SearchSettings) -> Vec<String> 
         out.push(
             "--trust-contenders is ignored: the experiment's gate does not trust contenders".into(),
         );
+    }
+    let seeds = settings
+        .training
+        .as_ref()
+        .map_or(1, |t| t.reward_seeds.max(1)) as u64;
+    if a.reward_seeds != 1 && a.reward_seeds != seeds {
+        out.push(format!(
+            "--reward-seeds {} is ignored: the experiment has --reward-seeds {seeds}",
+            a.reward_seeds
+        ));
     }
     if let Some(n) = a.critic_min_points {
         match f.filter(|f| f.critic.is_some()) {
@@ -227,7 +242,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
         let bench = target(&settings, &a, &name, exp.spec.seed)?;
         if !a.json {
             eprintln!("resuming experiment `{name}` (settings from the store)");
-            for w in ignored_fnas_flags(&a, &settings) {
+            for w in ignored_resume_flags(&a, &settings) {
                 eprintln!("warning: {w} (a resumed search keeps the settings stored with `{name}`; start a new experiment with --name to change them)");
             }
         }

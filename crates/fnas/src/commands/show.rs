@@ -208,6 +208,10 @@ pub fn show(a: ShowArgs) -> Result<()> {
     if images > 0 {
         println!("  training images processed: {images}");
     }
+    let seeds = s.config["training"]["reward_seeds"].as_u64().unwrap_or(1);
+    if seeds > 1 {
+        println!("  reward: mean validation accuracy of {seeds} trainings (seeds) per child");
+    }
     if let Some(c) = &calibration {
         println!(
             "  critic: {} proposals trusted (not evaluated); on {} evaluated ones: mean abs error {:.4}, coverage of +-2 std {:.0}%",

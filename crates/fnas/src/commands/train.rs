@@ -40,6 +40,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         device: a.device.clone(),
         pool: None,
         budget_unit: Default::default(),
+        reward_seeds: 1,
     };
     let space = SearchSpace::by_name_or_path(&a.space)?;
     let arch = parse_arch(&space, &a.arch)?;
