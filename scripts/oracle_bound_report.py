@@ -1,4 +1,4 @@
-"""Summary of scripts/oracle_bound.sh: oracle_bound_report.py ROWS.jsonl DIR "SEEDS" [REF]
+"""Summary of scripts/oracle_bound.sh: oracle_bound_report.py ROWS.jsonl DIR "SEEDS" [REF [K]]
 
 The oracle search knows the best architecture from the start and trains it again and
 again, from scratch with fresh seeds, until an evaluation reaches vanilla PPO's final
@@ -15,8 +15,12 @@ it (the share of the fresh evaluations that do, and from a normal fit), the expe
 cost (images / p) and the median cost, and the bound = PPO's cost / the oracle's. The
 same for the mean of the 5 best rewards (Monte Carlo from the fresh evaluations,
 resampled, and from the normal fit).
+
+With K > 1 (REF a search with `--reward-seeds K`, e.g. ppo-r2) one oracle evaluation is
+the mean of K trainings: every K-subset of an architecture's fresh evaluations is one
+possible evaluation, and one evaluation costs what a child of REF costs.
 """
-import json, math, os, random, statistics as st, sys
+import itertools, json, math, os, random, statistics as st, sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from search_comparison_report import load, reach, top_curve  # noqa: E402
@@ -57,12 +61,17 @@ def fmt_cost(images):
 def main():
     rows_file, d, seeds = sys.argv[1], sys.argv[2], sys.argv[3].split()
     ref = sys.argv[4] if len(sys.argv) > 4 else "ppo"
+    k = int(sys.argv[5]) if len(sys.argv) > 5 else 1
     archs = {}
     with open(rows_file) as fh:
         for line in fh:
             r = json.loads(line)
             archs.setdefault(r["rank"], {"arch": r["arch"], "vals": []})["vals"].append(r["val"])
-    print(f"fresh-seed evaluations (fashion-mnist-small, from scratch) of the {len(archs)} architectures with the best retrained means")
+    if k > 1:
+        for a in archs.values():
+            a["vals"] = [sum(c) / k for c in itertools.combinations(a["vals"], k)]
+    what = "evaluations" if k == 1 else f"evaluations as means of {k} trainings (every {k}-subset of the fresh seeds)"
+    print(f"fresh-seed {what} (fashion-mnist-small, from scratch) of the {len(archs)} architectures with the best retrained means")
     print("rank  evaluations    mean    std     min     max")
     for k in sorted(archs):
         v = archs[k]["vals"]
