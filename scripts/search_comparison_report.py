@@ -89,7 +89,10 @@ def load(d, v, s):
         test=res.get("best_test_accuracy"), lat=m.get("latency_ms"))
 
 
-def sample_curve(show, window=32):
+SAMPLE_WINDOW = 32  # proposals averaged by reach-avg
+
+
+def sample_curve(show, window=SAMPLE_WINDOW):
     """(images spent, mean reward of the last `window` new proposals, None before) after
     each trial: how good the controller's samples are (the reward curve RL-NAS papers
     plot), with a trusted proposal counted at the critic's prediction so the gate's
@@ -237,31 +240,28 @@ def main():
 
     table("best evaluated reward after a share of the budget", lambda r, i, f: best_at(r["curve"], f * budget))
     table("mean of the 5 best evaluated rewards after a share of the budget", lambda r, i, f: best_at(r["top"], f * budget))
+    def reach_of(key):
+        """Per variant: the images until its `key` curve reaches REF's final value (same
+        seed), REF's own images over them (0 = never), and the variant's final value."""
+        for v in variants:
+            reached, ratios, finals = [], [], []
+            for s in seeds:
+                p = runs[(ref, s)][key]
+                target = p[-1][1] if p else None
+                c = reach(runs[(v, s)][key], target) if target is not None else None
+                reached.append(c)
+                ratios.append(reach(p, target) / c if c else 0.0)
+                finals.append(runs[(v, s)][key][-1][1])
+            yield v, " ".join("-" if c is None else str(c) for c in reached), sorted(ratios), finals
+
     print(f"reach5 = training images until the mean of the 5 best evaluated rewards >= {name}'s final one (same seed); ratio = {name}'s reach5 / the variant's (0 = never)")
-    for v in variants:
-        reached, ratios = [], []
-        for s in seeds:
-            p = runs[(ref, s)]["top"]
-            target = p[-1][1] if p else None
-            c = reach(runs[(v, s)]["top"], target) if target is not None else None
-            reached.append(c)
-            ratios.append(reach(p, target) / c if c else 0.0)
-        q = sorted(ratios)
-        print(f"{v:<14} reach5 per seed {' '.join('-' if c is None else str(c) for c in reached):<24} ratio median {st.median(q):.2f} [{q[0]:.2f}, {q[-1]:.2f}]")
-    window = 32
+    for v, reached, q, _ in reach_of("top"):
+        print(f"{v:<14} reach5 per seed {reached:<24} ratio median {st.median(q):.2f} [{q[0]:.2f}, {q[-1]:.2f}]")
+    window = SAMPLE_WINDOW
     print(f"reach-avg = training images until the mean reward of the last {window} new proposals (evaluated reward, or the critic's prediction when trusted)"
           f" >= {name}'s final one (same seed): how soon the controller samples as well as {name} does at the end; ratio = {name}'s reach-avg / the variant's (0 = never)")
-    for v in variants:
-        reached, ratios, finals = [], [], []
-        for s in seeds:
-            p = runs[(ref, s)]["samples"]
-            target = p[-1][1] if p else None
-            c = reach(runs[(v, s)]["samples"], target) if target is not None else None
-            reached.append(c)
-            ratios.append(reach(p, target) / c if c else 0.0)
-            finals.append(runs[(v, s)]["samples"][-1][1])
-        q = sorted(ratios)
-        print(f"{v:<14} final avg {fmt(finals, 4):<21} reach-avg per seed {' '.join('-' if c is None else str(c) for c in reached):<24} ratio median {st.median(q):.2f} [{q[0]:.2f}, {q[-1]:.2f}]")
+    for v, reached, q, finals in reach_of("samples"):
+        print(f"{v:<14} final avg {fmt(finals, 4):<21} reach-avg per seed {reached:<24} ratio median {st.median(q):.2f} [{q[0]:.2f}, {q[-1]:.2f}]")
     table("mean evaluated reward of the children trained in each quarter of the budget (up to the share shown)",
           lambda r, i, f: quarter_means(r["show"], budget)[i])
     table("share of the new proposals trusted by the critic (not trained) in each quarter of the budget",
