@@ -119,4 +119,9 @@ two() {
 export -f two
 for s in $TRANSFER_SEEDS; do for m in without with; do echo "$m $s"; done; done | xargs -P "$JOBS" -L 1 bash -c 'two "$0" "$1"'
 python3 scripts/transfer_report.py "$DIR" "$TRANSFER_SEEDS" "$TRANSFER_BUDGET" | tee "$OUT/transfer-between-tasks.txt"
+# the same pairs on the comparison's measures (top-5 mean, reach-avg, per-quarter tables),
+# the search without transfer as the reference
+echo | tee -a "$OUT/transfer-between-tasks.txt"
+python3 scripts/search_comparison_report.py "$DIR" "$TRANSFER_SEEDS" "tops-without tops-with" "$TRANSFER_BUDGET" tops-without \
+  | tee -a "$OUT/transfer-between-tasks.txt"
 echo "transfer runs: $(( $(date +%s) - tstart )) s"
