@@ -33,7 +33,9 @@
 # Results: $OUT/search-comparison.txt; with TRANSFER_SEEDS="1 2 3" also the transfer runs
 # below, at TRANSFER_BUDGET images each ($OUT/transfer-between-tasks.txt).
 # The measured run (docs/results): `TRANSFER_SEEDS="1 2 3" ./scripts/search_comparison.sh`,
-# the defaults below; about 2.5 h of both cores on this 2-core machine.
+# the defaults below; about 2.5 h of both cores on this 2-core machine. The transfer
+# figures of 2026-12-04 (docs/results/transfer-between-tasks.txt): VARIANTS=fnas
+# SEEDS="1 2 3 4 5" TRANSFER_SEEDS="1 2 3 4 5" (about 1 h 10 min of both cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TASK=${TASK:-fashion-mnist-small}
@@ -44,7 +46,8 @@ VARIANTS=${VARIANTS:-"ppo fnas-nopool fnas-nocritic fnas-noreplay fnas"}
 JOBS=${JOBS:-$(nproc)}
 OUT=${OUT:-docs/results}
 DIR=${DIR:-$(mktemp -d)}
-export FNAS=${FNAS:-target/release/fnas} TASK BUDGET TRANSFER_BUDGET DIR
+TRANSFER_ARGS=${TRANSFER_ARGS:-}
+export FNAS=${FNAS:-target/release/fnas} TASK BUDGET TRANSFER_BUDGET DIR TRANSFER_ARGS
 [ -n "${SKIP_BUILD:-}" ] || cargo build --release -p fnas
 mkdir -p "$OUT" "$DIR"
 start=$(date +%s)
@@ -87,13 +90,17 @@ export start0=$start
 # variants into a DIR that holds the others' stores reports them all.
 if [ -z "${ONLY_TRANSFER:-}" ]; then
     for s in $SEEDS; do for v in $VARIANTS; do echo "$v $s"; done; done | xargs -P "$JOBS" -L 1 bash -c 'one "$0" "$1"'
-    python3 scripts/search_comparison_report.py "$DIR" "$SEEDS" "${REPORT_VARIANTS:-$VARIANTS}" "$BUDGET" | tee "$OUT/search-comparison.txt"
+    rv=${REPORT_VARIANTS:-$VARIANTS}
+    # the ratios are against vanilla PPO; without it in the report, against the first variant
+    case " $rv " in *" ppo "*) ref=ppo ;; *) ref=${rv%% *} ;; esac
+    python3 scripts/search_comparison_report.py "$DIR" "$SEEDS" "$rv" "$BUDGET" "$ref" | tee "$OUT/search-comparison.txt"
     echo "search comparison: $(( $(date +%s) - start )) s (stores in $DIR)"
 fi
 
 # Transfer between tasks: full FNAS on fashion-mnist-small-tops (5 classes), without and
 # with --transfer-from the seed's full-FNAS search on fashion-mnist-small (critic
-# pre-training and pool warm starts from its networks), in a copy of that store.
+# pre-training; pool warm starts from its networks only with TRANSFER_ARGS=--warm-other-tasks,
+# which the run before 2026-12-04 did by default), in a copy of that store.
 [ -n "${TRANSFER_SEEDS:-}" ] || exit 0
 tstart=$(date +%s)
 two() {
@@ -101,12 +108,12 @@ two() {
   # --critic-min-points 32: as in the recorded runs (see one() above)
   if [ -s "$DIR/tops-$mode-s$s.show.json" ]; then echo "tops $mode seed $s: kept"; return 0; fi
   if [ "$mode" = with ] && [ -f "$DIR/tops-with-s$s.db" ]; then
-    store="$DIR/tops-with-s$s.db"; extra="--transfer-from fnas-s$s"
+    store="$DIR/tops-with-s$s.db"; extra="--transfer-from fnas-s$s $TRANSFER_ARGS"
   elif [ "$mode" = with ]; then
     store="$DIR/tops-with-s$s.db"
     cp "$DIR/fnas-s$s.db" "$store"; [ ! -f "$DIR/fnas-s$s.db-wal" ] || cp "$DIR/fnas-s$s.db-wal" "$store-wal"
     rm -rf "$store.pool"; cp -r "$DIR/fnas-s$s.db.pool" "$store.pool"
-    extra="--transfer-from fnas-s$s"
+    extra="--transfer-from fnas-s$s $TRANSFER_ARGS"
   else
     store="$DIR/tops-without-s$s.db"
   fi

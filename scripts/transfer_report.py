@@ -22,3 +22,20 @@ for s in seeds:
     print(f"seed {s}: without transfer best {bw:.4f}, found after {own} of {sw} images; with transfer best {bt:.4f}, reaches {bw:.4f} after {got} images; ratio {ratio:.2f}")
 r = sorted(ratios)
 print(f"ratio without/with: median {st.median(r):.2f} [{r[0]:.2f}, {r[-1]:.2f}] (0 = not reached)")
+
+# Architectures trained in both searches of a seed (the two controllers start alike, so
+# the first proposals coincide): the transfer search's warm-started copy against the
+# no-transfer search's from-scratch one, same architecture, same training seed.
+diffs = []
+for s in seeds:
+    without = json.load(open(f"{d}/tops-without-s{s}.show.json"))["trials"]
+    scratch = {t["arch"]: t["reward"] for t in without if t["source"] == "evaluated"}
+    for t in json.load(open(f"{d}/tops-with-s{s}.show.json"))["trials"]:
+        if t["source"] == "evaluated" and t.get("warm_start") == 1.0 and t["arch"] in scratch:
+            diffs.append(100 * (t["reward"] - scratch[t["arch"]]))
+if diffs:
+    print(f"same architecture in both searches, warm-started with transfer vs from scratch without: {len(diffs)} pairs, "
+          f"difference mean {st.mean(diffs):+.2f} points, median {st.median(diffs):+.2f} [{min(diffs):+.1f}, {max(diffs):+.1f}], "
+          f"warm at least as good on {sum(x >= 0 for x in diffs)}/{len(diffs)}")
+else:
+    print("same architecture in both searches, warm-started with transfer: none")

@@ -169,6 +169,10 @@ pub struct PoolSettings {
     /// other-task term) trains from scratch instead: far transfers lose accuracy.
     /// `None`: no limit, every child with a usable source is warm-started.
     pub max_distance: Option<f64>,
+    /// Also warm-start from entries trained on another task (their classifier is
+    /// dropped). Off by default: at half the proxy such children scored 3.5 points below
+    /// the same architectures from scratch (docs/results/transfer-between-tasks.txt).
+    pub other_tasks: bool,
 }
 
 impl PoolSettings {
@@ -187,6 +191,7 @@ impl PoolSettings {
             per_block: false,
             warm_lr_scale: DEFAULT_WARM_LR_SCALE,
             max_distance: Some(DEFAULT_WARM_MAX_DISTANCE),
+            other_tasks: false,
         }
     }
 
@@ -289,7 +294,7 @@ impl TrainingEvaluator {
         let class = self.pool_class();
         let choice = match self.pool.as_ref().filter(|p| p.warm_start) {
             Some(p) => {
-                let allow = |e: &PoolEntry| p.allows(e);
+                let allow = |e: &PoolEntry| p.allows(e) && (p.other_tasks || e.task == task_name);
                 let rule = ChooseRule {
                     weights: &p.weights,
                     min_networks: p.min_networks,

@@ -75,6 +75,14 @@ pub struct PoolConfig {
     /// limit, as experiments recorded before this setting).
     #[serde(default)]
     pub max_distance: Option<f64>,
+    /// Warm starts may use entries of another task (experiments recorded before this
+    /// setting did).
+    #[serde(default = "default_other_tasks")]
+    pub other_tasks: bool,
+}
+
+fn default_other_tasks() -> bool {
+    true
 }
 
 fn default_warm_lr_scale() -> f64 {
@@ -108,6 +116,7 @@ pub fn pool_settings(
     s.per_block = pool.per_block;
     s.warm_lr_scale = pool.warm_lr_scale;
     s.max_distance = pool.max_distance;
+    s.other_tasks = pool.other_tasks;
     Ok(s)
 }
 

@@ -218,40 +218,45 @@ fn kill_and_resume(strategy: &str, extra: &[&str]) -> serde_json::Value {
 /// `fnas search --strategy fnas` on real training: the first children (the seed rule, 2
 /// here) train from scratch and fill the pool; later ones are warm-started from it with
 /// half the epochs (half the images), and `show --json` reports each trial's hit ratio.
-/// A second search with `--transfer-from` starts warm at once; one without does not.
+/// A second search with `--transfer-from` starts warm at once; one without does not; one
+/// on another task only with `--warm-other-tasks`.
 #[test]
 fn fnas_search_warm_starts_children_from_the_knowledge_pool() {
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("s.db");
     let s = store.to_str().unwrap();
+    let search_on =
+        |task: &str, name: &str, budget: &str, warm_max_distance: &str, extra: &[&str]| {
+            let mut args = vec![
+                "search",
+                "--task",
+                task,
+                "--epochs",
+                "2",
+                "--strategy",
+                "fnas",
+                "--budget",
+                budget,
+                "--batch-size",
+                "3",
+                "--workers",
+                "1",
+                "--pool-min-networks",
+                "2",
+                "--warm-max-distance",
+                warm_max_distance,
+                "--store",
+                s,
+                "--name",
+                name,
+            ];
+            args.extend_from_slice(extra);
+            let o = run(&args);
+            assert!(o.status.success(), "{}", stderr(&o));
+            String::from_utf8_lossy(&o.stdout).to_string()
+        };
     let search = |name: &str, budget: &str, warm_max_distance: &str, extra: &[&str]| {
-        let mut args = vec![
-            "search",
-            "--task",
-            "fashion-mnist-tiny",
-            "--epochs",
-            "2",
-            "--strategy",
-            "fnas",
-            "--budget",
-            budget,
-            "--batch-size",
-            "3",
-            "--workers",
-            "1",
-            "--pool-min-networks",
-            "2",
-            "--warm-max-distance",
-            warm_max_distance,
-            "--store",
-            s,
-            "--name",
-            name,
-        ];
-        args.extend_from_slice(extra);
-        let o = run(&args);
-        assert!(o.status.success(), "{}", stderr(&o));
-        String::from_utf8_lossy(&o.stdout).to_string()
+        search_on("fashion-mnist-tiny", name, budget, warm_max_distance, extra)
     };
     let out = search("pooled", "5", "1000", &[]);
     assert!(out.contains("best child"), "{out}");
@@ -282,6 +287,35 @@ fn fnas_search_warm_starts_children_from_the_knowledge_pool() {
     search("isolated", "1", "1000", &[]);
     let v = show_json(&store, "isolated").unwrap();
     assert_eq!(v["trials"][0]["pool_hit_ratio"], 0.0);
+    // another task (five of the classes, same budget class): the critic transfers, but
+    // warm starts use only this task's entries unless --warm-other-tasks
+    let tops = tmp.path().join("tiny-tops.toml");
+    std::fs::write(&tops, TINY_TOPS_TASK).unwrap();
+    let tops = tops.to_str().unwrap();
+    search_on(
+        tops,
+        "tops-own",
+        "1",
+        "1000",
+        &["--transfer-from", "pooled"],
+    );
+    let v = show_json(&store, "tops-own").unwrap();
+    assert_eq!(v["pool"]["other_tasks"], false, "{}", v["pool"]);
+    let first = &v["trials"][0];
+    assert_eq!(first["warm_start"], 0.0, "{first}");
+    assert_eq!(first["cost"]["images"], 768, "{first}");
+    search_on(
+        tops,
+        "tops-cross",
+        "1",
+        "1000",
+        &["--transfer-from", "pooled", "--warm-other-tasks"],
+    );
+    let v = show_json(&store, "tops-cross").unwrap();
+    assert_eq!(v["pool"]["other_tasks"], true, "{}", v["pool"]);
+    let first = &v["trials"][0];
+    assert_eq!(first["warm_start"], 1.0, "{first}");
+    assert_eq!(first["cost"]["images"], 384, "{first}");
     // with --warm-max-distance 0 only an identical network may warm-start a child; the
     // others train the full proxy from scratch and say how far their sources were
     search(
@@ -310,6 +344,27 @@ fn fnas_search_warm_starts_children_from_the_knowledge_pool() {
     }
     assert_eq!(v["pool"]["declined"], declined.len(), "{}", v["pool"]);
 }
+
+/// `fashion-mnist-tiny` restricted to the five upper-body classes: another task of the
+/// same budget class (384 images x the tests' 2 epochs).
+const TINY_TOPS_TASK: &str = r#"
+name = "tiny-tops"
+description = "CI-sized transfer target"
+train_images = 384
+val_images = 128
+classes = [0, 2, 3, 4, 6]
+resolution = 14
+resize = "bilinear"
+seed = 0
+epochs = 1
+batch_size = 32
+optimizer = { kind = "sgd", momentum = 0.9, nesterov = true }
+lr = 0.1
+weight_decay = 5e-4
+warmup_epochs = 0.25
+schedule = "cosine"
+normalize = { mean = 0.2860, std = 0.3530 }
+"#;
 
 /// `--reward-seeds N` trains each child N times and rewards the mean: the first training
 /// is the one a plain search does (same seed, same result), the cost is N times it, and

@@ -112,6 +112,7 @@ fn new_settings(a: &SearchArgs) -> Result<SearchSettings> {
                 per_block: a.pool_match == crate::cli::PoolMatch::Block,
                 warm_lr_scale: a.warm_lr_scale,
                 max_distance: Some(a.warm_max_distance),
+                other_tasks: a.warm_other_tasks,
             });
             let tc = TrainingConfig {
                 task,
@@ -213,6 +214,15 @@ fn ignored_resume_flags(a: &SearchArgs, settings: &SearchSettings) -> Vec<String
             "--reward-seeds {} is ignored: the experiment has --reward-seeds {seeds}",
             a.reward_seeds
         ));
+    }
+    if a.warm_other_tasks
+        && !settings
+            .training
+            .as_ref()
+            .and_then(|t| t.pool.as_ref())
+            .is_some_and(|p| p.other_tasks)
+    {
+        out.push("--warm-other-tasks is ignored: the experiment's warm starts use this task's pool entries only".into());
     }
     if let Some(n) = a.critic_min_points {
         match f.filter(|f| f.critic.is_some()) {

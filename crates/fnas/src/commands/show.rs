@@ -194,15 +194,21 @@ pub fn show(a: ShowArgs) -> Result<()> {
     }
     if let Some(p) = &pool {
         println!(
-            "  knowledge pool: fair warm starts from budget class {} images; {} of {} trained children warm-started (hit ratio {:.2}, mean block distance {:.2}), {} epochs each; {} trained from scratch as their sources were farther than {}",
+            "  knowledge pool: fair warm starts from budget class {} images; {} of {} trained children warm-started (hit ratio {:.2}, mean block distance {:.2}), {} epoch{} each; {} trained from scratch as their sources were farther than {}; {}",
             p.budget_class.map_or("-".into(), |c| c.to_string()),
             p.warm_started,
             p.trained,
             p.mean_hit_ratio,
             p.mean_distance,
             p.warm_epochs,
+            if p.warm_epochs == 1.0 { "" } else { "s" },
             p.declined,
             p.max_distance.map_or("(no limit)".into(), |d| d.to_string()),
+            if p.other_tasks {
+                "entries of other tasks allowed"
+            } else {
+                "this task's entries only"
+            },
         );
     }
     if images > 0 {
@@ -235,6 +241,8 @@ pub struct PoolSummary {
     /// Children that trained from scratch because their sources were too far.
     pub declined: usize,
     pub max_distance: Option<f64>,
+    /// Warm starts may use entries of another task (recorded before the setting: yes).
+    pub other_tasks: bool,
 }
 
 pub fn pool_summary(config: &serde_json::Value, trials: &[Trial]) -> Option<PoolSummary> {
@@ -273,6 +281,10 @@ pub fn pool_summary(config: &serde_json::Value, trials: &[Trial]) -> Option<Pool
             .filter(|e| e.contains_key("pool_declined_distance"))
             .count(),
         max_distance: pool.get("max_distance").and_then(|d| d.as_f64()),
+        other_tasks: pool
+            .get("other_tasks")
+            .and_then(|o| o.as_bool())
+            .unwrap_or(true),
     })
 }
 

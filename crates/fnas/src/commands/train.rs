@@ -58,6 +58,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
             per_block: a.pool_match == crate::cli::PoolMatch::Block,
             warm_lr_scale: a.warm_lr_scale,
             max_distance: a.warm_max_distance,
+            // one child warm-started on request: the nearest entry of any task
+            other_tasks: true,
         };
         let mut ps = pool_settings(&pool, store, &a.pool_experiment, epochs, Vec::new())?;
         ps.sources = None;
