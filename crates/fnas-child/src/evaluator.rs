@@ -171,7 +171,8 @@ pub struct PoolSettings {
     pub max_distance: Option<f64>,
     /// Also warm-start from entries trained on another task (their classifier is
     /// dropped). Off by default: at half the proxy such children scored 3.5 points below
-    /// the same architectures from scratch (docs/results/transfer-between-tasks.txt).
+    /// the same architectures from scratch
+    /// (docs/results/transfer-between-tasks-other-tasks.txt).
     pub other_tasks: bool,
 }
 
@@ -195,12 +196,15 @@ impl PoolSettings {
         }
     }
 
-    fn allows(&self, e: &PoolEntry) -> bool {
-        e.experiment == self.experiment
-            || self
-                .sources
-                .as_ref()
-                .is_none_or(|s| s.iter().any(|x| x == &e.experiment))
+    /// Whether entry `e` may initialise a child of `task`: from this experiment or an
+    /// allowed source, and of `task` unless `other_tasks`.
+    fn allows(&self, e: &PoolEntry, task: &str) -> bool {
+        (self.other_tasks || e.task == task)
+            && (e.experiment == self.experiment
+                || self
+                    .sources
+                    .as_ref()
+                    .is_none_or(|s| s.iter().any(|x| x == &e.experiment)))
     }
 }
 
@@ -294,7 +298,7 @@ impl TrainingEvaluator {
         let class = self.pool_class();
         let choice = match self.pool.as_ref().filter(|p| p.warm_start) {
             Some(p) => {
-                let allow = |e: &PoolEntry| p.allows(e) && (p.other_tasks || e.task == task_name);
+                let allow = |e: &PoolEntry| p.allows(e, &task_name);
                 let rule = ChooseRule {
                     weights: &p.weights,
                     min_networks: p.min_networks,

@@ -292,30 +292,20 @@ fn fnas_search_warm_starts_children_from_the_knowledge_pool() {
     let tops = tmp.path().join("tiny-tops.toml");
     std::fs::write(&tops, TINY_TOPS_TASK).unwrap();
     let tops = tops.to_str().unwrap();
-    search_on(
-        tops,
-        "tops-own",
-        "1",
-        "1000",
-        &["--transfer-from", "pooled"],
-    );
-    let v = show_json(&store, "tops-own").unwrap();
-    assert_eq!(v["pool"]["other_tasks"], false, "{}", v["pool"]);
-    let first = &v["trials"][0];
-    assert_eq!(first["warm_start"], 0.0, "{first}");
-    assert_eq!(first["cost"]["images"], 768, "{first}");
-    search_on(
-        tops,
-        "tops-cross",
-        "1",
-        "1000",
-        &["--transfer-from", "pooled", "--warm-other-tasks"],
-    );
-    let v = show_json(&store, "tops-cross").unwrap();
-    assert_eq!(v["pool"]["other_tasks"], true, "{}", v["pool"]);
-    let first = &v["trials"][0];
-    assert_eq!(first["warm_start"], 1.0, "{first}");
-    assert_eq!(first["cost"]["images"], 384, "{first}");
+    // (name, extra flag, other tasks allowed, first child warm-started, its images)
+    for (name, flag, other_tasks, warm, images) in [
+        ("tops-own", None, false, 0.0, 768),
+        ("tops-cross", Some("--warm-other-tasks"), true, 1.0, 384),
+    ] {
+        let mut extra = vec!["--transfer-from", "pooled"];
+        extra.extend(flag);
+        search_on(tops, name, "1", "1000", &extra);
+        let v = show_json(&store, name).unwrap();
+        assert_eq!(v["pool"]["other_tasks"], other_tasks, "{}", v["pool"]);
+        let first = &v["trials"][0];
+        assert_eq!(first["warm_start"], warm, "{first}");
+        assert_eq!(first["cost"]["images"], images, "{first}");
+    }
     // with --warm-max-distance 0 only an identical network may warm-start a child; the
     // others train the full proxy from scratch and say how far their sources were
     search(
