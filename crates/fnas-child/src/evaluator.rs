@@ -6,8 +6,11 @@
 //! Several children train at once: [`TrainingEvaluator::evaluate_many`] runs `workers`
 //! children side by side, each in its own one-thread pool (on a small network two
 //! threads barely beat one, so one child per core uses the machine better; the
-//! throughput benchmark measures it).
+//! throughput benchmark measures it). The children of a batch warm-start from the pool
+//! as it was when the batch began (`BatchView`), so the result does not depend on the
+//! number of workers or on which child finished first.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -208,6 +211,24 @@ impl PoolSettings {
     }
 }
 
+/// The pool as one batch of children sees it: the entries stored before the batch
+/// began, less any network of this experiment with an architecture of the batch. The
+/// children of a batch train side by side, so without it a child's warm start would
+/// depend on which sibling happened to finish first (a search would not reproduce), and a
+/// child retrained after a resume would find its own weights.
+struct BatchView {
+    /// The newest entry id when the batch began (ids only grow).
+    max_id: i64,
+    /// Canonical texts of the batch's architectures.
+    archs: BTreeSet<String>,
+}
+
+impl BatchView {
+    fn shows(&self, e: &PoolEntry, experiment: &str) -> bool {
+        e.id <= self.max_id && !(e.experiment == experiment && self.archs.contains(&e.arch))
+    }
+}
+
 /// Trains children of an MNAS space on one proxy task.
 pub struct TrainingEvaluator {
     space: SearchSpace,
@@ -288,6 +309,39 @@ impl TrainingEvaluator {
 
     /// Trains, times and counts one child; `worker` only labels progress.
     pub fn train_one(&self, arch: &Architecture, worker: usize) -> Result<Evaluation, EvalError> {
+        self.train_in_batch(arch, worker, None)
+    }
+
+    /// The view of the pool a batch of `archs` trains with (see [`BatchView`]); `None`
+    /// without a pool to warm-start from.
+    fn batch_view(&self, archs: &[Architecture]) -> Result<Option<BatchView>, EvalError> {
+        let (Some(p), Some(first)) = (self.pool.as_ref().filter(|p| p.warm_start), archs.first())
+        else {
+            return Ok(None);
+        };
+        // the space name as the pool knows it (the one `choose` reads)
+        let space = self.plan(first)?.space;
+        let max_id = p
+            .pool
+            .entries(&space)
+            .map_err(|e| EvalError::Fatal(e.to_string()))?
+            .iter()
+            .map(|e| e.id)
+            .max()
+            .unwrap_or(0);
+        let archs = archs
+            .iter()
+            .map(|a| self.space.format(&self.space.canonical(a)))
+            .collect();
+        Ok(Some(BatchView { max_id, archs }))
+    }
+
+    fn train_in_batch(
+        &self,
+        arch: &Architecture,
+        worker: usize,
+        batch: Option<&BatchView>,
+    ) -> Result<Evaluation, EvalError> {
         let plan = self.plan(arch)?;
         let hash = arch.stable_hash();
         let mut opts = TrainOptions::new(self.settings.seed ^ hash, 1);
@@ -298,7 +352,9 @@ impl TrainingEvaluator {
         let class = self.pool_class();
         let choice = match self.pool.as_ref().filter(|p| p.warm_start) {
             Some(p) => {
-                let allow = |e: &PoolEntry| p.allows(e, &task_name);
+                let allow = |e: &PoolEntry| {
+                    p.allows(e, &task_name) && batch.is_none_or(|b| b.shows(e, &p.experiment))
+                };
                 let rule = ChooseRule {
                     weights: &p.weights,
                     min_networks: p.min_networks,
@@ -566,9 +622,23 @@ impl Evaluator for TrainingEvaluator {
     }
 
     fn evaluate_many(&self, archs: &[Architecture]) -> Vec<Result<Evaluation, EvalError>> {
+        let view = match self.batch_view(archs) {
+            Ok(v) => v,
+            Err(e) => {
+                let msg = e.to_string();
+                return archs
+                    .iter()
+                    .map(|_| Err(EvalError::Fatal(msg.clone())))
+                    .collect();
+            }
+        };
+        let view = view.as_ref();
         let workers = self.settings.workers.clamp(1, archs.len().max(1));
         if workers == 1 {
-            return archs.iter().map(|a| self.train_one(a, 0)).collect();
+            return archs
+                .iter()
+                .map(|a| self.train_in_batch(a, 0, view))
+                .collect();
         }
         let next = AtomicUsize::new(0);
         let results: Vec<Mutex<Option<Result<Evaluation, EvalError>>>> =
@@ -579,7 +649,7 @@ impl Evaluator for TrainingEvaluator {
                 s.spawn(move || loop {
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     let Some(arch) = archs.get(i) else { break };
-                    let r = self.train_one(arch, w);
+                    let r = self.train_in_batch(arch, w, view);
                     if let Ok(mut slot) = results[i].lock() {
                         *slot = Some(r);
                     }

@@ -329,3 +329,55 @@ fn far_sources_are_declined_without_reading_them() {
     let free = choose(&pool, &pb, "t", 10, 100, &all, &rule(&w, 1, false)).unwrap();
     assert_eq!(free.into_warm().unwrap().init.sources, warm.init.sources);
 }
+
+/// The children of one batch see the pool as it was when the batch began: a sibling that
+/// finished first is no source (so the result does not depend on which worker was
+/// faster), and a child trained again after a resume does not start from its own weights.
+#[test]
+fn a_batch_warm_starts_only_from_networks_stored_before_it() {
+    use fnas_child::evaluator::PoolSettings;
+    use fnas_child::task::ProxyTask;
+    use fnas_child::{TrainingEvaluator, TrainingSettings};
+    use fnas_core::Evaluator;
+
+    let (_tmp, pool) = pool();
+    let data = ProxyTask::by_name_or_path("fashion-mnist-tiny")
+        .unwrap()
+        .materialise()
+        .unwrap();
+    let epochs = data.task.epochs;
+    let settings = TrainingSettings {
+        workers: 1,
+        latency_runs: 1,
+        latency_warmup: 0,
+        ..TrainingSettings::default()
+    };
+    let eval = TrainingEvaluator::new(space(), Arc::new(data), settings).with_pool(PoolSettings {
+        min_networks: 1,
+        max_distance: None,
+        ..PoolSettings::new(pool.clone(), "e", epochs)
+    });
+    let arch = |edit: &[(&str, &str)]| space().parse(&plan(edit).1).unwrap();
+    let (a, b, c) = (
+        arch(&[]),
+        arch(&[("b1.kernel=5", "b1.kernel=3")]),
+        arch(&[("b2.layers=2", "b2.layers=3")]),
+    );
+    let warm = |r: &Result<fnas_core::Evaluation, fnas_core::EvalError>| {
+        let m = &r.as_ref().expect("trained").metrics.extra;
+        (m["warm_start"], m["pool_distance"])
+    };
+    // one worker trains `a` before `b`, yet `b` does not start from `a`
+    let first = eval.evaluate_many(&[a.clone(), b]);
+    assert_eq!(warm(&first[0]).0, 0.0);
+    assert_eq!(warm(&first[1]).0, 0.0, "a sibling became a source");
+    // the next batch does start from them
+    let (w, d) = warm(&eval.evaluate_many(&[c])[0]);
+    assert_eq!(w, 1.0);
+    assert!(d > 0.0);
+    // `a` again (a batch repeated after a resume): its own entry is no source, so it
+    // starts from a neighbour at a positive distance, not from itself at 0
+    let (w, d) = warm(&eval.evaluate_many(&[a])[0]);
+    assert_eq!(w, 1.0);
+    assert!(d > 0.0, "started from its own weights");
+}
