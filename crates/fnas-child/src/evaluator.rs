@@ -315,15 +315,16 @@ impl TrainingEvaluator {
     /// The view of the pool a batch of `archs` trains with (see [`BatchView`]); `None`
     /// without a pool to warm-start from.
     fn batch_view(&self, archs: &[Architecture]) -> Result<Option<BatchView>, EvalError> {
-        let (Some(p), Some(first)) = (self.pool.as_ref().filter(|p| p.warm_start), archs.first())
-        else {
+        // the pool files entries under the MNAS spec's name (a child plan's `space`)
+        let (Some(p), Some(spec)) = (
+            self.pool.as_ref().filter(|p| p.warm_start),
+            self.space.mnas_spec(),
+        ) else {
             return Ok(None);
         };
-        // the space name as the pool knows it (the one `choose` reads)
-        let space = self.plan(first)?.space;
         let max_id = p
             .pool
-            .entries(&space)
+            .entries(&spec.name)
             .map_err(|e| EvalError::Fatal(e.to_string()))?
             .iter()
             .map(|e| e.id)
