@@ -6,6 +6,9 @@
 # TRUST_CONTENDERS=1: only vanilla PPO and the rows with the critic's gate, with the
 # paper's plain gate rule (`fnas bench --trust-contenders`); the tables go to
 # ablation-{nas-bench-graph,analog-nasbench}-trust-contenders.txt.
+# GATE_AFTER_CALIBRATION=1: the same rows, the gate trusting nothing before the critic's
+# std is calibrated (`fnas bench --gate-after-calibration`); tables to
+# ablation-{nas-bench-graph,analog-nasbench}-gate-after-calibration.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-docs/results}
@@ -17,6 +20,10 @@ if [ -n "${TRUST_CONTENDERS:-}" ]; then
   ROWS=ppo,fnas-gate,fnas-gate+transfer,fnas+transfer
   EXTRA=(--trust-contenders)
   SUFFIX=-trust-contenders
+elif [ -n "${GATE_AFTER_CALIBRATION:-}" ]; then
+  ROWS=ppo,fnas-gate,fnas-gate+transfer,fnas+transfer
+  EXTRA=(--gate-after-calibration)
+  SUFFIX=-gate-after-calibration
 fi
 ./scripts/setup.sh
 cargo build --release -p fnas

@@ -14,6 +14,8 @@
 #   fnas-mp16-d15  the same, warm starts from sources up to distance 1.5 (default 1.0)
 #   fnas-tc        full FNAS, the gate trusting possible winners too (--trust-contenders)
 #   fnas-tc16      the same, the critic acting from 16 points
+#   fnas-gac       full FNAS, the gate trusting nothing until the critic's std is
+#                  calibrated (--gate-after-calibration)
 #   fnas-w05       full FNAS, a warm-started child trains half an epoch (a quarter of
 #                  the proxy) instead of 1 (--warm-epochs 0.5)
 #   fnas-d15       full FNAS, warm starts from sources up to distance 1.5 (default 1.0)
@@ -23,7 +25,7 @@
 #   ppo-r2         vanilla PPO, each child trained twice (two seeds), reward = the mean
 #                  (--reward-seeds 2: less training noise, twice the images per child)
 #   fnas-r2        full FNAS, the same
-#                  (the last eleven are not in the default VARIANTS: VARIANTS="fnas-mp16 ...")
+#                  (the last twelve are not in the default VARIANTS: VARIANTS="fnas-mp16 ...")
 #
 # Each search has its own store under $DIR (so pools never mix; rerunning with the same
 # DIR keeps finished searches and resumes interrupted ones); JOBS searches run at
@@ -66,6 +68,7 @@ one() {
     fnas-mp16-d15) args="--strategy fnas --pool on --critic-min-points 16 --warm-max-distance 1.5" ;;
     fnas-tc) args="--strategy fnas --pool on --trust-contenders $MP32" ;;
     fnas-tc16) args="--strategy fnas --pool on --trust-contenders --critic-min-points 16" ;;
+    fnas-gac) args="--strategy fnas --pool on $MP32 --gate-after-calibration" ;;
     fnas-w05) args="--strategy fnas --pool on $MP32 --warm-epochs 0.5" ;;
     fnas-d15) args="--strategy fnas --pool on $MP32 --warm-max-distance 1.5" ;;
     fnas-s4) args="--strategy fnas --pool on $MP32 --screen 4" ;;

@@ -299,6 +299,65 @@ fn audit_fraction_is_respected_and_uncertain_samples_take_no_draw() {
     assert!((0..100).all(|_| !off.decide(0.2, 0.01, 0.01)));
 }
 
+/// With `gate_after_calibration` the gate trusts nothing before its std is calibrated
+/// (the raw ensemble std is too small on noisy rewards); without it, or with `calibrate`
+/// off, it trusts on the raw std.
+#[test]
+fn gate_after_calibration_trusts_nothing_until_the_std_is_calibrated() {
+    for trust_contenders in [false, true] {
+        let cfg = FnasConfig {
+            audit: 0.0,
+            trust_contenders,
+            gate_after_calibration: true,
+            ..FnasConfig::default()
+        };
+        let mut s = FnasStrategy::new(nb201(), cfg.clone(), 3);
+        s.ex.best = Some(1.0);
+        let rng = s.ex.rng.clone();
+        // one short of the minimum, and non-finite errors do not count
+        s.ex.residuals = vec![1.0; CALIBRATION_MIN_RESIDUALS - 1];
+        s.ex.residuals.push(f32::NAN);
+        assert!(!s.gate_calibrated());
+        assert!(!s.decide(0.2, 0.01, 0.01), "trusted before calibration");
+        assert_eq!(s.ex.rng, rng, "no audit draw before calibration");
+        assert_eq!(s.stats().trusted + s.stats().audited, 0);
+        s.ex.residuals.push(1.0);
+        assert!(s.gate_calibrated());
+        assert!(s.decide(0.2, 0.01, 0.01), "not trusted once calibrated");
+
+        let mut raw = FnasStrategy::new(
+            nb201(),
+            FnasConfig {
+                calibrate: false,
+                ..cfg
+            },
+            3,
+        );
+        raw.ex.best = Some(1.0);
+        assert!(raw.gate_calibrated());
+        assert!(
+            raw.decide(0.2, 0.01, 0.01),
+            "calibrate off: the raw std gates"
+        );
+
+        let mut default = FnasStrategy::new(
+            nb201(),
+            FnasConfig {
+                audit: 0.0,
+                trust_contenders,
+                ..FnasConfig::default()
+            },
+            3,
+        );
+        default.ex.best = Some(1.0);
+        assert!(default.gate_calibrated());
+        assert!(
+            default.decide(0.2, 0.01, 0.01),
+            "default: the raw std gates"
+        );
+    }
+}
+
 #[test]
 fn a_trained_critic_is_confident_on_its_data_and_the_gate_follows() {
     // data only on ops 0..=2; ops 3 and 4 are never seen

@@ -140,6 +140,14 @@ struct Job<'a> {
     transfer: Vec<(Architecture, f64)>,
 }
 
+/// The critic flags of `bench`, applied to every strategy that has the part they set.
+#[derive(Clone, Copy)]
+struct GateOptions {
+    trust_contenders: bool,
+    after_calibration: bool,
+    screen: usize,
+}
+
 /// Runs one search in an in-memory store; returns its record and its evaluated
 /// (architecture, reward) points (the transfer source of later jobs).
 fn run_one(
@@ -148,8 +156,7 @@ fn run_one(
     tables: &[(String, Arc<dyn TabularBenchmark>, Targets)],
     budget: u64,
     batch_size: usize,
-    trust_contenders: bool,
-    screen: usize,
+    gate: GateOptions,
 ) -> Result<Done> {
     let t0 = Instant::now();
     let (dataset, table, targets) = &tables[job.dataset];
@@ -157,10 +164,11 @@ fn run_one(
     let mut settings = SearchSettings::new(bench, dataset, batch_size, RewardConfig::default());
     settings.fnas = fnas_preset(job.strategy, &settings.ppo);
     if let Some(f) = settings.fnas.as_mut().filter(|f| f.gate) {
-        f.trust_contenders = trust_contenders;
+        f.trust_contenders = gate.trust_contenders;
+        f.gate_after_calibration = gate.after_calibration;
     }
     if let Some(f) = settings.fnas.as_mut().filter(|f| f.critic.is_some()) {
-        f.screen = screen;
+        f.screen = gate.screen;
     }
     let evaluator: &dyn Evaluator = table.as_ref();
     let space = evaluator.space();
@@ -303,6 +311,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
     if a.trust_contenders && !any_gate {
         bail!("--trust-contenders needs a strategy with the critic's gate among --strategies (fnas, fnas-gate)");
     }
+    if a.gate_after_calibration && !any_gate {
+        bail!("--gate-after-calibration needs a strategy with the critic's gate among --strategies (fnas, fnas-gate)");
+    }
     if a.screen > 1 && !any_critic {
         bail!("--screen needs a strategy with a critic among --strategies (fnas, fnas-value, fnas-gate)");
     }
@@ -389,8 +400,11 @@ pub fn run(a: BenchArgs) -> Result<()> {
                         &tables,
                         a.budget,
                         a.batch_size,
-                        a.trust_contenders,
-                        a.screen as usize,
+                        GateOptions {
+                            trust_contenders: a.trust_contenders,
+                            after_calibration: a.gate_after_calibration,
+                            screen: a.screen as usize,
+                        },
                     );
                     bar.inc(1);
                     r
@@ -455,6 +469,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
     }
     if a.trust_contenders {
         println!("gate rule: --trust-contenders (a confident prediction is trusted even when it might beat the best)");
+    }
+    if a.gate_after_calibration {
+        println!("gate rule: --gate-after-calibration (nothing is trusted before the critic's std is calibrated on 16 measured errors)");
     }
     if let Some(path) = &a.json {
         write_json(path, &records)?;

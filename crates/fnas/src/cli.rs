@@ -156,6 +156,12 @@ pub struct SearchArgs {
     /// trusted prediction never hides a winner; late in a search that is most proposals.
     #[arg(long)]
     pub trust_contenders: bool,
+    /// FNAS gate: trust nothing until the critic's std is calibrated, i.e. until 16 of
+    /// the proposals it scored were trained and their errors measured. By default the
+    /// gate compares the raw ensemble std before that, which on real training is 2-6x
+    /// too small; most of the trusting on real training happens then (README figures).
+    #[arg(long)]
+    pub gate_after_calibration: bool,
     /// FNAS critic-ranked proposals (our extension): once the critic is usable, draw
     /// this many times the batch from the controller and train the batch's worth the
     /// critic rates best (mean + std); 1 = off (FNAS as in the paper).
@@ -359,6 +365,10 @@ pub struct BenchArgs {
     /// prediction even when it might beat the best so far (as `search --trust-contenders`).
     #[arg(long)]
     pub trust_contenders: bool,
+    /// The strategies with the critic's gate trust nothing until the critic's std is
+    /// calibrated (as `search --gate-after-calibration`).
+    #[arg(long)]
+    pub gate_after_calibration: bool,
     /// The strategies with a critic rank this many times the batch of draws and evaluate
     /// the best-rated batch (as `search --screen`); 1 = off.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]

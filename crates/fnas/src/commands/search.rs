@@ -174,6 +174,15 @@ fn new_settings(a: &SearchArgs) -> Result<SearchSettings> {
             ),
         }
     }
+    if a.gate_after_calibration {
+        match settings.fnas.as_mut().filter(|f| f.gate) {
+            Some(f) => f.gate_after_calibration = true,
+            None => bail!(
+                "--gate-after-calibration needs a strategy with the critic's gate (fnas, fnas-gate), not `{}`",
+                a.strategy
+            ),
+        }
+    }
     if a.screen > 1 {
         match settings.fnas.as_mut().filter(|f| f.critic.is_some()) {
             // the range 1..=64 is enforced by clap
@@ -203,6 +212,12 @@ fn ignored_resume_flags(a: &SearchArgs, settings: &SearchSettings) -> Vec<String
     if a.trust_contenders && !f.is_some_and(|f| f.trust_contenders) {
         out.push(
             "--trust-contenders is ignored: the experiment's gate does not trust contenders".into(),
+        );
+    }
+    if a.gate_after_calibration && !f.is_some_and(|f| f.gate_after_calibration) {
+        out.push(
+            "--gate-after-calibration is ignored: the experiment's gate trusts before calibration"
+                .into(),
         );
     }
     let seeds = settings
