@@ -510,6 +510,33 @@ fn critic_min_points_lets_the_critic_act_earlier() {
     let mut args = named("fnas-value", "8", "nogate", "8");
     args.push("--trust-contenders");
     assert_clean_error(&run(&args), "needs a strategy with the critic's gate");
+
+    // --gate-after-calibration: kept with the experiment, and the first 16 proposals the
+    // critic scores are all evaluated (their errors calibrate its std)
+    let mut args = named("fnas", "40", "strict", "8");
+    args.push("--gate-after-calibration");
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = show_json(&store, "strict");
+    assert!(
+        v.to_string().contains("\"gate_after_calibration\":true"),
+        "{v}"
+    );
+    let scored: Vec<&str> = v["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| !t["prediction"].is_null())
+        .map(|t| t["source"].as_str().unwrap())
+        .collect();
+    assert!(scored.len() >= 16, "scored {}", scored.len());
+    assert!(
+        scored[..16].iter().all(|s| *s != "critic"),
+        "trusted before calibration: {scored:?}"
+    );
+    let mut args = named("fnas-value", "8", "nogate2", "8");
+    args.push("--gate-after-calibration");
+    assert_clean_error(&run(&args), "needs a strategy with the critic's gate");
 }
 
 /// `--screen K` (critic-ranked proposals) is kept with the experiment; once the critic
