@@ -16,6 +16,8 @@
 #   fnas-tc16      the same, the critic acting from 16 points
 #   fnas-gac       full FNAS, the gate trusting nothing until the critic's std is
 #                  calibrated (--gate-after-calibration)
+#   fnas-gac-notau the same without the confidence threshold (--gate-tau 1000): a
+#                  proposal is trusted when its calibrated mean + 2 std is below the best
 #   fnas-w05       full FNAS, a warm-started child trains half an epoch (a quarter of
 #                  the proxy) instead of 1 (--warm-epochs 0.5)
 #   fnas-d15       full FNAS, warm starts from sources up to distance 1.5 (default 1.0)
@@ -25,7 +27,7 @@
 #   ppo-r2         vanilla PPO, each child trained twice (two seeds), reward = the mean
 #                  (--reward-seeds 2: less training noise, twice the images per child)
 #   fnas-r2        full FNAS, the same
-#                  (the last twelve are not in the default VARIANTS: VARIANTS="fnas-mp16 ...")
+#                  (the last thirteen are not in the default VARIANTS: VARIANTS="fnas-mp16 ...")
 #
 # Each search has its own store under $DIR (so pools never mix; rerunning with the same
 # DIR keeps finished searches and resumes interrupted ones); JOBS searches run at
@@ -69,6 +71,7 @@ one() {
     fnas-tc) args="--strategy fnas --pool on --trust-contenders $MP32" ;;
     fnas-tc16) args="--strategy fnas --pool on --trust-contenders --critic-min-points 16" ;;
     fnas-gac) args="--strategy fnas --pool on $MP32 --gate-after-calibration" ;;
+    fnas-gac-notau) args="--strategy fnas --pool on $MP32 --gate-after-calibration --gate-tau 1000" ;;
     fnas-w05) args="--strategy fnas --pool on $MP32 --warm-epochs 0.5" ;;
     fnas-d15) args="--strategy fnas --pool on $MP32 --warm-max-distance 1.5" ;;
     fnas-s4) args="--strategy fnas --pool on $MP32 --screen 4" ;;

@@ -145,6 +145,7 @@ struct Job<'a> {
 struct GateOptions {
     trust_contenders: bool,
     after_calibration: bool,
+    tau: Option<f64>,
     screen: usize,
 }
 
@@ -166,6 +167,9 @@ fn run_one(
     if let Some(f) = settings.fnas.as_mut().filter(|f| f.gate) {
         f.trust_contenders = gate.trust_contenders;
         f.gate_after_calibration = gate.after_calibration;
+        if let Some(t) = gate.tau {
+            f.tau = t;
+        }
     }
     if let Some(f) = settings.fnas.as_mut().filter(|f| f.critic.is_some()) {
         f.screen = gate.screen;
@@ -314,6 +318,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
     if a.gate_after_calibration && !any_gate {
         bail!("--gate-after-calibration needs a strategy with the critic's gate among --strategies (fnas, fnas-gate)");
     }
+    if a.gate_tau.is_some() && !any_gate {
+        bail!("--gate-tau needs a strategy with the critic's gate among --strategies (fnas, fnas-gate)");
+    }
     if a.screen > 1 && !any_critic {
         bail!("--screen needs a strategy with a critic among --strategies (fnas, fnas-value, fnas-gate)");
     }
@@ -403,6 +410,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
                         GateOptions {
                             trust_contenders: a.trust_contenders,
                             after_calibration: a.gate_after_calibration,
+                            tau: a.gate_tau,
                             screen: a.screen as usize,
                         },
                     );
@@ -469,6 +477,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
     }
     if a.trust_contenders {
         println!("gate rule: --trust-contenders (a confident prediction is trusted even when it might beat the best)");
+    }
+    if let Some(t) = a.gate_tau {
+        println!("gate confidence threshold: --gate-tau {t}");
     }
     if a.gate_after_calibration {
         println!("gate rule: --gate-after-calibration (nothing is trusted before the critic's std is calibrated on 16 measured errors)");

@@ -162,6 +162,10 @@ pub struct SearchArgs {
     /// too small; most of the trusting on real training happens then (README figures).
     #[arg(long)]
     pub gate_after_calibration: bool,
+    /// FNAS gate: the critic is confident when its std is below this many standard
+    /// deviations of the task's rewards (default 0.4, chosen on synthetic rewards).
+    #[arg(long, value_parser = parse_gate_tau)]
+    pub gate_tau: Option<f64>,
     /// FNAS critic-ranked proposals (our extension): once the critic is usable, draw
     /// this many times the batch from the controller and train the batch's worth the
     /// critic rates best (mean + std); 1 = off (FNAS as in the paper).
@@ -369,6 +373,10 @@ pub struct BenchArgs {
     /// calibrated (as `search --gate-after-calibration`).
     #[arg(long)]
     pub gate_after_calibration: bool,
+    /// The strategies with the critic's gate use this confidence threshold (as `search
+    /// --gate-tau`).
+    #[arg(long, value_parser = parse_gate_tau)]
+    pub gate_tau: Option<f64>,
     /// The strategies with a critic rank this many times the batch of draws and evaluate
     /// the best-rated batch (as `search --screen`); 1 = off.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
@@ -408,4 +416,14 @@ fn epochs(text: &str) -> Result<f64, String> {
 /// `--warm-max-distance`: a finite distance, at least 0.
 fn distance(text: &str) -> Result<f64, String> {
     number(text, |v| v >= 0.0, "a distance of at least 0")
+}
+
+/// `--gate-tau`: a positive number (in standard deviations of the task's rewards).
+fn parse_gate_tau(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(t) if t.is_finite() && t > 0.0 => Ok(t),
+        _ => Err(format!(
+            "expected a positive number of reward standard deviations, got `{s}`"
+        )),
+    }
 }

@@ -537,6 +537,34 @@ fn critic_min_points_lets_the_critic_act_earlier() {
     let mut args = named("fnas-value", "8", "nogate2", "8");
     args.push("--gate-after-calibration");
     assert_clean_error(&run(&args), "needs a strategy with the critic's gate");
+
+    // --gate-tau: kept with the experiment; a positive number, for a strategy with the gate
+    let mut args = named("fnas", "8", "tau", "8");
+    args.extend(["--gate-tau", "1.5"]);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(show_json(&store, "tau").to_string().contains("\"tau\":1.5"));
+    for bad in [
+        "--gate-tau=0",
+        "--gate-tau=-1",
+        "--gate-tau=nan",
+        "--gate-tau=inf",
+        "--gate-tau=x",
+    ] {
+        let mut args = named("fnas", "8", "badtau", "8");
+        args.push(bad);
+        let o = run(&args);
+        let e = stderr(&o);
+        assert!(!o.status.success() && !e.contains("panicked"), "{e}");
+        assert!(
+            e.contains("positive number of reward standard deviations"),
+            "{e}"
+        );
+    }
+    let mut args = named("ppo", "8", "nogate3", "8");
+    args.truncate(args.len() - 2); // ppo refuses --critic-min-points first
+    args.extend(["--gate-tau", "1.5"]);
+    assert_clean_error(&run(&args), "needs a strategy with the critic's gate");
 }
 
 /// `--screen K` (critic-ranked proposals) is kept with the experiment; once the critic

@@ -183,6 +183,15 @@ fn new_settings(a: &SearchArgs) -> Result<SearchSettings> {
             ),
         }
     }
+    if let Some(t) = a.gate_tau {
+        match settings.fnas.as_mut().filter(|f| f.gate) {
+            Some(f) => f.tau = t,
+            None => bail!(
+                "--gate-tau needs a strategy with the critic's gate (fnas, fnas-gate), not `{}`",
+                a.strategy
+            ),
+        }
+    }
     if a.screen > 1 {
         match settings.fnas.as_mut().filter(|f| f.critic.is_some()) {
             // the range 1..=64 is enforced by clap
@@ -219,6 +228,15 @@ fn ignored_resume_flags(a: &SearchArgs, settings: &SearchSettings) -> Vec<String
             "--gate-after-calibration is ignored: the experiment's gate trusts before calibration"
                 .into(),
         );
+    }
+    if let Some(t) = a.gate_tau {
+        let stored = f.map(|f| f.tau);
+        if stored != Some(t) {
+            out.push(match stored {
+                Some(s) => format!("--gate-tau {t} is ignored: the experiment has --gate-tau {s}"),
+                None => format!("--gate-tau {t} is ignored: the experiment has no gate"),
+            });
+        }
     }
     let seeds = settings
         .training
