@@ -419,11 +419,10 @@ fn distance(text: &str) -> Result<f64, String> {
 }
 
 /// `--gate-tau`: a positive number (in standard deviations of the task's rewards).
-fn parse_gate_tau(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(t) if t.is_finite() && t > 0.0 => Ok(t),
-        _ => Err(format!(
-            "expected a positive number of reward standard deviations, got `{s}`"
-        )),
-    }
+fn parse_gate_tau(text: &str) -> Result<f64, String> {
+    number(
+        text,
+        |v| v > 0.0,
+        "a positive number of reward standard deviations",
+    )
 }

@@ -544,22 +544,31 @@ fn critic_min_points_lets_the_critic_act_earlier() {
     let o = run(&args);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(show_json(&store, "tau").to_string().contains("\"tau\":1.5"));
-    for bad in [
-        "--gate-tau=0",
-        "--gate-tau=-1",
-        "--gate-tau=nan",
-        "--gate-tau=inf",
-        "--gate-tau=x",
+    for (bad, said) in [
+        (
+            "--gate-tau=0",
+            "positive number of reward standard deviations",
+        ),
+        (
+            "--gate-tau=-1",
+            "positive number of reward standard deviations",
+        ),
+        (
+            "--gate-tau=nan",
+            "positive number of reward standard deviations",
+        ),
+        (
+            "--gate-tau=inf",
+            "positive number of reward standard deviations",
+        ),
+        ("--gate-tau=x", "`x` is not a number"),
     ] {
         let mut args = named("fnas", "8", "badtau", "8");
         args.push(bad);
         let o = run(&args);
         let e = stderr(&o);
         assert!(!o.status.success() && !e.contains("panicked"), "{e}");
-        assert!(
-            e.contains("positive number of reward standard deviations"),
-            "{e}"
-        );
+        assert!(e.contains(said), "{e}");
     }
     let mut args = named("ppo", "8", "nogate3", "8");
     args.truncate(args.len() - 2); // ppo refuses --critic-min-points first

@@ -165,31 +165,23 @@ fn new_settings(a: &SearchArgs) -> Result<SearchSettings> {
             None => {}
         }
     }
-    if a.trust_contenders {
-        match settings.fnas.as_mut().filter(|f| f.gate) {
-            Some(f) => f.trust_contenders = true,
-            None => bail!(
-                "--trust-contenders needs a strategy with the critic's gate (fnas, fnas-gate), not `{}`",
+    // the gate flags: each needs a strategy with the critic's gate
+    let gate_flags = [
+        (a.trust_contenders, "--trust-contenders"),
+        (a.gate_after_calibration, "--gate-after-calibration"),
+        (a.gate_tau.is_some(), "--gate-tau"),
+    ];
+    if let Some((_, flag)) = gate_flags.iter().find(|(set, _)| *set) {
+        let Some(f) = settings.fnas.as_mut().filter(|f| f.gate) else {
+            bail!(
+                "{flag} needs a strategy with the critic's gate (fnas, fnas-gate), not `{}`",
                 a.strategy
-            ),
-        }
-    }
-    if a.gate_after_calibration {
-        match settings.fnas.as_mut().filter(|f| f.gate) {
-            Some(f) => f.gate_after_calibration = true,
-            None => bail!(
-                "--gate-after-calibration needs a strategy with the critic's gate (fnas, fnas-gate), not `{}`",
-                a.strategy
-            ),
-        }
-    }
-    if let Some(t) = a.gate_tau {
-        match settings.fnas.as_mut().filter(|f| f.gate) {
-            Some(f) => f.tau = t,
-            None => bail!(
-                "--gate-tau needs a strategy with the critic's gate (fnas, fnas-gate), not `{}`",
-                a.strategy
-            ),
+            );
+        };
+        f.trust_contenders = a.trust_contenders;
+        f.gate_after_calibration = a.gate_after_calibration;
+        if let Some(t) = a.gate_tau {
+            f.tau = t;
         }
     }
     if a.screen > 1 {
