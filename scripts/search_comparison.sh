@@ -21,13 +21,16 @@
 #   fnas-w05       full FNAS, a warm-started child trains half an epoch (a quarter of
 #                  the proxy) instead of 1 (--warm-epochs 0.5)
 #   fnas-d15       full FNAS, warm starts from sources up to distance 1.5 (default 1.0)
+#   fnas-warmall   full FNAS, every child after the pool's first 8 networks warm-started,
+#                  however far its nearest stored network (--warm-max-distance 1000: the
+#                  paper's 100% hit ratio, each warm child half the proxy's training)
 #   fnas-s4        full FNAS with critic-ranked proposals: once the critic is usable, each
 #                  batch is the 8 best-rated (mean + std) of 32 draws (--screen 4)
 #   fnas-s16       the same, the best 8 of 128 draws (--screen 16)
 #   ppo-r2         vanilla PPO, each child trained twice (two seeds), reward = the mean
 #                  (--reward-seeds 2: less training noise, twice the images per child)
 #   fnas-r2        full FNAS, the same
-#                  (the last thirteen are not in the default VARIANTS: VARIANTS="fnas-mp16 ...")
+#                  (the last fourteen are not in the default VARIANTS: VARIANTS="fnas-mp16 ...")
 #
 # Each search has its own store under $DIR (so pools never mix; rerunning with the same
 # DIR keeps finished searches and resumes interrupted ones); JOBS searches run at
@@ -74,6 +77,7 @@ one() {
     fnas-gac-notau) args="--strategy fnas --pool on $MP32 --gate-after-calibration --gate-tau 1000" ;;
     fnas-w05) args="--strategy fnas --pool on $MP32 --warm-epochs 0.5" ;;
     fnas-d15) args="--strategy fnas --pool on $MP32 --warm-max-distance 1.5" ;;
+    fnas-warmall) args="--strategy fnas --pool on $MP32 --warm-max-distance 1000" ;;
     fnas-s4) args="--strategy fnas --pool on $MP32 --screen 4" ;;
     fnas-s16) args="--strategy fnas --pool on $MP32 --screen 16" ;;
     ppo-r2) args="--strategy ppo --pool off --reward-seeds 2" ;;
