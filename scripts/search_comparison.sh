@@ -54,7 +54,9 @@ JOBS=${JOBS:-$(nproc)}
 OUT=${OUT:-docs/results}
 DIR=${DIR:-$(mktemp -d)}
 TRANSFER_ARGS=${TRANSFER_ARGS:-}
-export FNAS=${FNAS:-target/release/fnas} TASK BUDGET TRANSFER_BUDGET DIR TRANSFER_ARGS
+# TOPS_ARGS: more flags for both transfer searches (with and without), e.g. --gate-after-calibration
+TOPS_ARGS=${TOPS_ARGS:-}
+export FNAS=${FNAS:-target/release/fnas} TASK BUDGET TRANSFER_BUDGET DIR TRANSFER_ARGS TOPS_ARGS
 [ -n "${SKIP_BUILD:-}" ] || cargo build --release -p fnas
 mkdir -p "$OUT" "$DIR"
 start=$(date +%s)
@@ -129,7 +131,7 @@ two() {
   fi
   # shellcheck disable=SC2086
   "$FNAS" search --task fashion-mnist-small-tops --strategy fnas --critic-min-points 32 --budget-images "$TRANSFER_BUDGET" --seed "$s" --workers 1 \
-    --store "$store" --name "tops-$mode-s$s" $extra --resume --json 2>/dev/null | tail -1 > "$DIR/tops-$mode-s$s.json"
+    --store "$store" --name "tops-$mode-s$s" $extra $TOPS_ARGS --resume --json 2>/dev/null | tail -1 > "$DIR/tops-$mode-s$s.json"
   "$FNAS" show "tops-$mode-s$s" --store "$store" --json > "$DIR/tops-$mode-s$s.show.json"
   echo "tops $mode seed $s done"
 }
