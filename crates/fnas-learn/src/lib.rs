@@ -1,17 +1,25 @@
 //! The learned parts of fnas on burn: the LSTM controller trained with PPO
 //! ([`ppo::PpoController`], strategy `ppo`), the MnasNet-style RL baseline; the
 //! deep-ensemble critic ([`critic::Critic`]); and the FNAS strategy built from them
-//! ([`fnas::FnasStrategy`], strategy `fnas`).
+//! ([`fnas::FnasStrategy`], strategy `fnas`); and critic-chosen proposals
+//! ([`select::SelectStrategy`], strategy `fnas-select`) behind the [`predictor::Predictor`]
+//! interface.
 
+pub mod acquisition;
 mod codec;
 pub mod critic;
 pub mod fnas;
+pub mod normal;
 mod policy;
 mod policy_grad;
 pub mod ppo;
+pub mod predictor;
+pub mod ridge;
+pub mod select;
 
 pub use fnas::{FnasConfig, FnasStrategy};
 pub use ppo::{PpoConfig, PpoController};
+pub use select::{SelectConfig, SelectStrategy};
 
 /// The device the learned parts compute on: CUDA GPU 0 with the `cuda` feature,
 /// otherwise burn's flex CPU backend.

@@ -27,8 +27,10 @@ use fnas_store::SqliteStore;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::cli::BenchArgs;
-use crate::setup::{check_strategy, fnas_preset, make_strategy, normalise_source, SearchSettings};
+use crate::cli::{BenchArgs, SelectArgs};
+use crate::setup::{
+    check_strategy, fnas_preset, make_strategy, normalise_source, select_preset, SearchSettings,
+};
 
 /// Query counts at which test regret is reported.
 pub const REGRET_AT: [u64; 4] = [50, 100, 200, 500];
@@ -63,6 +65,42 @@ pub struct Record {
     pub best_val: Option<f64>,
     pub best_test: Option<f64>,
     pub seconds: f64,
+    /// CPU time of the strategy's own `ask` and `tell` per evaluated architecture, in ms.
+    pub strategy_ms_per_eval: f64,
+}
+
+/// A strategy whose `ask` and `tell` are timed (the strategy's own overhead, without
+/// the evaluations and the store).
+struct Timed<'a> {
+    inner: &'a mut dyn fnas_core::Strategy,
+    spent: std::time::Duration,
+}
+
+impl fnas_core::Strategy for Timed<'_> {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn ask(&mut self, n: usize) -> Result<Vec<fnas_core::Proposal>, fnas_core::StrategyError> {
+        let t = Instant::now();
+        let r = self.inner.ask(n);
+        self.spent += t.elapsed();
+        r
+    }
+    fn tell(&mut self, outcomes: &[fnas_core::Outcome]) -> Result<(), fnas_core::StrategyError> {
+        let t = Instant::now();
+        let r = self.inner.tell(outcomes);
+        self.spent += t.elapsed();
+        r
+    }
+    fn state(&self) -> Result<Vec<u8>, fnas_core::StrategyError> {
+        self.inner.state()
+    }
+    fn restore(&mut self, state: &[u8]) -> Result<(), fnas_core::StrategyError> {
+        self.inner.restore(state)
+    }
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        self.inner.counters()
+    }
 }
 
 /// A dataset's fixed reference points.
@@ -141,12 +179,13 @@ struct Job<'a> {
 }
 
 /// The critic flags of `bench`, applied to every strategy that has the part they set.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct GateOptions {
     trust_contenders: bool,
     after_calibration: bool,
     tau: Option<f64>,
     screen: usize,
+    select: SelectArgs,
 }
 
 /// Runs one search in an in-memory store; returns its record and its evaluated
@@ -157,7 +196,7 @@ fn run_one(
     tables: &[(String, Arc<dyn TabularBenchmark>, Targets)],
     budget: u64,
     batch_size: usize,
-    gate: GateOptions,
+    gate: &GateOptions,
 ) -> Result<Done> {
     let t0 = Instant::now();
     let (dataset, table, targets) = &tables[job.dataset];
@@ -173,6 +212,10 @@ fn run_one(
     }
     if let Some(f) = settings.fnas.as_mut().filter(|f| f.critic.is_some()) {
         f.screen = gate.screen;
+    }
+    settings.select = select_preset(job.strategy, &settings.ppo);
+    if let Some(c) = settings.select.as_mut() {
+        gate.select.apply(c);
     }
     let evaluator: &dyn Evaluator = table.as_ref();
     let space = evaluator.space();
@@ -195,14 +238,12 @@ fn run_one(
     )?;
     let mut cfg = SearchConfig::new(budget, batch_size, settings.reward.clone());
     cfg.save_state = false; // never resumed: skip serialising the strategy per batch
-    let summary = run_search(
-        &mut store,
-        &exp,
-        strat.as_mut(),
-        evaluator,
-        &cfg,
-        &mut |_| {},
-    )?;
+    let mut timed = Timed {
+        inner: strat.as_mut(),
+        spent: std::time::Duration::ZERO,
+    };
+    let summary = run_search(&mut store, &exp, &mut timed, evaluator, &cfg, &mut |_| {})?;
+    let strategy_time = timed.spent;
     let trials = store.trials(exp.id)?;
     let evaluated: Vec<&Trial> = trials
         .iter()
@@ -248,6 +289,7 @@ fn run_one(
         best_val: best.map(|b| b.0),
         best_test: best.map(|b| b.1),
         seconds: t0.elapsed().as_secs_f64(),
+        strategy_ms_per_eval: strategy_time.as_secs_f64() * 1e3 / (evals.len().max(1) as f64),
     };
     Ok((record, points))
 }
@@ -321,6 +363,25 @@ pub fn run(a: BenchArgs) -> Result<()> {
     if a.gate_tau.is_some() && !any_gate {
         bail!("--gate-tau needs a strategy with the critic's gate among --strategies (fnas, fnas-gate)");
     }
+    if a.select.any()
+        && !labels
+            .iter()
+            .any(|l| select_preset(l, &Default::default()).is_some())
+    {
+        bail!("--acquisition, --encoding and --candidates need a fnas-select strategy among --strategies");
+    }
+    let baseline = match &a.baseline {
+        Some(b) if labels.contains(b) => b.clone(),
+        Some(b) => bail!(
+            "--baseline `{b}` is not among --strategies ({})",
+            labels.join(",")
+        ),
+        None => ["evolution", "ppo"]
+            .iter()
+            .map(|s| s.to_string())
+            .find(|s| labels.contains(s))
+            .unwrap_or_else(|| labels[0].clone()),
+    };
     if a.screen > 1 && !any_critic {
         bail!("--screen needs a strategy with a critic among --strategies (fnas, fnas-value, fnas-gate)");
     }
@@ -397,23 +458,18 @@ pub fn run(a: BenchArgs) -> Result<()> {
         bar.set_style(style);
     }
     let t0 = Instant::now();
+    let gate = GateOptions {
+        trust_contenders: a.trust_contenders,
+        after_calibration: a.gate_after_calibration,
+        tau: a.gate_tau,
+        screen: a.screen as usize,
+        select: a.select.clone(),
+    };
     let run_jobs = |jobs: &[Job]| -> Result<Vec<Done>> {
         pool.install(|| {
             jobs.par_iter()
                 .map(|j| {
-                    let r = run_one(
-                        j,
-                        bench,
-                        &tables,
-                        a.budget,
-                        a.batch_size,
-                        GateOptions {
-                            trust_contenders: a.trust_contenders,
-                            after_calibration: a.gate_after_calibration,
-                            tau: a.gate_tau,
-                            screen: a.screen as usize,
-                        },
-                    );
+                    let r = run_one(j, bench, &tables, a.budget, a.batch_size, &gate);
                     bar.inc(1);
                     r
                 })
@@ -459,7 +515,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         .filter(|t| datasets.contains(&t.0))
         .map(|t| (t.0.clone(), t.2))
         .collect();
-    print_table(&records, &labels, &shown, a.budget);
+    print_table(&records, &labels, &shown, a.budget, &baseline);
     println!(
         "\n{} searches ({} strategies x {} datasets x {} seeds, budget {}) in {:.1} s on {threads} threads",
         records.len(),
@@ -524,26 +580,18 @@ fn cost_cell(vals: &[Option<u64>], budget: u64) -> String {
     )
 }
 
-/// Per-seed cost ratios of vanilla PPO over a strategy (not reached = budget+1):
-/// median and IQR, "2.0x" = the strategy needed half PPO's cost.
+/// Per-seed cost ratios of a strategy over the baseline (not reached = budget+1):
+/// median and IQR, "0.50x" = the strategy needed half the baseline's cost.
 fn ratio_cell(
     rs: &[&Record],
-    ppo: &[&Record],
+    base: &[&Record],
     budget: u64,
     pick: fn(&Record) -> Option<u64>,
 ) -> String {
-    let mut v: Vec<f64> = rs
-        .iter()
-        .filter_map(|r| {
-            let p = ppo.iter().find(|p| p.seed == r.seed)?;
-            let c = |x: Option<u64>| x.unwrap_or(budget + 1) as f64;
-            Some(c(pick(p)) / c(pick(r)))
-        })
-        .collect();
+    let v = ratios(rs, base, budget, pick);
     if v.is_empty() {
         return "-".into();
     }
-    v.sort_by(f64::total_cmp);
     format!(
         "{:.2}x [{:.2}-{:.2}]",
         quantile(&v, 0.5),
@@ -552,18 +600,38 @@ fn ratio_cell(
     )
 }
 
+/// Per-seed cost ratios (strategy / baseline, not reached = budget+1), sorted.
+pub fn ratios(
+    rs: &[&Record],
+    base: &[&Record],
+    budget: u64,
+    pick: fn(&Record) -> Option<u64>,
+) -> Vec<f64> {
+    let mut v: Vec<f64> = rs
+        .iter()
+        .filter_map(|r| {
+            let b = base.iter().find(|b| b.seed == r.seed)?;
+            let c = |x: Option<u64>| x.unwrap_or(budget + 1) as f64;
+            Some(c(pick(r)) / c(pick(b)))
+        })
+        .collect();
+    v.sort_by(f64::total_cmp);
+    v
+}
+
 fn print_table(
     records: &[Record],
     strategies: &[String],
     datasets: &[(String, Targets)],
     budget: u64,
+    baseline: &str,
 ) {
     let qs: Vec<u64> = REGRET_AT.into_iter().filter(|&q| q <= budget).collect();
     println!(
         "cost = distinct architectures evaluated; median [IQR] over seeds, reached/seeds; not reached = {}",
         budget + 1
     );
-    println!("ratio = vanilla PPO's cost / this strategy's cost, per seed pair; regret in test-accuracy points");
+    println!("ratio = this strategy's cost / {baseline}'s cost, per seed pair (below 1 = sooner); regret in test-accuracy points; s = seconds per search; ms/eval = the strategy's own time per evaluated architecture");
     print!(
         "{:<10} {:<20} {:>24} {:>24} {:>20} {:>20}",
         "DATASET",
@@ -576,11 +644,14 @@ fn print_table(
     for q in &qs {
         print!(" {:>7}", format!("R@{q}"));
     }
-    println!(" {:>8} {:>8}", "COVERAGE", "TRUSTED");
+    println!(
+        " {:>8} {:>8} {:>7} {:>8}",
+        "COVERAGE", "TRUSTED", "S", "MS/EVAL"
+    );
     for (d, _) in datasets {
         let ppo: Vec<&Record> = records
             .iter()
-            .filter(|r| &r.dataset == d && r.strategy == "ppo")
+            .filter(|r| &r.dataset == d && r.strategy == baseline)
             .collect();
         for s in strategies {
             let rs: Vec<&Record> = records
@@ -614,9 +685,18 @@ fn print_table(
             } else {
                 format!("{:.0}%", 100.0 * quantile(&cov, 0.5))
             };
-            let mut tr: Vec<f64> = rs.iter().map(|r| r.trusted as f64).collect();
-            tr.sort_by(f64::total_cmp);
-            println!(" {:>8} {:>8.0}", cov, quantile(&tr, 0.5));
+            let med = |f: fn(&Record) -> f64| {
+                let mut v: Vec<f64> = rs.iter().map(|r| f(r)).collect();
+                v.sort_by(f64::total_cmp);
+                quantile(&v, 0.5)
+            };
+            println!(
+                " {:>8} {:>8.0} {:>7.2} {:>8.2}",
+                cov,
+                med(|r| r.trusted as f64),
+                med(|r| r.seconds),
+                med(|r| r.strategy_ms_per_eval)
+            );
         }
     }
 }

@@ -137,8 +137,11 @@ pub struct SearchArgs {
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Search strategy: random, evolution, ppo (vanilla MnasNet-style RL), fnas (PPO +
-    /// critic gate and value + experience replay with off-policy correction), or one
-    /// FNAS ablation: fnas-value, fnas-gate, fnas-replay, fnas-replay-nocorr.
+    /// critic gate and value + experience replay with off-policy correction, as in the
+    /// paper), fnas-select (the critic chooses what is evaluated from mutants of the best,
+    /// controller and uniform draws), or one ablation: fnas-value, fnas-gate,
+    /// fnas-replay, fnas-replay-nocorr, fnas-select-{onehot,ucb,ei,noneighbours,
+    /// nomutants,nocontroller,nouniform,ppo-own}.
     #[arg(long, default_value = "ppo")]
     pub strategy: String,
     /// Pre-train the FNAS critic on earlier experiments of this store that share the
@@ -171,6 +174,8 @@ pub struct SearchArgs {
     /// critic rates best (mean + std); 1 = off (FNAS as in the paper).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub screen: u64,
+    #[command(flatten)]
+    pub select: SelectArgs,
     /// Budget in cost units: distinct architectures evaluated (queried, or trained).
     /// Default 500 on a benchmark; on real training the default is --budget-images.
     #[arg(long, conflicts_with = "budget_images")]
@@ -381,6 +386,69 @@ pub struct BenchArgs {
     /// the best-rated batch (as `search --screen`); 1 = off.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub screen: u64,
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// The strategy every ratio column divides by (per seed pair): default evolution
+    /// when it is among --strategies, else ppo, else the first one.
+    #[arg(long)]
+    pub baseline: Option<String>,
+}
+
+/// The settings of critic-chosen proposals (`fnas-select` strategies), shared by
+/// `search` and `bench`; unset flags keep the strategy's preset.
+#[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Critic-chosen proposals (fnas-select)")]
+pub struct SelectArgs {
+    /// How the critic ranks candidates: thompson (one draw from each candidate's
+    /// predicted mean and std; default), ucb (mean + std) or ei (expected improvement).
+    #[arg(long, value_parser = parse_acquisition)]
+    pub acquisition: Option<fnas_learn::acquisition::Acquisition>,
+    /// The critic's view of an architecture: structure (the one-hot plus the space's
+    /// structural features: graph wiring, cell paths, block sizes; default) or one-hot.
+    #[arg(long, value_parser = parse_encoding)]
+    pub encoding: Option<fnas_core::space::Encoding>,
+    /// Candidates drawn per round for the critic to rank (two-edit mutants of the best,
+    /// controller and uniform draws, 60/25/15), besides the one-edit neighbours of the
+    /// 5 best. Default 100.
+    #[arg(long, allow_negative_numbers = true, value_parser = parse_candidates)]
+    pub candidates: Option<usize>,
+}
+
+impl SelectArgs {
+    /// Whether any flag is set.
+    pub fn any(&self) -> bool {
+        self.acquisition.is_some() || self.encoding.is_some() || self.candidates.is_some()
+    }
+
+    /// Applies the set flags to a `fnas-select` configuration.
+    pub fn apply(&self, c: &mut fnas_learn::select::SelectConfig) {
+        if let Some(a) = self.acquisition {
+            c.acquisition = a;
+        }
+        if let Some(e) = self.encoding {
+            c.encoding = e;
+        }
+        if let Some(n) = self.candidates {
+            c.candidates = n;
+        }
+    }
+}
+
+fn parse_acquisition(text: &str) -> Result<fnas_learn::acquisition::Acquisition, String> {
+    text.parse()
+}
+
+fn parse_encoding(text: &str) -> Result<fnas_core::space::Encoding, String> {
+    text.parse()
+}
+
+/// `--candidates`: a whole number from 1 to 100,000.
+fn parse_candidates(text: &str) -> Result<usize, String> {
+    match text.parse::<i64>() {
+        Ok(n) if (1..=100_000).contains(&n) => Ok(n as usize),
+        Ok(n) => Err(format!("{n}: expected a count from 1 to 100000")),
+        Err(_) => Err(format!("`{text}` is not a whole number")),
+    }
 }
 
 /// A finite number of `text` that passes `ok`, else the error "`text`: expected {what}".

@@ -6,11 +6,14 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use fnas_bench::{Benchmark, TabularBenchmark};
+use fnas_core::space::Encoding;
 use fnas_core::strategy::{Evolution, EvolutionConfig, RandomSearch};
 use fnas_core::Architecture;
 use fnas_core::{Objective, RewardConfig, SearchSpace, Strategy};
+use fnas_learn::acquisition::Acquisition;
 use fnas_learn::fnas::{FnasConfig, FnasStrategy};
 use fnas_learn::ppo::{PpoConfig, PpoController};
+use fnas_learn::select::{PpoLearn, SelectConfig, SelectStrategy};
 use serde::{Deserialize, Serialize};
 
 /// Strategies this build offers. `ppo` is the vanilla MnasNet-style baseline; the
@@ -24,7 +27,38 @@ pub const STRATEGIES: &[&str] = &[
     "fnas-gate",
     "fnas-replay",
     "fnas-replay-nocorr",
+    "fnas-select",
+    "fnas-select-onehot",
+    "fnas-select-ucb",
+    "fnas-select-ei",
+    "fnas-select-noneighbours",
+    "fnas-select-nomutants",
+    "fnas-select-nocontroller",
+    "fnas-select-nouniform",
+    "fnas-select-ppo-own",
 ];
+
+/// The `fnas-select` configuration of a strategy name (`None` for the others): the
+/// default, or one ablation (one switch changed).
+pub fn select_preset(name: &str, ppo: &PpoConfig) -> Option<SelectConfig> {
+    let mut c = SelectConfig {
+        ppo: ppo.clone(),
+        ..SelectConfig::default()
+    };
+    match name.strip_prefix("fnas-select")? {
+        "" => {}
+        "-onehot" => c.encoding = Encoding::OneHot,
+        "-ucb" => c.acquisition = Acquisition::Ucb,
+        "-ei" => c.acquisition = Acquisition::Ei,
+        "-noneighbours" => c.sources.neighbours = false,
+        "-nomutants" => c.sources.mutants = false,
+        "-nocontroller" => c.sources.controller = false,
+        "-nouniform" => c.sources.uniform = false,
+        "-ppo-own" => c.ppo_learn = PpoLearn::Own,
+        _ => return None,
+    }
+    Some(c)
+}
 
 /// The FNAS configuration of a strategy name (`None` for non-FNAS strategies).
 ///
@@ -93,6 +127,9 @@ pub struct SearchSettings {
     /// FNAS module switches (FNAS strategies only).
     #[serde(default)]
     pub fnas: Option<FnasConfig>,
+    /// Critic-chosen proposals settings (`fnas-select` strategies only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub select: Option<SelectConfig>,
     /// What the critic was pre-trained on: source experiments and their point counts.
     #[serde(default)]
     pub transfer: Vec<TransferSource>,
@@ -148,6 +185,7 @@ impl SearchSettings {
             evolution: default_evolution(),
             ppo: PpoConfig::default(),
             fnas: None,
+            select: None,
             transfer: Vec::new(),
             training: None,
         }
@@ -182,6 +220,11 @@ pub fn make_strategy(
     transfer: &[(Architecture, f64)],
 ) -> Result<Box<dyn Strategy>> {
     check_strategy(name)?;
+    if let Some(preset) = select_preset(name, &settings.ppo) {
+        let cfg = settings.select.clone().unwrap_or(preset);
+        cfg.validate().map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        return Ok(Box::new(SelectStrategy::new(space, cfg, seed)));
+    }
     if let Some(preset) = fnas_preset(name, &settings.ppo) {
         let cfg = settings.fnas.clone().unwrap_or(preset);
         return Ok(Box::new(FnasStrategy::with_transfer(

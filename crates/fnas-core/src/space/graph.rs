@@ -204,6 +204,42 @@ pub(super) fn key(ops: &[&str], canonical: &Architecture) -> u64 {
     h
 }
 
+/// Length of the structure features [`structure`] adds: (node, input, op) triples (10
+/// node-input slots x 9 ops), (parent op or graph input, op) pairs (10 x 9), the ops
+/// that feed the output (9) and op x depth (4 x 9).
+pub(super) const STRUCTURE_LEN: usize = 90 + 90 + 9 + 36;
+
+/// The structure features of a canonical architecture, appended to `f` from `off` on.
+pub(super) fn structure(ops: &[&str], canon: &Architecture, off: u32, f: &mut Vec<(u32, f32)>) {
+    let (link, op) = unpack(ops, canon);
+    let n_ops = GRAPH_OPS.len();
+    let mut depth = [0usize; 4];
+    for i in 0..4 {
+        let parent = link[i] as usize;
+        depth[i] = if parent == 0 {
+            1
+        } else {
+            depth[parent - 1] + 1
+        };
+        let o = op[i] as usize;
+        // (node, input) slot: node i has i + 1 possible inputs
+        let slot = i * (i + 1) / 2 + parent;
+        f.push((off + (slot * n_ops + o) as u32, 1.0));
+        let p = if parent == 0 {
+            n_ops
+        } else {
+            op[parent - 1] as usize
+        };
+        f.push((off + (90 + p * n_ops + o) as u32, 1.0));
+        let leaf = !link.iter().any(|&l| l as usize == i + 1);
+        if leaf {
+            f.push((off + (180 + o) as u32, 1.0));
+        }
+        let d = depth[i].clamp(1, 4) - 1;
+        f.push((off + (189 + d * n_ops + o) as u32, 1.0));
+    }
+}
+
 /// Every valid raw architecture of a graph space, in a fixed order.
 pub fn all_raw(space: &SearchSpace) -> Vec<Architecture> {
     let sizes: Vec<usize> = space.decisions().iter().map(|d| d.choices.len()).collect();

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Decision, Kind, SearchSpace, SpaceError};
+use crate::Architecture;
 
 /// The shipped default space file (`spaces/mnas-28.toml`).
 pub(super) const DEFAULT_TOML: &str = include_str!("../../../../spaces/mnas-28.toml");
@@ -247,6 +248,71 @@ pub(super) fn space(spec: MnasSpec) -> SearchSpace {
         decisions,
         kind: Kind::Mnas(Box::new(spec)),
     }
+}
+
+/// Length of [`structure`]'s features: six numbers per block and two size estimates.
+pub(super) fn structure_len(spec: &MnasSpec) -> usize {
+    6 * spec.blocks.len() + 2
+}
+
+/// Per-block numbers (kernel, SE ratio, width multiplier, layers, identity skip,
+/// expansion) and the log of the estimated parameters and multiply-adds, appended to `f`
+/// from `off` on. The estimates count the convolutions only: enough to rank sizes.
+pub(super) fn structure(spec: &MnasSpec, arch: &Architecture, off: u32, f: &mut Vec<(u32, f32)>) {
+    let c = &spec.choices;
+    let pick = |b: usize, k: usize| arch.0.get(b * 6 + k).copied().unwrap_or(0) as usize;
+    let (mut params, mut macs) = (0f64, 0f64);
+    let mut cin = spec.stem.channels as f64;
+    let mut res = spec.input.resolution.div_ceil(spec.stem.stride) as f64;
+    for (b, block) in spec.blocks.iter().enumerate() {
+        let op = c.op.get(pick(b, 0)).map_or("conv", String::as_str);
+        let k = c.kernel.get(pick(b, 1)).copied().unwrap_or(3) as f64;
+        let se = c.se.get(pick(b, 2)).copied().unwrap_or(0.0);
+        let skip = c.skip.get(pick(b, 3)).is_some_and(|s| s == "identity");
+        let width = c.width.get(pick(b, 4)).copied().unwrap_or(1.0);
+        let layers = spec
+            .layer_choices(b)
+            .get(pick(b, 5))
+            .copied()
+            .unwrap_or(block.layers) as f64;
+        let expansion = match op {
+            "mbconv3" => 3.0,
+            "mbconv6" => 6.0,
+            _ => 1.0,
+        };
+        let cout = (block.width as f64 * width).round().max(1.0);
+        for l in 0..layers as usize {
+            let stride = if l == 0 { block.stride } else { 1 };
+            let ci = if l == 0 { cin } else { cout };
+            let mid = expansion * ci;
+            let p = match op {
+                "conv" => k * k * ci * cout,
+                "dwsep" => k * k * ci + ci * cout,
+                _ => ci * mid + k * k * mid + mid * cout,
+            } + 2.0 * mid * (mid * se).ceil();
+            res = if stride == 2 { (res / 2.0).ceil() } else { res };
+            params += p;
+            macs += p * res * res;
+        }
+        cin = cout;
+        let base = off + 6 * b as u32;
+        let values = [
+            k as f32 / 7.0,
+            se as f32 * 4.0,
+            width as f32,
+            layers as f32 / 3.0,
+            if skip { 1.0 } else { 0.0 },
+            expansion as f32 / 6.0,
+        ];
+        for (j, v) in values.into_iter().enumerate() {
+            f.push((base + j as u32, v));
+        }
+    }
+    params +=
+        cin * spec.head.channels as f64 + spec.head.channels as f64 * spec.input.classes as f64;
+    let tail = off + 6 * spec.blocks.len() as u32;
+    f.push((tail, (params.max(1.0).log10() / 7.0) as f32));
+    f.push((tail + 1, (macs.max(1.0).log10() / 9.0) as f32));
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! Search spaces as data: an ordered list of named categorical decisions, plus the
 //! few space-specific rules (validity, canonical form) a benchmark needs.
 
+mod edit;
+mod encoding;
 pub mod graph;
 mod mnas;
 mod nb201;
@@ -12,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Architecture;
 
+pub use encoding::{Encoding, Features, ENCODINGS};
 pub use graph::{GRAPH_OPS, GRAPH_OPS_PROTEINS};
 pub use mnas::{MnasBlock, MnasSpec};
 

@@ -10,7 +10,7 @@ use crate::cli::{Constraint, ObjectiveArg, PoolArg, SearchArgs};
 use crate::progress::{budget_bar, LogLines};
 use crate::setup::{
     check_strategy, fnas_preset, load_benchmark, make_strategy, parse_task, reward_config,
-    transfer_from_store, SearchSettings,
+    select_preset, transfer_from_store, SearchSettings,
 };
 use crate::training::{self, PoolConfig, TrainingConfig};
 use fnas_bench::TabularBenchmark;
@@ -143,6 +143,16 @@ fn new_settings(a: &SearchArgs) -> Result<SearchSettings> {
         }
     };
     settings.fnas = fnas_preset(&a.strategy, &settings.ppo);
+    settings.select = select_preset(&a.strategy, &settings.ppo);
+    if a.select.any() {
+        let Some(c) = settings.select.as_mut() else {
+            bail!(
+                "--acquisition, --encoding and --candidates need a fnas-select strategy, not `{}`",
+                a.strategy
+            );
+        };
+        a.select.apply(c);
+    }
     let explicit = a
         .critic_min_points
         .map(usize::try_from)
