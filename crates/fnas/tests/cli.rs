@@ -688,3 +688,52 @@ fn bench_trust_contenders() {
     assert!(out.contains("gate rule: --trust-contenders"), "{out}");
     assert!(out.contains("fnas-gate"), "{out}");
 }
+
+#[test]
+fn sigkill_then_resume_fnas_select() {
+    kill_and_resume("fnas-select", "200");
+}
+
+/// `fnas-select`: its flags are kept with the experiment, no evaluated architecture is
+/// proposed twice, and bad values are refused naming the flag with the store untouched.
+#[test]
+fn fnas_select_flags_and_bad_input() {
+    let data = data_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("s.db");
+    let (s, d) = (store.to_str().unwrap(), data.to_str().unwrap());
+    let mut args = search_args(s, "fnas-select", "40", d);
+    args.extend([
+        "--acquisition",
+        "ucb",
+        "--encoding",
+        "one-hot",
+        "--candidates",
+        "30",
+    ]);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = show_json(&store, "exp");
+    let text = v.to_string();
+    assert!(text.contains("\"acquisition\":\"ucb\"") && text.contains("\"encoding\":\"one-hot\""));
+    assert!(text.contains("\"candidates\":30"), "{text}");
+    assert_eq!(total_cost(&v), 40);
+    let before = std::fs::read(&store).unwrap();
+    for (flag, value, said) in [
+        ("--acquisition", "greedy", "unknown acquisition `greedy`"),
+        ("--encoding", "paths", "unknown encoding `paths`"),
+        ("--candidates", "0", "expected a count from 1"),
+        ("--candidates", "-3", "expected a count from 1"),
+    ] {
+        let mut args = search_args(s, "fnas-select", "40", d);
+        args.extend(["--name", "other", flag, value]);
+        let o = run(&args);
+        let e = stderr(&o);
+        assert!(!o.status.success() && !e.contains("panicked"), "{e}");
+        assert!(e.contains(flag) && e.contains(said), "{e}");
+    }
+    let mut args = search_args(s, "ppo", "8", d);
+    args.extend(["--name", "other", "--acquisition", "ei"]);
+    assert_clean_error(&run(&args), "need a fnas-select strategy");
+    assert_eq!(std::fs::read(&store).unwrap(), before, "store changed");
+}
