@@ -726,14 +726,14 @@ fn fnas_select_flags_and_bad_input() {
         ("--candidates", "-3", "expected a count from 1"),
     ] {
         let mut args = search_args(s, "fnas-select", "40", d);
-        args.extend(["--name", "other", flag, value]);
+        args.extend([flag, value]);
         let o = run(&args);
         let e = stderr(&o);
         assert!(!o.status.success() && !e.contains("panicked"), "{e}");
         assert!(e.contains(flag) && e.contains(said), "{e}");
     }
     let mut args = search_args(s, "ppo", "8", d);
-    args.extend(["--name", "other", "--acquisition", "ei"]);
+    args.extend(["--acquisition", "ei"]);
     assert_clean_error(&run(&args), "need a fnas-select strategy");
     assert_eq!(std::fs::read(&store).unwrap(), before, "store changed");
 }
