@@ -253,7 +253,7 @@ pub struct SelectStrategy {
 impl SelectStrategy {
     pub fn new(space: SearchSpace, config: SelectConfig, seed: u64) -> Self {
         let ppo = PpoController::new(space.clone(), config.ppo.clone(), seed);
-        let critic_seed = seed ^ 0x5e1e_c7;
+        let critic_seed = seed ^ 0x005e_1ec7;
         let critic = RidgeEnsemble::new(
             space.encoding_len(config.encoding),
             config.critic.clone(),
