@@ -736,4 +736,15 @@ fn fnas_select_flags_and_bad_input() {
     args.extend(["--acquisition", "ei"]);
     assert_clean_error(&run(&args), "need a fnas-select strategy");
     assert_eq!(std::fs::read(&store).unwrap(), before, "store changed");
+    // on --resume the stored settings win, and the user is told
+    let mut args = search_args(s, "fnas-select", "40", d);
+    args.retain(|a| *a != "--json"); // warnings are printed without --json
+    args.extend(["--resume", "--acquisition", "ei"]);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("are ignored: the experiment has --acquisition ucb"),
+        "{}",
+        stderr(&o)
+    );
 }

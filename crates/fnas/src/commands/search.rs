@@ -240,6 +240,25 @@ fn ignored_resume_flags(a: &SearchArgs, settings: &SearchSettings) -> Vec<String
             });
         }
     }
+    if a.select.any() {
+        match settings.select.as_ref() {
+            Some(c) => {
+                let mut asked = c.clone();
+                a.select.apply(&mut asked);
+                if &asked != c {
+                    out.push(format!(
+                        "--acquisition/--encoding/--candidates are ignored: the experiment has --acquisition {} --encoding {} --candidates {}",
+                        c.acquisition.name(),
+                        c.encoding.name(),
+                        c.candidates
+                    ));
+                }
+            }
+            None => out.push(
+                "--acquisition/--encoding/--candidates are ignored: the experiment is not a fnas-select search".into(),
+            ),
+        }
+    }
     let seeds = settings
         .training
         .as_ref()
