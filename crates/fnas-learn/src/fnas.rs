@@ -274,7 +274,7 @@ pub fn screen_order(scores: &[Option<f64>], n: usize) -> Vec<usize> {
 pub const CALIBRATION_MIN_RESIDUALS: usize = 16;
 
 /// Whether `residuals` hold enough finite errors for [`calibration_scale`] to be fitted.
-fn calibrated(residuals: &[f32]) -> bool {
+pub fn calibrated(residuals: &[f32]) -> bool {
     residuals.iter().filter(|x| x.is_finite()).count() >= CALIBRATION_MIN_RESIDUALS
 }
 

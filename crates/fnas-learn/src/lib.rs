@@ -9,6 +9,7 @@ pub mod acquisition;
 mod codec;
 pub mod critic;
 pub mod fnas;
+pub mod gate;
 pub mod normal;
 mod policy;
 mod policy_grad;

@@ -136,7 +136,8 @@ pub struct SearchArgs {
     /// Real training: device, cpu (burn flex) or cuda / cuda:N (build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// Search strategy: random, evolution, ppo (vanilla MnasNet-style RL), fnas (PPO +
+    /// Search strategy: random, evolution, evolution-gate (evolution with the FNAS
+    /// critic's train-or-trust gate), ppo (vanilla MnasNet-style RL), fnas (PPO +
     /// critic gate and value + experience replay with off-policy correction, as in the
     /// paper), fnas-select (the critic chooses what is evaluated from mutants of the best,
     /// controller and uniform draws), or one ablation: fnas-value, fnas-gate,

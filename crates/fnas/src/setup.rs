@@ -12,6 +12,7 @@ use fnas_core::Architecture;
 use fnas_core::{Objective, RewardConfig, SearchSpace, Strategy};
 use fnas_learn::acquisition::Acquisition;
 use fnas_learn::fnas::{FnasConfig, FnasStrategy};
+use fnas_learn::gate::{GateConfig, GatedStrategy};
 use fnas_learn::ppo::{PpoConfig, PpoController};
 use fnas_learn::select::{PpoLearn, SelectConfig, SelectStrategy};
 use serde::{Deserialize, Serialize};
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 pub const STRATEGIES: &[&str] = &[
     "random",
     "evolution",
+    "evolution-gate",
     "ppo",
     "fnas",
     "fnas-value",
@@ -234,6 +236,17 @@ pub fn make_strategy(
     Ok(match name {
         "random" => Box::new(RandomSearch::new(space, seed)),
         "evolution" => Box::new(Evolution::new(space, settings.evolution.clone(), seed)),
+        // the FNAS critic's gate around regularized evolution (the proposer is swappable)
+        "evolution-gate" => {
+            let evo = Evolution::new(space.clone(), settings.evolution.clone(), seed);
+            Box::new(GatedStrategy::new(
+                name,
+                space,
+                Box::new(evo),
+                GateConfig::default(),
+                seed,
+            ))
+        }
         _ => Box::new(PpoController::new(space, settings.ppo.clone(), seed)),
     })
 }

@@ -1,0 +1,266 @@
+//! The FNAS critic's train-or-trust gate around any proposer (e.g. `evolution-gate`):
+//! the proposer proposes, the critic (the MLP ensemble of [`crate::critic`]) scores what
+//! this search has not evaluated yet, and a confident prediction that cannot beat the
+//! best so far is trusted instead of evaluated — the rule, calibration and audit of
+//! `fnas` ([`crate::fnas::would_trust`], [`calibration_scale`]). The proposer is told
+//! every outcome, trusted ones with the predicted reward, as PPO is in `fnas`.
+
+use std::collections::BTreeSet;
+
+use fnas_core::strategy::{Outcome, Prediction, Proposal, Strategy, StrategyError};
+use fnas_core::SearchSpace;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::critic::{Critic, CriticConfig};
+use crate::fnas::{calibrated, calibration_scale, would_trust};
+
+/// Gate settings (the defaults of `fnas`'s gate).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GateConfig {
+    pub critic: CriticConfig,
+    /// Confidence threshold on the calibrated std, in task reward stds.
+    pub tau: f64,
+    /// Share of would-be-trusted proposals evaluated anyway.
+    pub audit: f64,
+    /// Evaluated points before the critic scores anything.
+    pub min_points: usize,
+    /// Trust nothing before the std is calibrated.
+    pub after_calibration: bool,
+}
+
+impl Default for GateConfig {
+    fn default() -> Self {
+        Self {
+            critic: CriticConfig::default(),
+            tau: 0.4,
+            audit: 0.1,
+            min_points: 32,
+            after_calibration: false,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct State {
+    critic: Critic,
+    rng: ChaCha8Rng,
+    seen: BTreeSet<Vec<u16>>,
+    best: Option<f64>,
+    #[serde(with = "crate::codec::f32s")]
+    residuals: Vec<f32>,
+    unfitted: usize,
+    trusted: u64,
+    audited: u64,
+    /// The proposer's own state.
+    inner: Vec<u8>,
+}
+
+/// A proposer with the critic's gate.
+pub struct GatedStrategy {
+    name: String,
+    space: SearchSpace,
+    config: GateConfig,
+    inner: Box<dyn Strategy>,
+    st: State,
+}
+
+impl GatedStrategy {
+    /// `inner` gated; `name` is the strategy's name (`evolution-gate`).
+    pub fn new(
+        name: &str,
+        space: SearchSpace,
+        inner: Box<dyn Strategy>,
+        config: GateConfig,
+        seed: u64,
+    ) -> Self {
+        let critic = Critic::new(&space, config.critic.clone(), seed ^ 0x6a7e);
+        Self {
+            name: name.into(),
+            st: State {
+                critic,
+                rng: ChaCha8Rng::seed_from_u64(seed ^ 0x6a7e_5eed),
+                seen: BTreeSet::new(),
+                best: None,
+                residuals: Vec::new(),
+                unfitted: 0,
+                trusted: 0,
+                audited: 0,
+                inner: Vec::new(),
+            },
+            space,
+            config,
+            inner,
+        }
+    }
+
+    fn usable(&self) -> bool {
+        self.st.critic.own_points() >= self.config.min_points.max(1)
+    }
+}
+
+impl Strategy for GatedStrategy {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        vec![("trusted", self.st.trusted), ("audited", self.st.audited)]
+    }
+
+    fn ask(&mut self, n: usize) -> Result<Vec<Proposal>, StrategyError> {
+        let mut props = self.inner.ask(n)?;
+        if !self.usable() {
+            return Ok(props);
+        }
+        let scale = calibration_scale(&self.st.residuals);
+        let may_trust = !self.config.after_calibration || calibrated(&self.st.residuals);
+        for p in &mut props {
+            if self.st.seen.contains(&self.space.canonical(&p.arch).0) {
+                continue;
+            }
+            let c = self.st.critic.predict(&p.arch);
+            let (std, std_z) = (c.std * scale, c.std_z * scale);
+            let mut trusted =
+                may_trust && would_trust(c.mean, std, std_z, self.config.tau, self.st.best);
+            if trusted && self.st.rng.random::<f64>() < self.config.audit {
+                self.st.audited += 1;
+                trusted = false;
+            }
+            self.st.trusted += u64::from(trusted);
+            p.prediction = Some(Prediction {
+                mean: c.mean,
+                std,
+                trusted,
+            });
+        }
+        Ok(props)
+    }
+
+    fn tell(&mut self, outcomes: &[Outcome]) -> Result<(), StrategyError> {
+        let usable = self.usable();
+        let mut batch = BTreeSet::new();
+        for o in outcomes.iter().filter(|o| o.evaluated) {
+            let key = self.space.canonical(&o.arch).0;
+            if self.st.seen.contains(&key) || !batch.insert(key) {
+                continue;
+            }
+            let Some(r) = o.reward.filter(|r| r.is_finite()) else {
+                continue;
+            };
+            if usable {
+                // out of sample: the critic has not seen this point yet
+                let p = self.st.critic.predict(&o.arch);
+                if p.std > 0.0 {
+                    self.st.residuals.push(((r - p.mean).abs() / p.std) as f32);
+                }
+            }
+        }
+        for o in outcomes.iter().filter(|o| o.evaluated) {
+            let key = self.space.canonical(&o.arch).0;
+            let first = self.st.seen.insert(key);
+            if let Some(r) = o.reward.filter(|r| r.is_finite()) {
+                self.st.best = Some(self.st.best.map_or(r, |b| b.max(r)));
+                if first {
+                    self.st.critic.add(&o.arch, r);
+                    self.st.unfitted += 1;
+                }
+            }
+        }
+        if self.st.unfitted >= 8 {
+            self.st.critic.fit();
+            self.st.unfitted = 0;
+        }
+        self.inner.tell(outcomes)
+    }
+
+    fn state(&self) -> Result<Vec<u8>, StrategyError> {
+        let mut st = self.st.clone();
+        st.inner = self.inner.state()?;
+        serde_json::to_vec(&st)
+            .map_err(|e| StrategyError::Other(format!("serialising {} state: {e}", self.name)))
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), StrategyError> {
+        let st: State =
+            serde_json::from_slice(state).map_err(|e| StrategyError::BadState(e.to_string()))?;
+        if !st.critic.fits_space(&self.space) {
+            return Err(StrategyError::BadState(format!(
+                "{} state has a critic of another space than {}",
+                self.name,
+                self.space.name()
+            )));
+        }
+        self.inner.restore(&st.inner)?;
+        self.st = st;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fnas_core::strategy::{Evolution, EvolutionConfig};
+
+    fn reward(a: &fnas_core::Architecture) -> f64 {
+        0.5 + a
+            .choices()
+            .iter()
+            .map(|&c| 0.01 * f64::from(c))
+            .sum::<f64>()
+    }
+
+    fn run(s: &mut GatedStrategy, rounds: usize) -> (u64, Vec<Proposal>) {
+        let mut all = Vec::new();
+        for _ in 0..rounds {
+            let props = s.ask(8).unwrap();
+            let outs: Vec<Outcome> = props
+                .iter()
+                .map(|p| {
+                    let trusted = p.prediction.is_some_and(|q| q.trusted);
+                    Outcome {
+                        arch: p.arch.clone(),
+                        reward: Some(match p.prediction {
+                            Some(q) if trusted => q.mean,
+                            _ => reward(&p.arch),
+                        }),
+                        log_prob: None,
+                        evaluated: !trusted,
+                    }
+                })
+                .collect();
+            s.tell(&outs).unwrap();
+            all.extend(props);
+        }
+        (s.st.trusted, all)
+    }
+
+    fn gated(seed: u64) -> GatedStrategy {
+        let space = SearchSpace::nas_bench_201();
+        let evo = Evolution::new(space.clone(), EvolutionConfig::default(), seed);
+        GatedStrategy::new(
+            "evolution-gate",
+            space,
+            Box::new(evo),
+            GateConfig::default(),
+            seed,
+        )
+    }
+
+    #[test]
+    fn evolution_with_the_gate_trusts_some_and_restores_exactly() {
+        let mut a = gated(2);
+        let (trusted, props) = run(&mut a, 30);
+        assert!(trusted > 0, "nothing trusted");
+        // nothing is scored before the critic has its points
+        assert!(props[..32].iter().all(|p| p.prediction.is_none()));
+        let saved = a.state().unwrap();
+        let (_, next_a) = run(&mut a, 3);
+        let mut b = gated(99);
+        b.restore(&saved).unwrap();
+        let (_, next_b) = run(&mut b, 3);
+        assert_eq!(next_a, next_b);
+    }
+}
