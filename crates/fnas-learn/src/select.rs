@@ -174,13 +174,11 @@ impl SelectConfig {
 /// The weight of an evaluated architecture the controller did not draw:
 /// `min(c, exp(logp_pi - logp_ref))` (module docs); finite and in `(0, c]`.
 pub fn off_policy_weight(logp_pi: f64, logp_ref: f64, c: f64) -> f64 {
-    let w = (logp_pi - logp_ref).exp().min(c);
-    if w.is_finite() && w > 0.0 {
-        w
-    } else if w.is_nan() {
+    let w = (logp_pi - logp_ref).exp();
+    if w.is_nan() {
         c.min(1.0)
     } else {
-        f64::MIN_POSITIVE.max(w.clamp(0.0, c))
+        w.clamp(f64::MIN_POSITIVE, c)
     }
 }
 
@@ -334,9 +332,9 @@ impl SelectStrategy {
 
     /// A normal-score prediction in reward units: through the empirical quantiles of
     /// the evaluated rewards (the inverse of the rank transform).
-    fn to_reward(&self, p: MeanStd) -> Prediction {
-        let mut r: Vec<f64> = self.st.points.iter().map(|p| p.reward).collect();
-        r.sort_by(f64::total_cmp);
+    /// `sorted`: the evaluated rewards, ascending.
+    fn to_reward(sorted: &[f64], p: MeanStd) -> Prediction {
+        let r = sorted;
         let at = |z: f64| {
             if r.is_empty() {
                 return z;
@@ -428,8 +426,9 @@ impl Strategy for SelectStrategy {
         }
         let cands = self.candidates()?;
         let preds: Vec<MeanStd> = cands.iter().map(|c| self.predict_score(&c.0)).collect();
-        let rewards: Vec<f64> = self.st.points.iter().map(|p| p.reward).collect();
-        let best = normal::normal_scores(&rewards)
+        let mut sorted: Vec<f64> = self.st.points.iter().map(|p| p.reward).collect();
+        sorted.sort_by(f64::total_cmp);
+        let best = normal::normal_scores(&sorted)
             .into_iter()
             .fold(f64::NEG_INFINITY, f64::max);
         let picked = choose(
@@ -453,7 +452,7 @@ impl Strategy for SelectStrategy {
             out.push(Proposal {
                 arch: arch.clone(),
                 log_prob: *lp,
-                prediction: Some(self.to_reward(preds[i])),
+                prediction: Some(Self::to_reward(&sorted, preds[i])),
             });
         }
         // a space smaller than the batch (or nearly exhausted): fill with uniform draws
