@@ -30,7 +30,10 @@
 #   ppo-r2         vanilla PPO, each child trained twice (two seeds), reward = the mean
 #                  (--reward-seeds 2: less training noise, twice the images per child)
 #   fnas-r2        full FNAS, the same
-#                  (the last fourteen are not in the default VARIANTS: VARIANTS="fnas-mp16 ...")
+#   evolution      regularized evolution (population 50, sample 10)
+#   fnas-select    the critic chooses what is trained (mutants of the best, controller and
+#                  uniform draws; Thompson sampling), PPO learning from every child
+#                  (the last sixteen are not in the default VARIANTS: VARIANTS="fnas-mp16 ...")
 #
 # Each search has its own store under $DIR (so pools never mix; rerunning with the same
 # DIR keeps finished searches and resumes interrupted ones); JOBS searches run at
@@ -82,6 +85,8 @@ one() {
     fnas-warmall) args="--strategy fnas --pool on $MP32 --warm-max-distance 1000" ;;
     fnas-s4) args="--strategy fnas --pool on $MP32 --screen 4" ;;
     fnas-s16) args="--strategy fnas --pool on $MP32 --screen 16" ;;
+    evolution) args="--strategy evolution --pool off" ;;
+    fnas-select) args="--strategy fnas-select --pool off" ;;
     ppo-r2) args="--strategy ppo --pool off --reward-seeds 2" ;;
     fnas-r2) args="--strategy fnas --pool on $MP32 --reward-seeds 2" ;;
     *) echo "unknown variant $v" >&2; return 1 ;;

@@ -13,26 +13,12 @@ use fnas_learn::critic::{Critic, CriticConfig};
 use fnas_learn::normal::normal_scores;
 use fnas_learn::predictor::Predictor;
 use fnas_learn::ridge::{RidgeConfig, RidgeEnsemble};
+use fnas_learn::transfer::kendall_tau;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 const SIZES: [usize; 4] = [25, 50, 100, 200];
 const HELD_OUT: usize = 500;
-
-fn kendall(a: &[f64], b: &[f64]) -> f64 {
-    let (mut c, mut d) = (0i64, 0i64);
-    for i in 0..a.len() {
-        for j in i + 1..a.len() {
-            let s = (a[i] - a[j]).signum() * (b[i] - b[j]).signum();
-            if s > 0.0 {
-                c += 1;
-            } else if s < 0.0 {
-                d += 1;
-            }
-        }
-    }
-    (c - d) as f64 / ((c + d).max(1)) as f64
-}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -96,7 +82,7 @@ fn main() {
                             .iter()
                             .map(|t| m.predict(&space.encode(enc, &t.0)).mean)
                             .collect();
-                        taus[c][k].push(kendall(&pred, &truth));
+                        taus[c][k].push(kendall_tau(&pred, &truth));
                     }
                     let mut mlp = Critic::new(&space, CriticConfig::default(), seed);
                     for p in pts {
@@ -106,7 +92,7 @@ fn main() {
                         mlp.fit();
                     }
                     let pred: Vec<f64> = test.iter().map(|t| mlp.predict(&t.0).mean).collect();
-                    taus[2][k].push(kendall(&pred, &truth));
+                    taus[2][k].push(kendall_tau(&pred, &truth));
                 }
             }
             for (c, name) in critics.iter().enumerate() {

@@ -85,6 +85,30 @@ pub mod f32s {
     }
 }
 
+/// `#[serde(with = "crate::codec::f64s")]` for `Vec<f64>`: base64 of little-endian bytes.
+pub mod f64s {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(v: &[f64], s: S) -> Result<S::Ok, S::Error> {
+        let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        s.serialize_str(&encode(&bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+        let text = String::deserialize(d)?;
+        let bytes = decode(&text).map_err(serde::de::Error::custom)?;
+        if !bytes.chunks_exact(8).remainder().is_empty() {
+            return Err(serde::de::Error::custom(
+                "f64 byte length not a multiple of 8",
+            ));
+        }
+        Ok(bytes
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+            .collect())
+    }
+}
+
 /// `#[serde(with = "crate::codec::f64_bits")]` for `f64`: its bit pattern as `u64`.
 pub mod f64_bits {
     use super::*;

@@ -203,6 +203,9 @@ struct Point {
     #[serde(with = "f64_bits")]
     y: f64,
     transferred: bool,
+    /// Which source a transferred point came from (index into the source weights).
+    #[serde(default)]
+    source: u32,
     weights: Vec<u8>,
 }
 
@@ -224,6 +227,9 @@ pub struct Critic {
     data: Vec<Point>,
     rng: ChaCha8Rng,
     fits: u64,
+    /// Per-source weights of the transferred points in a minibatch (empty: all 1).
+    #[serde(default, with = "crate::codec::f64s")]
+    source_weights: Vec<f64>,
 }
 
 /// Mean and std (floored) of the current task's raw rewards.
@@ -282,6 +288,7 @@ impl Critic {
             data: Vec::new(),
             rng: ChaCha8Rng::seed_from_u64(seed ^ 0x5eed),
             fits: 0,
+            source_weights: Vec::new(),
         }
     }
 
@@ -320,7 +327,7 @@ impl Critic {
             .collect()
     }
 
-    fn push(&mut self, arch: &Architecture, y: f64, transferred: bool) {
+    fn push(&mut self, arch: &Architecture, y: f64, transferred: bool, source: u32) {
         let weights = (0..self.members.len())
             .map(|_| poisson1(&mut self.rng))
             .collect();
@@ -329,18 +336,54 @@ impl Critic {
             x,
             y,
             transferred,
+            source,
             weights,
         });
     }
 
     /// Adds an evaluated architecture of the current task (raw reward).
     pub fn add(&mut self, arch: &Architecture, reward: f64) {
-        self.push(arch, reward, false);
+        self.push(arch, reward, false, 0);
     }
 
     /// Adds a transferred point whose reward is already normalised per source task.
     pub fn add_transferred(&mut self, arch: &Architecture, z: f64) {
-        self.push(arch, z, true);
+        self.push(arch, z, true, 0);
+    }
+
+    /// Adds a transferred point of source number `source` (see
+    /// [`Critic::set_source_weights`]).
+    pub fn add_transferred_from(&mut self, arch: &Architecture, z: f64, source: u32) {
+        self.push(arch, z, true, source);
+    }
+
+    /// How much each source's transferred points count in a minibatch (a point of
+    /// source `k` is drawn in proportion to `weights[k]`; a source without a weight
+    /// counts 1; all zero: only this task's points are drawn).
+    pub fn set_source_weights(&mut self, weights: Vec<f64>) {
+        self.source_weights = weights;
+    }
+
+    /// The current source weights (empty: all 1).
+    pub fn source_weights(&self) -> &[f64] {
+        &self.source_weights
+    }
+
+    /// This task's evaluated points (architecture, raw reward), in the order added.
+    pub fn own_data(&self) -> Vec<(Architecture, f64)> {
+        self.data
+            .iter()
+            .filter(|p| !p.transferred)
+            .map(|p| {
+                let choices = p.x.iter().zip(&self.offsets).map(|(x, o)| x - o).collect();
+                (Architecture(choices), p.y)
+            })
+            .collect()
+    }
+
+    fn source_weight(&self, p: &Point) -> f64 {
+        let w = self.source_weights.get(p.source as usize).copied();
+        w.filter(|w| w.is_finite()).map_or(1.0, |w| w.max(0.0))
     }
 
     /// Evaluated points of the current task.
@@ -370,18 +413,42 @@ impl Critic {
             .map(|p| if p.transferred { p.y } else { (p.y - mu) / sd } as f32)
             .collect();
         let cfg = self.cfg.clone();
+        let point_weight: Vec<f64> = self.data.iter().map(|p| self.source_weight(p)).collect();
+        // equal source weights draw exactly as pooled transfer always did
+        let equal = point_weight.iter().all(|w| *w == 1.0);
         let mut g = Vec::new();
         for (k, m) in self.members.iter_mut().enumerate() {
             // bootstrap-weighted indices of the own and of the transferred points
             let (mut own, mut moved) = (Vec::new(), Vec::new());
             for (i, p) in self.data.iter().enumerate() {
+                if p.transferred && point_weight[i] <= 0.0 {
+                    continue;
+                }
                 let pool = if p.transferred { &mut moved } else { &mut own };
                 pool.extend(std::iter::repeat_n(i, p.weights[k] as usize));
             }
+            // cumulative source weights over `moved`, for weighted draws
+            let cum: Vec<f64> = if equal {
+                Vec::new()
+            } else {
+                moved
+                    .iter()
+                    .scan(0.0, |acc, &i| {
+                        *acc += point_weight[i];
+                        Some(*acc)
+                    })
+                    .collect()
+            };
+            let p_moved_share = if equal || moved.is_empty() {
+                moved.len() as f64
+            } else {
+                // the weighted size of the transferred pool
+                cum.last().copied().unwrap_or(0.0)
+            };
             let p_own = cfg
                 .own_share
                 .clamp(0.0, 1.0)
-                .max(own.len() as f64 / (own.len() + moved.len()).max(1) as f64);
+                .max(own.len() as f64 / (own.len() as f64 + p_moved_share).max(1.0));
             for _ in 0..steps {
                 let batch: Vec<(&[u16], f32)> = (0..cfg.minibatch.max(1))
                     .filter_map(|_| {
@@ -394,7 +461,13 @@ impl Critic {
                             (false, false) if m.rng.random::<f64>() < p_own => &own,
                             (false, false) => &moved,
                         };
-                        let i = pool[m.rng.random_range(0..pool.len())];
+                        let i = if equal || !std::ptr::eq(pool, &moved) {
+                            pool[m.rng.random_range(0..pool.len())]
+                        } else {
+                            let total = cum.last().copied().unwrap_or(0.0);
+                            let u = m.rng.random::<f64>() * total;
+                            pool[cum.partition_point(|c| *c <= u).min(pool.len() - 1)]
+                        };
                         Some((self.data[i].x.as_slice(), targets[i]))
                     })
                     .collect();

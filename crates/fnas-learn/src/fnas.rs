@@ -3,11 +3,20 @@
 //! With every module off ([`FnasConfig::vanilla`]) it is exactly the vanilla PPO
 //! controller: same proposals, same log-probabilities, same updates.
 //!
+//! This file composes the parts, each in a module of its own: the gate's rule
+//! ([`crate::gate`], which also wraps any other proposer), the std's calibration
+//! ([`crate::calibration`]), the experience buffer ([`crate::replay`]), the screen
+//! ([`crate::screen`]) and the weighing of transfer sources ([`crate::transfer`]).
+//! `tell` is their sequence: measure calibration, PPO update (value + replay), remember
+//! the batch, record the evaluated points, refit the critic.
+//!
 //! - **Uncertainty-aware critic** (`critic`, a [`Critic`] deep ensemble). It learns from
 //!   every architecture evaluated in this search (each canonical architecture once; a
 //!   failed evaluation is not a reward and is left out) and, with
 //!   [`FnasStrategy::with_transfer`], from earlier searches' records (rewards z-scored
-//!   per source task), pre-trained for `pretrain_steps` steps before the search starts.
+//!   per source task), pre-trained for `pretrain_steps` steps before the search starts;
+//!   each source's share of the critic's minibatches then follows how well it ranks
+//!   this task's evaluated points (`transfer_weighting`, [`crate::transfer`]).
 //!   It is refitted (`steps_per_fit` more steps) at the end of a `tell` once
 //!   `refit_points` (default 8, a batch) new points have arrived since its last fit.
 //!   - *Usable* once it has at least `min_own_points` (default 8) evaluated points of this
@@ -106,9 +115,17 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{f64_bits, opt_f64_bits};
+use crate::calibration::out_of_sample_residuals;
+pub use crate::calibration::{calibrated, calibration_scale, CALIBRATION_MIN_RESIDUALS};
+use crate::codec::opt_f64_bits;
 use crate::critic::{Critic, CriticConfig};
-use crate::ppo::{self, PpoConfig, PpoController, Sample};
+use crate::gate::record_evaluated;
+pub use crate::gate::{would_trust, would_trust_confident};
+use crate::ppo::{self, PpoConfig, PpoController, Prepared, Sample};
+pub use crate::replay::importance_weight;
+use crate::replay::{Experience, ReplayBuffer};
+pub use crate::screen::screen_order;
+use crate::transfer::{SourcePoints, SourceWeigher};
 
 const STD_EPS: f64 = 1e-8;
 
@@ -171,6 +188,11 @@ pub struct FnasConfig {
     pub screen: usize,
     /// The weight of the std in the screen's score (an upper confidence bound).
     pub screen_beta: f64,
+    /// Weigh each transfer source by how well it ranks this task's evaluated points
+    /// ([`crate::transfer`]); off: every transferred point counts alike. A setting
+    /// stored without this field predates it and keeps the pooled transfer.
+    #[serde(default)]
+    pub transfer_weighting: bool,
 }
 
 impl Default for FnasConfig {
@@ -196,6 +218,7 @@ impl Default for FnasConfig {
             clip_c: 1.0,
             screen: 1,
             screen_beta: 1.0,
+            transfer_weighting: true,
         }
     }
 }
@@ -231,74 +254,6 @@ pub enum ValueBaseline {
     PolicyMean,
 }
 
-/// Truncated importance weight of a replayed sample: `min(c, exp(logp_pi - logp_mu))`,
-/// or 1 with the correction off. A NaN ratio counts as `c`.
-pub fn importance_weight(logp_pi: f64, logp_mu: f64, c: f64, correction: bool) -> f64 {
-    if !correction {
-        return 1.0;
-    }
-    (logp_pi - logp_mu).exp().min(c)
-}
-
-/// The gate's rule before the audit draw: trust a prediction (mean and std in reward
-/// units, `std_z` in z-units of the task's reward std) iff `std_z < tau` and
-/// `mean + 2 std < best`, the best reward evaluated so far (`None`: trust nothing).
-pub fn would_trust(mean: f64, std: f64, std_z: f64, tau: f64, best: Option<f64>) -> bool {
-    std_z < tau && best.is_some_and(|b| mean + 2.0 * std < b)
-}
-
-/// The gate's rule with [`FnasConfig::trust_contenders`] on: trust any prediction with
-/// `std_z < tau`, once this search has evaluated something (`best` is `Some`).
-pub fn would_trust_confident(std_z: f64, tau: f64, best: Option<f64>) -> bool {
-    std_z < tau && best.is_some()
-}
-
-/// The screen's choice (see [`FnasConfig::screen`]): the indices of the `n` best of
-/// `scores` (`None` = already evaluated in this search, ranked after every scored one),
-/// highest score first, ties and `None`s in draw order. A NaN score ranks with the
-/// `None`s.
-pub fn screen_order(scores: &[Option<f64>], n: usize) -> Vec<usize> {
-    let key = |i: usize| scores[i].filter(|s| !s.is_nan());
-    let mut idx: Vec<usize> = (0..scores.len()).collect();
-    idx.sort_by(|&a, &b| match (key(a), key(b)) {
-        (Some(x), Some(y)) => y.total_cmp(&x).then(a.cmp(&b)),
-        (Some(_), None) => std::cmp::Ordering::Less,
-        (None, Some(_)) => std::cmp::Ordering::Greater,
-        (None, None) => a.cmp(&b),
-    });
-    idx.truncate(n);
-    idx
-}
-
-/// Residuals a calibration scale needs before it replaces 1.
-pub const CALIBRATION_MIN_RESIDUALS: usize = 16;
-
-/// Whether `residuals` hold enough finite errors for [`calibration_scale`] to be fitted.
-pub fn calibrated(residuals: &[f32]) -> bool {
-    residuals.iter().filter(|x| x.is_finite()).count() >= CALIBRATION_MIN_RESIDUALS
-}
-
-/// The online calibration scale of the critic's std: with `residuals` the standardised
-/// out-of-sample errors `|R - mean| / std` of this search's evaluated predictions so far,
-/// `s = q95(residuals) / 1.96`, clamped to `[0.5, 20]` (1 with fewer than
-/// [`CALIBRATION_MIN_RESIDUALS`]). A Gaussian with the right std gives `s = 1`; the raw
-/// ensemble's +-2 std covered only 78-92% of the truths on NAS-Bench-Graph (it is
-/// over-confident), which is what the scale corrects (split-conformal style, but online:
-/// each prediction uses only errors measured before it).
-pub fn calibration_scale(residuals: &[f32]) -> f64 {
-    let mut r: Vec<f32> = residuals
-        .iter()
-        .copied()
-        .filter(|x| x.is_finite())
-        .collect();
-    if !calibrated(&r) {
-        return 1.0;
-    }
-    r.sort_by(f32::total_cmp);
-    let i = ((r.len() as f64 * 0.95).ceil() as usize).clamp(1, r.len()) - 1;
-    (f64::from(r[i]) / 1.96).clamp(0.5, 20.0)
-}
-
 /// Counters of what the FNAS modules did (part of the state).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FnasStats {
@@ -321,25 +276,11 @@ pub struct FnasStats {
     pub value_updates: u64,
 }
 
-/// One entry of the experience buffer.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct Experience {
-    tokens: Vec<u16>,
-    /// The reward used for learning.
-    #[serde(with = "f64_bits")]
-    reward: f64,
-    /// `log mu(a)`: the log-probability under the sampling policy.
-    #[serde(with = "f64_bits")]
-    log_mu: f64,
-    /// Policy updates before the sampling policy.
-    version: u64,
-}
-
 /// The FNAS part of the state.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Extra {
     critic: Option<Critic>,
-    buffer: Vec<Experience>,
+    buffer: ReplayBuffer,
     rng: ChaCha8Rng,
     /// Best evaluated reward so far.
     #[serde(with = "opt_f64_bits")]
@@ -372,6 +313,8 @@ pub struct FnasStrategy {
     config: FnasConfig,
     ppo: PpoController,
     ex: Extra,
+    /// The transfer sources' models (rebuilt, not stored: a pure function of the sources).
+    weigher: Option<SourceWeigher>,
 }
 
 impl FnasStrategy {
@@ -386,7 +329,7 @@ impl FnasStrategy {
         Self {
             ex: Extra {
                 critic,
-                buffer: Vec::new(),
+                buffer: ReplayBuffer::default(),
                 rng: ChaCha8Rng::seed_from_u64(seed ^ 0x00fa_5fa5),
                 best: None,
                 seen: BTreeSet::new(),
@@ -397,32 +340,40 @@ impl FnasStrategy {
             space,
             config,
             ppo,
+            weigher: None,
         }
     }
 
     /// Like [`FnasStrategy::new`], with the critic pre-trained (`pretrain_steps` steps)
-    /// on `transferred` (architecture, reward z-scored per source task) points of
-    /// earlier searches. Points whose architecture does not fit the space or whose score
-    /// is not finite are rejected (counted in [`FnasStats::transfer_rejected`]); with the
-    /// critic off, nothing is transferred.
+    /// on the points of earlier searches, one list per source experiment (architecture,
+    /// reward z-scored within its source). Points whose architecture does not fit the
+    /// space or whose score is not finite are rejected (counted in
+    /// [`FnasStats::transfer_rejected`]); with the critic off, nothing is transferred.
+    /// With `transfer_weighting`, each source then counts as much as it ranks this
+    /// task's evaluated points ([`crate::transfer`]).
     pub fn with_transfer(
         space: SearchSpace,
         config: FnasConfig,
         seed: u64,
-        transferred: &[(Architecture, f64)],
+        sources: &[SourcePoints],
     ) -> Self {
         let mut s = Self::new(space, config, seed);
         if let Some(critic) = s.ex.critic.as_mut() {
-            for (a, z) in transferred {
-                if s.space.is_valid(a) && z.is_finite() {
-                    critic.add_transferred(a, *z);
-                    s.ex.stats.transferred += 1;
-                } else {
-                    s.ex.stats.transfer_rejected += 1;
+            for (k, points) in sources.iter().enumerate() {
+                for (a, z) in points {
+                    if s.space.is_valid(a) && z.is_finite() {
+                        critic.add_transferred_from(a, *z, k as u32);
+                        s.ex.stats.transferred += 1;
+                    } else {
+                        s.ex.stats.transfer_rejected += 1;
+                    }
                 }
             }
             if s.ex.stats.transferred > 0 {
                 critic.fit_steps(s.config.pretrain_steps);
+                if s.config.transfer_weighting {
+                    s.weigher = Some(SourceWeigher::new(&s.space, sources, seed ^ 0x7a_5f));
+                }
             }
         }
         s
@@ -542,6 +493,123 @@ impl FnasStrategy {
         Ok(keep.into_iter().filter_map(|i| drawn[i].take()).collect())
     }
 
+    /// Calibration: the out-of-sample errors of this batch's new architectures. The
+    /// critic has not changed since `ask`, so its prediction now is the one the proposal
+    /// got.
+    fn measure_calibration(&mut self, outcomes: &[Outcome]) {
+        if let Some(c) = self.usable_critic() {
+            let fresh = out_of_sample_residuals(c, &self.space, &self.ex.seen, outcomes);
+            self.ex.residuals.extend(fresh);
+        }
+    }
+
+    /// One PPO update on the batch's samples plus replayed ones, each sample's advantage
+    /// against the critic's value (when it is PPO's value function) or the EMA baseline.
+    fn learn(&mut self, used: &[Prepared]) {
+        if used.is_empty() {
+            return;
+        }
+        let rewards: Vec<f64> = used.iter().map(|u| u.reward).collect();
+        let (ema_adv, scale) = self.ppo.ema_advantages(&rewards);
+        let use_value = self.config.critic_value && self.usable_critic().is_some();
+        let critic = self.ex.critic.as_ref().filter(|_| use_value);
+        let value = |tokens: &[u16], c: &Critic| c.predict(&Architecture(tokens.to_vec())).mean;
+        // the critic's values of the fresh samples
+        let values: Option<Vec<f64>> =
+            critic.map(|c| used.iter().map(|u| value(u.tokens, c)).collect());
+        let n = used.len() as f64;
+        let sum_v = values.as_ref().map_or(0.0, |v| v.iter().sum::<f64>());
+        let mode = self.config.value_baseline;
+        let fresh_baseline = |i: usize| match (&values, mode) {
+            (None, _) => None,
+            (Some(v), ValueBaseline::Architecture) => Some(v[i]),
+            (Some(v), ValueBaseline::PolicyMean) if n > 1.0 => Some((sum_v - v[i]) / (n - 1.0)),
+            (Some(_), ValueBaseline::PolicyMean) => None,
+        };
+        let to_adv = |r: f64, b: Option<f64>| match b {
+            Some(b) => (r - b) / (scale.sigma + STD_EPS),
+            None => scale.advantage(r),
+        };
+        let mut samples: Vec<Sample> = used
+            .iter()
+            .zip(&ema_adv)
+            .enumerate()
+            .map(|(i, (u, &a))| Sample {
+                tokens: u.tokens,
+                old_logp: u.old_logp,
+                advantage: match fresh_baseline(i) {
+                    Some(b) => to_adv(u.reward, Some(b)),
+                    None => a,
+                } as f32,
+                weight: 1.0,
+            })
+            .collect();
+        if self.config.replay {
+            let replayed =
+                self.ex
+                    .buffer
+                    .draw(used.len(), self.config.replay_fraction, &mut self.ex.rng);
+            for e in replayed {
+                // rho and the ratio's reference: the policy at the start of the update
+                let lp_pi = self.ppo.log_prob_tokens(&e.tokens);
+                let rho = importance_weight(
+                    f64::from(lp_pi),
+                    e.log_mu,
+                    self.config.clip_c,
+                    self.config.correction,
+                );
+                let b = critic.map(|c| match mode {
+                    ValueBaseline::Architecture => value(&e.tokens, c),
+                    ValueBaseline::PolicyMean => sum_v / n,
+                });
+                samples.push(Sample {
+                    tokens: &e.tokens,
+                    old_logp: lp_pi,
+                    advantage: to_adv(e.reward, b) as f32,
+                    weight: rho as f32,
+                });
+            }
+            self.ex.stats.replayed += (samples.len() - used.len()) as u64;
+        }
+        if use_value {
+            self.ex.stats.value_updates += 1;
+        }
+        self.ppo.learn(&samples, rewards.len());
+    }
+
+    /// The batch's evaluated outcomes go to the experience buffer (trusted ones do not:
+    /// their reward is the critic's).
+    fn remember(&mut self, used: &[Prepared], version: u64) {
+        for u in used.iter().filter(|u| u.outcome.evaluated) {
+            self.ex.buffer.push(Experience {
+                tokens: u.tokens.to_vec(),
+                reward: u.reward,
+                log_mu: f64::from(u.old_logp),
+                version,
+            });
+        }
+    }
+
+    /// Refits the critic once `refit_points` new points have arrived, first re-weighing
+    /// the transfer sources on this task's points.
+    fn refit(&mut self) {
+        if self.ex.unfitted < self.config.refit_points.max(1) {
+            return;
+        }
+        if let Some(c) = self.ex.critic.as_mut() {
+            if let Some(w) = &self.weigher {
+                c.set_source_weights(w.weights(&c.own_data()));
+            }
+            c.fit();
+            self.ex.unfitted = 0;
+        }
+    }
+
+    /// The current weight of each transfer source (empty without weighting).
+    pub fn source_weights(&self) -> &[f64] {
+        self.ex.critic.as_ref().map_or(&[], |c| c.source_weights())
+    }
+
     fn canonical(&self, arch: &Architecture) -> Vec<u16> {
         self.space.canonical(arch).0
     }
@@ -590,124 +658,20 @@ impl Strategy for FnasStrategy {
     }
 
     fn tell(&mut self, outcomes: &[Outcome]) -> Result<(), StrategyError> {
-        // Calibration: the critic has not changed since `ask`, so its prediction now is
-        // the one that proposal got (out of sample: the point is added further down).
-        if let Some(c) = self.usable_critic() {
-            let mut fresh = Vec::new();
-            let mut batch_seen = BTreeSet::new();
-            for o in outcomes.iter().filter(|o| o.evaluated) {
-                let key = self.canonical(&o.arch);
-                if self.ex.seen.contains(&key) || !batch_seen.insert(key) {
-                    continue;
-                }
-                if let Some(r) = o.reward {
-                    let p = c.predict(&o.arch);
-                    if r.is_finite() && p.std > 0.0 {
-                        fresh.push(((r - p.mean).abs() / p.std) as f32);
-                    }
-                }
-            }
-            self.ex.residuals.extend(fresh);
-        }
+        self.measure_calibration(outcomes);
         let used = self.ppo.prepare(outcomes)?;
         let version = self.ppo.updates();
-        if !used.is_empty() {
-            let rewards: Vec<f64> = used.iter().map(|u| u.reward).collect();
-            let (ema_adv, scale) = self.ppo.ema_advantages(&rewards);
-            let use_value = self.config.critic_value && self.usable_critic().is_some();
-            let critic = self.ex.critic.as_ref().filter(|_| use_value);
-            let value = |tokens: &[u16], c: &Critic| c.predict(&Architecture(tokens.to_vec())).mean;
-            // the critic's values of the fresh samples
-            let values: Option<Vec<f64>> =
-                critic.map(|c| used.iter().map(|u| value(u.tokens, c)).collect());
-            let n = used.len() as f64;
-            let sum_v = values.as_ref().map_or(0.0, |v| v.iter().sum::<f64>());
-            let mode = self.config.value_baseline;
-            let fresh_baseline = |i: usize| match (&values, mode) {
-                (None, _) => None,
-                (Some(v), ValueBaseline::Architecture) => Some(v[i]),
-                (Some(v), ValueBaseline::PolicyMean) if n > 1.0 => Some((sum_v - v[i]) / (n - 1.0)),
-                (Some(_), ValueBaseline::PolicyMean) => None,
-            };
-            let to_adv = |r: f64, b: Option<f64>| match b {
-                Some(b) => (r - b) / (scale.sigma + STD_EPS),
-                None => scale.advantage(r),
-            };
-            let mut samples: Vec<Sample> = used
-                .iter()
-                .zip(&ema_adv)
-                .enumerate()
-                .map(|(i, (u, &a))| Sample {
-                    tokens: u.tokens,
-                    old_logp: u.old_logp,
-                    advantage: match fresh_baseline(i) {
-                        Some(b) => to_adv(u.reward, Some(b)),
-                        None => a,
-                    } as f32,
-                    weight: 1.0,
-                })
-                .collect();
-            let buffer = &self.ex.buffer;
-            if self.config.replay && !buffer.is_empty() {
-                let f = self.config.replay_fraction.clamp(0.0, 0.9);
-                let k = ((f / (1.0 - f)) * used.len() as f64).round() as usize;
-                let k = k.min(buffer.len());
-                let picks = rand::seq::index::sample(&mut self.ex.rng, buffer.len(), k);
-                for i in picks.iter() {
-                    let e = &buffer[i];
-                    // rho and the ratio's reference: the policy at the start of the update
-                    let lp_pi = self.ppo.log_prob_tokens(&e.tokens);
-                    let rho = importance_weight(
-                        f64::from(lp_pi),
-                        e.log_mu,
-                        self.config.clip_c,
-                        self.config.correction,
-                    );
-                    let b = critic.map(|c| match mode {
-                        ValueBaseline::Architecture => value(&e.tokens, c),
-                        ValueBaseline::PolicyMean => sum_v / n,
-                    });
-                    samples.push(Sample {
-                        tokens: &e.tokens,
-                        old_logp: lp_pi,
-                        advantage: to_adv(e.reward, b) as f32,
-                        weight: rho as f32,
-                    });
-                }
-                self.ex.stats.replayed += (samples.len() - used.len()) as u64;
-            }
-            if use_value {
-                self.ex.stats.value_updates += 1;
-            }
-            self.ppo.learn(&samples, rewards.len());
-        }
-        // the evaluated outcomes go to the buffer, the incumbent and the critic's data
-        for u in used.iter().filter(|u| u.outcome.evaluated) {
-            self.ex.buffer.push(Experience {
-                tokens: u.tokens.to_vec(),
-                reward: u.reward,
-                log_mu: f64::from(u.old_logp),
-                version,
-            });
-        }
-        for o in outcomes.iter().filter(|o| o.evaluated) {
-            let key = self.canonical(&o.arch);
-            let first = self.ex.seen.insert(key);
-            let Some(r) = o.reward.filter(|r| r.is_finite()) else {
-                continue;
-            };
-            self.ex.best = Some(self.ex.best.map_or(r, |b| b.max(r)));
-            if let (true, Some(c)) = (first, self.ex.critic.as_mut()) {
-                c.add(&o.arch, r);
-                self.ex.unfitted += 1;
-            }
-        }
-        if self.ex.unfitted >= self.config.refit_points.max(1) {
-            if let Some(c) = self.ex.critic.as_mut() {
-                c.fit();
-                self.ex.unfitted = 0;
-            }
-        }
+        self.learn(&used);
+        self.remember(&used, version);
+        let ex = &mut self.ex;
+        ex.unfitted += record_evaluated(
+            &self.space,
+            &mut ex.seen,
+            &mut ex.best,
+            ex.critic.as_mut(),
+            outcomes,
+        );
+        self.refit();
         Ok(())
     }
 

@@ -466,7 +466,7 @@ fn transfer_pretrains_the_critic_and_lets_it_start_early() {
     let mut pts: Vec<(Architecture, f64)> = src.into_iter().zip(z).collect();
     pts.push((Architecture(vec![9, 9, 9, 9, 9, 9]), 0.0)); // not of this space
     pts.push((Architecture(vec![0; 6]), f64::NAN));
-    let s = FnasStrategy::with_transfer(space.clone(), FnasConfig::default(), 2, &pts);
+    let s = FnasStrategy::with_transfer(space.clone(), FnasConfig::default(), 2, &[pts]);
     assert_eq!(s.stats().transferred, 400);
     assert_eq!(s.stats().transfer_rejected, 2);
     let c = s.critic().unwrap();
@@ -484,6 +484,46 @@ fn transfer_pretrains_the_critic_and_lets_it_start_early() {
     let mut plain = FnasStrategy::new(space, FnasConfig::default(), 2);
     simulate(&mut plain, &t, 8, 8, 2.0);
     assert!(plain.ask(8).unwrap().iter().all(|p| p.prediction.is_none()));
+}
+
+#[test]
+fn transfer_weighs_a_far_source_down() {
+    let space = nb201();
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let source = |sign: f64, rng: &mut ChaCha8Rng| -> Vec<(Architecture, f64)> {
+        let archs: Vec<Architecture> = (0..300).map(|_| space.sample(rng)).collect();
+        let raw: Vec<f64> = archs.iter().map(|a| sign * frac_op2(a)).collect();
+        archs
+            .into_iter()
+            .zip(crate::critic::zscores(&raw))
+            .collect()
+    };
+    // source 0 ranks as the target does, source 1 the other way round
+    let sources = vec![source(1.0, &mut rng), source(-1.0, &mut rng)];
+    let mut s = FnasStrategy::with_transfer(space.clone(), FnasConfig::default(), 3, &sources);
+    assert!(
+        s.source_weights().is_empty(),
+        "no weights before own points"
+    );
+    let t = |a: &Architecture| 0.5 + 0.3 * frac_op2(a);
+    simulate(&mut s, &t, 16, 8, 2.0);
+    let w = s.source_weights().to_vec();
+    assert_eq!(w.len(), 2);
+    assert!(w[0] > 0.3 && w[1] == 0.0, "weights {w:?}");
+    // the weights are part of the state; the source models are rebuilt
+    let state = s.state().unwrap();
+    let mut r = FnasStrategy::with_transfer(space.clone(), FnasConfig::default(), 3, &sources);
+    r.restore(&state).unwrap();
+    assert_eq!(r.source_weights(), &w[..]);
+    assert_eq!(r.ask(8).unwrap(), s.ask(8).unwrap());
+    // pooled (weighting off): every source counts alike
+    let pooled = FnasConfig {
+        transfer_weighting: false,
+        ..FnasConfig::default()
+    };
+    let mut p = FnasStrategy::with_transfer(space, pooled, 3, &sources);
+    simulate(&mut p, &t, 16, 8, 2.0);
+    assert!(p.source_weights().is_empty());
 }
 
 #[test]

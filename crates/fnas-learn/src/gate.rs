@@ -1,9 +1,12 @@
-//! The FNAS critic's train-or-trust gate around any proposer (e.g. `evolution-gate`):
-//! the proposer proposes, the critic (the MLP ensemble of [`crate::critic`]) scores what
-//! this search has not evaluated yet, and a confident prediction that cannot beat the
-//! best so far is trusted instead of evaluated — the rule, calibration and audit of
-//! `fnas` ([`crate::fnas::would_trust`], [`calibration_scale`]). The proposer is told
-//! every outcome, trusted ones with the predicted reward, as PPO is in `fnas`.
+//! The FNAS critic's train-or-trust gate (FNAS module 1's saving): the rule that
+//! decides whether a prediction is trusted instead of evaluated ([`would_trust`]), the
+//! bookkeeping every gated search shares ([`record_evaluated`]), and the gate wrapped
+//! around any proposer ([`GatedStrategy`], e.g. `evolution-gate`): the proposer
+//! proposes, the critic (the MLP ensemble of [`crate::critic`]) scores what this search
+//! has not evaluated yet, and a confident prediction that cannot beat the best so far is
+//! trusted — the rule, calibration ([`calibration_scale`]) and audit of `fnas`. The
+//! proposer is told every outcome, trusted ones with the predicted reward, as PPO is in
+//! `fnas`.
 
 use std::collections::BTreeSet;
 
@@ -13,8 +16,47 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::calibration::{calibrated, calibration_scale, out_of_sample_residuals};
 use crate::critic::{Critic, CriticConfig};
-use crate::fnas::{calibrated, calibration_scale, would_trust};
+
+/// The gate's rule before the audit draw: trust a prediction (mean and std in reward
+/// units, `std_z` in z-units of the task's reward std) iff `std_z < tau` and
+/// `mean + 2 std < best`, the best reward evaluated so far (`None`: trust nothing).
+pub fn would_trust(mean: f64, std: f64, std_z: f64, tau: f64, best: Option<f64>) -> bool {
+    std_z < tau && best.is_some_and(|b| mean + 2.0 * std < b)
+}
+
+/// The gate's rule with `trust_contenders` on: trust any prediction with `std_z < tau`,
+/// once this search has evaluated something (`best` is `Some`).
+pub fn would_trust_confident(std_z: f64, tau: f64, best: Option<f64>) -> bool {
+    std_z < tau && best.is_some()
+}
+
+/// Adds a batch's evaluated outcomes to what a gated search knows: every canonical
+/// architecture to `seen` (failed ones too: they are not proposed for evaluation
+/// again), every finite reward to the incumbent `best`, and the finite reward of each
+/// architecture new to the search to the critic. Returns the points the critic got.
+pub(crate) fn record_evaluated(
+    space: &SearchSpace,
+    seen: &mut BTreeSet<Vec<u16>>,
+    best: &mut Option<f64>,
+    mut critic: Option<&mut Critic>,
+    outcomes: &[Outcome],
+) -> usize {
+    let mut added = 0;
+    for o in outcomes.iter().filter(|o| o.evaluated) {
+        let first = seen.insert(space.canonical(&o.arch).0);
+        let Some(r) = o.reward.filter(|r| r.is_finite()) else {
+            continue;
+        };
+        *best = Some(best.map_or(r, |b| b.max(r)));
+        if let (true, Some(c)) = (first, critic.as_deref_mut()) {
+            c.add(&o.arch, r);
+            added += 1;
+        }
+    }
+    added
+}
 
 /// Gate settings (the defaults of `fnas`'s gate).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -140,35 +182,19 @@ impl Strategy for GatedStrategy {
     }
 
     fn tell(&mut self, outcomes: &[Outcome]) -> Result<(), StrategyError> {
-        let usable = self.usable();
-        let mut batch = BTreeSet::new();
-        for o in outcomes.iter().filter(|o| o.evaluated) {
-            let key = self.space.canonical(&o.arch).0;
-            if self.st.seen.contains(&key) || !batch.insert(key) {
-                continue;
-            }
-            let Some(r) = o.reward.filter(|r| r.is_finite()) else {
-                continue;
-            };
-            if usable {
-                // out of sample: the critic has not seen this point yet
-                let p = self.st.critic.predict(&o.arch);
-                if p.std > 0.0 {
-                    self.st.residuals.push(((r - p.mean).abs() / p.std) as f32);
-                }
-            }
+        if self.usable() {
+            let fresh =
+                out_of_sample_residuals(&self.st.critic, &self.space, &self.st.seen, outcomes);
+            self.st.residuals.extend(fresh);
         }
-        for o in outcomes.iter().filter(|o| o.evaluated) {
-            let key = self.space.canonical(&o.arch).0;
-            let first = self.st.seen.insert(key);
-            if let Some(r) = o.reward.filter(|r| r.is_finite()) {
-                self.st.best = Some(self.st.best.map_or(r, |b| b.max(r)));
-                if first {
-                    self.st.critic.add(&o.arch, r);
-                    self.st.unfitted += 1;
-                }
-            }
-        }
+        let st = &mut self.st;
+        st.unfitted += record_evaluated(
+            &self.space,
+            &mut st.seen,
+            &mut st.best,
+            Some(&mut st.critic),
+            outcomes,
+        );
         if self.st.unfitted >= 8 {
             self.st.critic.fit();
             self.st.unfitted = 0;

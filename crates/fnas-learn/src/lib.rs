@@ -6,6 +6,7 @@
 //! interface.
 
 pub mod acquisition;
+pub mod calibration;
 mod codec;
 pub mod critic;
 pub mod fnas;
@@ -15,8 +16,11 @@ mod policy;
 mod policy_grad;
 pub mod ppo;
 pub mod predictor;
+pub mod replay;
 pub mod ridge;
+pub mod screen;
 pub mod select;
+pub mod transfer;
 
 pub use fnas::{FnasConfig, FnasStrategy};
 pub use ppo::{PpoConfig, PpoController};

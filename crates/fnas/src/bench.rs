@@ -175,7 +175,7 @@ struct Job<'a> {
     strategy: &'a str,
     dataset: usize,
     seed: u64,
-    transfer: Vec<(Architecture, f64)>,
+    transfer: Vec<fnas_learn::transfer::SourcePoints>,
 }
 
 /// The critic flags of `bench`, applied to every strategy that has the part they set.
@@ -285,7 +285,7 @@ fn run_one(
             .count() as u64,
         critic_coverage: calibration.as_ref().map(|c| c.coverage),
         critic_mae: calibration.as_ref().map(|c| c.mae),
-        transferred_points: job.transfer.len() as u64,
+        transferred_points: job.transfer.iter().map(|s| s.len() as u64).sum(),
         best_val: best.map(|b| b.0),
         best_test: best.map(|b| b.1),
         seconds: t0.elapsed().as_secs_f64(),
@@ -488,7 +488,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
                     if let Some((_, pts)) = done1.iter().find(|(r, _)| {
                         r.dataset == src && r.seed == seed && r.strategy.starts_with("ppo")
                     }) {
-                        transfer.extend(normalise_source(pts));
+                        transfer.push(normalise_source(pts));
                     }
                 }
                 phase2.push(Job {

@@ -141,7 +141,8 @@ pub struct SearchArgs {
     /// critic gate and value + experience replay with off-policy correction, as in the
     /// paper), fnas-select (the critic chooses what is evaluated from mutants of the best,
     /// controller and uniform draws), or one ablation: fnas-value, fnas-gate,
-    /// fnas-replay, fnas-replay-nocorr, fnas-select-{onehot,ucb,ei,noneighbours,
+    /// fnas-replay, fnas-replay-nocorr, fnas-pooled (transfer sources not weighed),
+    /// fnas-select-{onehot,ucb,ei,noneighbours,
     /// nomutants,nocontroller,nouniform,ppo-own}.
     #[arg(long, default_value = "ppo")]
     pub strategy: String,

@@ -25,6 +25,7 @@ pub const STRATEGIES: &[&str] = &[
     "evolution-gate",
     "ppo",
     "fnas",
+    "fnas-pooled",
     "fnas-value",
     "fnas-gate",
     "fnas-replay",
@@ -96,6 +97,12 @@ pub fn fnas_preset(name: &str, ppo: &PpoConfig) -> Option<FnasConfig> {
             gate: true,
             ..off
         },
+        // full FNAS with every transfer source counting alike (the ablation of weighting)
+        "fnas-pooled" => FnasConfig {
+            ppo: ppo.clone(),
+            transfer_weighting: false,
+            ..FnasConfig::default()
+        },
         "fnas-replay" => FnasConfig {
             replay: true,
             correction: true,
@@ -111,8 +118,9 @@ pub fn fnas_preset(name: &str, ppo: &PpoConfig) -> Option<FnasConfig> {
 }
 
 /// Per-task normalised (architecture, z-score) points for the critic, from earlier
-/// searches: each source's evaluated rewards are z-scored within that source.
-pub type TransferPoints = Vec<(Architecture, f64)>;
+/// searches, one list per source experiment: each source's evaluated rewards are
+/// z-scored within that source (and the critic weighs the sources separately).
+pub type TransferPoints = Vec<fnas_learn::transfer::SourcePoints>;
 
 /// Everything that defines a search besides name, strategy, seed and budget; stored as
 /// the experiment's config.
@@ -219,7 +227,7 @@ pub fn make_strategy(
     space: SearchSpace,
     seed: u64,
     settings: &SearchSettings,
-    transfer: &[(Architecture, f64)],
+    transfer: &[fnas_learn::transfer::SourcePoints],
 ) -> Result<Box<dyn Strategy>> {
     check_strategy(name)?;
     if let Some(preset) = select_preset(name, &settings.ppo) {
@@ -252,7 +260,7 @@ pub fn make_strategy(
 }
 
 /// Z-scores one source's evaluated rewards (see [`TransferPoints`]).
-pub fn normalise_source(points: &[(Architecture, f64)]) -> TransferPoints {
+pub fn normalise_source(points: &[(Architecture, f64)]) -> fnas_learn::transfer::SourcePoints {
     let rewards: Vec<f64> = points.iter().map(|p| p.1).collect();
     let z = fnas_learn::critic::zscores(&rewards);
     points
@@ -376,7 +384,7 @@ pub fn transfer_from_store(
             task: spec.task.clone(),
             points: own.len(),
         });
-        points.extend(normalise_source(&own));
+        points.push(normalise_source(&own));
     }
     Ok((points, sources))
 }
