@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::calibration::{calibrated, calibration_scale, out_of_sample_residuals};
 use crate::critic::{Critic, CriticConfig};
+use crate::transfer::{SourcePoints, SourceWeigher};
 
 /// The gate's rule before the audit draw: trust a prediction (mean and std in reward
 /// units, `std_z` in z-units of the task's reward std) iff `std_z < tau` and
@@ -67,8 +68,15 @@ pub struct GateConfig {
     pub tau: f64,
     /// Share of would-be-trusted proposals evaluated anyway.
     pub audit: f64,
-    /// Evaluated points before the critic scores anything.
+    /// Points (evaluated plus transferred) before the critic scores anything.
     pub min_points: usize,
+    /// Evaluated points of this task before the critic scores anything (what fixes the
+    /// task's reward scale; only matters with transfer).
+    pub min_own_points: usize,
+    /// Weigh transfer sources by how they rank this task ([`crate::transfer`]).
+    pub transfer_weighting: bool,
+    /// Fitting steps on the transferred points before the search starts.
+    pub pretrain_steps: usize,
     /// Trust nothing before the std is calibrated.
     pub after_calibration: bool,
 }
@@ -80,6 +88,9 @@ impl Default for GateConfig {
             tau: 0.4,
             audit: 0.1,
             min_points: 32,
+            min_own_points: 8,
+            transfer_weighting: true,
+            pretrain_steps: 300,
             after_calibration: false,
         }
     }
@@ -107,6 +118,8 @@ pub struct GatedStrategy {
     config: GateConfig,
     inner: Box<dyn Strategy>,
     st: State,
+    /// The transfer sources' models (rebuilt from the sources, not stored).
+    weigher: Option<SourceWeigher>,
 }
 
 impl GatedStrategy {
@@ -135,11 +148,53 @@ impl GatedStrategy {
             space,
             config,
             inner,
+            weigher: None,
         }
     }
 
+    /// Like [`GatedStrategy::new`], with the critic pre-trained (`pretrain_steps`) on
+    /// earlier searches' points, one list per source (z-scored within it), as `fnas`
+    /// does; invalid or non-finite points are skipped. The critic then scores from
+    /// `min_own_points` of this task's points on, once `min_points` are known in all.
+    pub fn with_transfer(
+        name: &str,
+        space: SearchSpace,
+        inner: Box<dyn Strategy>,
+        config: GateConfig,
+        seed: u64,
+        sources: &[SourcePoints],
+    ) -> Self {
+        let mut s = Self::new(name, space, inner, config, seed);
+        for (k, points) in sources.iter().enumerate() {
+            for (a, z) in points
+                .iter()
+                .filter(|(a, z)| z.is_finite() && s.space.is_valid(a))
+            {
+                s.st.critic.add_transferred_from(a, *z, k as u32);
+            }
+        }
+        if s.st.critic.transferred_points() > 0 {
+            s.st.critic.fit_steps(s.config.pretrain_steps);
+            if s.config.transfer_weighting {
+                s.weigher = Some(SourceWeigher::new(&s.space, sources, seed ^ 0x7a_5f));
+            }
+        }
+        s
+    }
+
+    /// The current weight of each transfer source (empty without weighting).
+    pub fn source_weights(&self) -> &[f64] {
+        self.st.critic.source_weights()
+    }
+
     fn usable(&self) -> bool {
-        self.st.critic.own_points() >= self.config.min_points.max(1)
+        let c = &self.st.critic;
+        let own = c.own_points();
+        own >= self
+            .config
+            .min_own_points
+            .clamp(1, self.config.min_points.max(1))
+            && own + c.transferred_points() >= self.config.min_points.max(1)
     }
 }
 
@@ -196,6 +251,10 @@ impl Strategy for GatedStrategy {
             outcomes,
         );
         if self.st.unfitted >= 8 {
+            if let Some(w) = &self.weigher {
+                let weights = w.weights(&self.st.critic.own_data());
+                self.st.critic.set_source_weights(weights);
+            }
             self.st.critic.fit();
             self.st.unfitted = 0;
         }
@@ -288,5 +347,31 @@ mod tests {
         b.restore(&saved).unwrap();
         let (_, next_b) = run(&mut b, 3);
         assert_eq!(next_a, next_b);
+    }
+
+    #[test]
+    fn evolution_with_the_gate_takes_transfer_and_weighs_its_sources() {
+        use rand::SeedableRng;
+        let space = SearchSpace::nas_bench_201();
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let source = |sign: f64, rng: &mut ChaCha8Rng| -> SourcePoints {
+            let archs: Vec<_> = (0..200).map(|_| space.sample(rng)).collect();
+            let raw: Vec<f64> = archs.iter().map(|a| sign * reward(a)).collect();
+            archs
+                .into_iter()
+                .zip(crate::critic::zscores(&raw))
+                .collect()
+        };
+        let sources = vec![source(1.0, &mut rng), source(-1.0, &mut rng)];
+        let evo = Evolution::new(space.clone(), EvolutionConfig::default(), 1);
+        let cfg = GateConfig::default();
+        let mut g =
+            GatedStrategy::with_transfer("evolution-gate", space, Box::new(evo), cfg, 1, &sources);
+        let (_, props) = run(&mut g, 4);
+        // usable after 8 own points instead of 32: the second batch is scored
+        assert!(props[..8].iter().all(|p| p.prediction.is_none()));
+        assert!(props[8..16].iter().any(|p| p.prediction.is_some()));
+        let w = g.source_weights();
+        assert!(w.len() == 2 && w[0] > 0.3 && w[1] == 0.0, "weights {w:?}");
     }
 }

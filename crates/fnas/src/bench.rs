@@ -342,8 +342,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
         let preset = fnas_preset(base, &Default::default());
         any_gate |= preset.as_ref().is_some_and(|f| f.gate);
         any_critic |= preset.as_ref().is_some_and(|f| f.critic.is_some());
-        if base != l.as_str() && preset.is_none_or(|f| f.critic.is_none()) {
-            bail!("`{l}`: transfer needs a strategy with a critic (fnas, fnas-value, fnas-gate)");
+        let has_critic = preset.is_some_and(|f| f.critic.is_some()) || base == "evolution-gate";
+        if base != l.as_str() && !has_critic {
+            bail!("`{l}`: transfer needs a strategy with a critic (fnas, fnas-value, fnas-gate, evolution-gate)");
         }
     }
     if a.seeds == 0

@@ -247,12 +247,13 @@ pub fn make_strategy(
         // the FNAS critic's gate around regularized evolution (the proposer is swappable)
         "evolution-gate" => {
             let evo = Evolution::new(space.clone(), settings.evolution.clone(), seed);
-            Box::new(GatedStrategy::new(
+            Box::new(GatedStrategy::with_transfer(
                 name,
                 space,
                 Box::new(evo),
                 GateConfig::default(),
                 seed,
+                transfer,
             ))
         }
         _ => Box::new(PpoController::new(space, settings.ppo.clone(), seed)),

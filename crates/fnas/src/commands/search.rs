@@ -342,9 +342,11 @@ pub fn run(a: SearchArgs) -> Result<()> {
         let mut store = SqliteStore::open(&a.store.store)?;
         if let Some(from) = &a.transfer_from {
             let pool_on = settings.training.as_ref().is_some_and(|t| t.pool.is_some());
-            if settings.fnas.as_ref().is_none_or(|f| f.critic.is_none()) && !pool_on {
+            let has_critic = settings.fnas.as_ref().is_some_and(|f| f.critic.is_some())
+                || a.strategy == "evolution-gate";
+            if !has_critic && !pool_on {
                 bail!(
-                    "--transfer-from needs a strategy with a critic (fnas, fnas-value, fnas-gate) or the knowledge pool (--pool on)"
+                    "--transfer-from needs a strategy with a critic (fnas, fnas-value, fnas-gate, evolution-gate) or the knowledge pool (--pool on)"
                 );
             }
             let names: Vec<String> = from.split(',').map(|s| s.trim().to_string()).collect();
