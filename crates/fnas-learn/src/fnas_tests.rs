@@ -509,7 +509,7 @@ fn transfer_weighs_a_far_source_down() {
     simulate(&mut s, &t, 16, 8, 2.0);
     let w = s.source_weights().to_vec();
     assert_eq!(w.len(), 2);
-    assert!(w[0] > 0.3 && w[1] == 0.0, "weights {w:?}");
+    assert!(w[0] == 1.0 && w[1] == 0.0, "weights {w:?}");
     // the weights are part of the state; the source models are rebuilt
     let state = s.state().unwrap();
     let mut r = FnasStrategy::with_transfer(space.clone(), FnasConfig::default(), 3, &sources);

@@ -372,6 +372,6 @@ mod tests {
         assert!(props[..8].iter().all(|p| p.prediction.is_none()));
         assert!(props[8..16].iter().any(|p| p.prediction.is_some()));
         let w = g.source_weights();
-        assert!(w.len() == 2 && w[0] > 0.3 && w[1] == 0.0, "weights {w:?}");
+        assert!(w.len() == 2 && w[0] == 1.0 && w[1] == 0.0, "weights {w:?}");
     }
 }
