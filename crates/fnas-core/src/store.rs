@@ -13,6 +13,22 @@
 //! - `end_batch` saves the checkpoint taken after `tell` and marks the batch closed,
 //!   in one transaction; it fails if any trial of the batch is still pending.
 //! - Readers never see a half-written trial, batch or checkpoint.
+//!
+//! # Trials as a queue (many workers)
+//! - The driver (the process that runs the strategy) `queue_trials` the pending trials
+//!   that need a real evaluation; any worker, in the driver's process or another one,
+//!   `claim_trial`s one: atomically, the oldest queued trial without a live lease gets a
+//!   lease (a random token, its holder, a deadline) and its attempt count goes up by one.
+//! - `heartbeat` pushes a lease's deadline on; `finish_leased` records the result only
+//!   while the lease is the trial's current one: a worker whose lease was taken over gets
+//!   `StoreError::LeaseLost` and nothing is written (no trial is recorded twice).
+//! - `reap_expired` takes back the leases past their deadline (or whose holder is known
+//!   dead): the trial is claimable again, or failed with the reason once it has used
+//!   `max_attempts`.
+//! - One driver per experiment: `acquire_driver` succeeds when no other driver holds a
+//!   live driver lease, and otherwise says who holds it and since when.
+//! - Deadlines are in the store's clock (seconds since the Unix epoch), so processes on
+//!   machines whose clocks disagree still agree on who holds what.
 
 use serde::{Deserialize, Serialize};
 
@@ -150,6 +166,12 @@ pub struct Trial {
     pub error: Option<String>,
     pub created_at: f64,
     pub finished_at: Option<f64>,
+    /// Leases taken on it so far (claims by workers).
+    #[serde(default)]
+    pub attempts: u32,
+    /// Queued for a real evaluation by a worker.
+    #[serde(default)]
+    pub queued: bool,
 }
 
 /// The latest strategy checkpoint of an experiment.
@@ -164,6 +186,99 @@ pub struct Checkpoint {
     pub state: Vec<u8>,
 }
 
+/// Who holds a lease: enough to tell a user which process to look for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holder {
+    pub host: String,
+    pub pid: u32,
+    /// What kind of process: `driver`, `worker`, ...
+    pub role: String,
+}
+
+impl Holder {
+    /// This process, in `role`.
+    pub fn this_process(role: &str) -> Self {
+        Self {
+            host: host_name(),
+            pid: std::process::id(),
+            role: role.to_string(),
+        }
+    }
+
+    /// `host:pid:role`, as stored.
+    pub fn encode(&self) -> String {
+        format!("{}:{}:{}", self.host, self.pid, self.role)
+    }
+
+    /// The inverse of [`Holder::encode`] (`None` for anything else).
+    pub fn decode(s: &str) -> Option<Self> {
+        let mut it = s.rsplitn(3, ':');
+        let role = it.next()?.to_string();
+        let pid = it.next()?.parse().ok()?;
+        let host = it.next()?.to_string();
+        Some(Self { host, pid, role })
+    }
+
+    /// Whether this holder is a process of this machine that no longer runs (its lease
+    /// can be taken back at once instead of waiting for the deadline).
+    pub fn is_dead_here(&self) -> bool {
+        self.host == host_name()
+            && self.pid != 0
+            && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
+    }
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (pid {} on {})", self.role, self.pid, self.host)
+    }
+}
+
+/// This machine's name (the kernel's, as `hostname` prints it).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// A claimed trial's lease.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub trial: TrialId,
+    /// Random per claim: a later claim of the same trial has another token.
+    pub token: i64,
+    /// This claim's attempt number (1 for the first).
+    pub attempt: u32,
+}
+
+/// The driver lease of an experiment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriverLease {
+    pub experiment: i64,
+    pub token: i64,
+}
+
+/// Who drives an experiment (the answer to a refused `acquire_driver`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DriverInfo {
+    pub holder: Holder,
+    /// Seconds since the Unix epoch.
+    pub since: f64,
+    pub deadline: f64,
+}
+
+/// What `reap_expired` did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reaped {
+    /// Trials claimable again.
+    pub requeued: u64,
+    /// Trials failed after `max_attempts` leases expired.
+    pub failed: u64,
+}
+
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -175,6 +290,8 @@ pub enum StoreError {
     AlreadyFinished(TrialId),
     #[error("batch {batch} of experiment {experiment} still has pending trials")]
     BatchIncomplete { experiment: i64, batch: u64 },
+    #[error("the lease on trial {0} was lost (it expired and the trial was taken back); the result is not recorded")]
+    LeaseLost(TrialId),
     #[error("{0}")]
     Invalid(String),
     #[error("store {path}: {message}")]
@@ -218,4 +335,41 @@ pub trait Store {
     /// result came from a real evaluation (source `evaluated`), if any.
     fn find_evaluated(&self, experiment: i64, canonical: &str)
         -> Result<Option<Trial>, StoreError>;
+
+    /// Marks pending trials as needing a real evaluation (claimable); idempotent.
+    fn queue_trials(&mut self, trials: &[TrialId]) -> Result<(), StoreError>;
+    /// Claims the oldest queued trial of `experiment` without a live lease (module docs).
+    fn claim_trial(
+        &mut self,
+        experiment: i64,
+        holder: &Holder,
+        lease_seconds: f64,
+    ) -> Result<Option<(Trial, Lease)>, StoreError>;
+    /// Extends a lease to `lease_seconds` from now; `LeaseLost` if it is not the trial's
+    /// current lease any more.
+    fn heartbeat(&mut self, lease: &Lease, lease_seconds: f64) -> Result<(), StoreError>;
+    /// Finishes a claimed trial (as `finish_trial`), only under its current lease.
+    fn finish_leased(&mut self, lease: &Lease, result: &TrialResult) -> Result<(), StoreError>;
+    /// Takes back expired leases, and those whose holder `dead` says is gone; a trial
+    /// that has had `max_attempts` leases is failed with the reason instead.
+    fn reap_expired(
+        &mut self,
+        experiment: i64,
+        max_attempts: u32,
+        dead: &dyn Fn(&Holder) -> bool,
+    ) -> Result<Reaped, StoreError>;
+    /// The driver lease: `Ok(Ok(lease))` when no other live driver holds it (an expired
+    /// one, or one whose holder `dead` says is gone, is taken over), `Ok(Err(info))`
+    /// naming the live holder otherwise.
+    fn acquire_driver(
+        &mut self,
+        experiment: i64,
+        holder: &Holder,
+        lease_seconds: f64,
+        dead: &dyn Fn(&Holder) -> bool,
+    ) -> Result<Result<DriverLease, DriverInfo>, StoreError>;
+    /// Extends the driver lease; `LeaseLost`-like `Invalid` error if it was taken over.
+    fn renew_driver(&mut self, lease: &DriverLease, lease_seconds: f64) -> Result<(), StoreError>;
+    /// Gives the driver lease up (a no-op if it was taken over).
+    fn release_driver(&mut self, lease: &DriverLease) -> Result<(), StoreError>;
 }

@@ -11,8 +11,8 @@
 use std::collections::BTreeMap;
 
 use fnas_core::store::{
-    Checkpoint, Experiment, ExperimentSpec, NewTrial, Trial, TrialId, TrialResult, TrialSource,
-    TrialStatus,
+    Checkpoint, Experiment, ExperimentSpec, Holder, NewTrial, Trial, TrialId, TrialResult,
+    TrialSource, TrialStatus,
 };
 use fnas_core::{Cost, Metrics, Prediction, Store, StoreError};
 
@@ -51,6 +51,13 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("list_experiments_counts", list_experiments_counts),
     ("set_experiment_status_works", set_experiment_status_works),
     ("set_experiment_budget_works", set_experiment_budget_works),
+    ("queue_claim_finish", queue_claim_finish),
+    (
+        "expired_lease_is_requeued_and_late_result_refused",
+        expired_lease_is_requeued_and_late_result_refused,
+    ),
+    ("lease_attempts_are_bounded", lease_attempts_are_bounded),
+    ("one_driver_per_experiment", one_driver_per_experiment),
 ];
 
 /// Runs every check, each on a fresh store from `make`.
@@ -1055,4 +1062,160 @@ pub fn set_experiment_budget_works(s: &mut dyn Store) {
     );
     assert!(s.set_experiment_budget(a.id.max(b.id) + 1000, 7).is_err());
     assert_eq!(s.experiment("b").unwrap().unwrap(), b);
+}
+
+// ---------------------------------------------------------------------------------
+// trials as a queue
+
+fn holder(pid: u32) -> Holder {
+    Holder {
+        host: "test-host".into(),
+        pid,
+        role: "worker".into(),
+    }
+}
+
+const NOBODY_DEAD: &dyn Fn(&Holder) -> bool = &|_| false;
+
+/// Only queued trials are claimed, each once, oldest first; a claimed trial is finished
+/// under its lease exactly once.
+pub fn queue_claim_finish(s: &mut dyn Store) {
+    let e = create(s, "q");
+    let ids = begin(
+        s,
+        e.id,
+        0,
+        &[nt("a", "a"), nt("b", "b"), nt("c", "c")],
+        b"ask",
+    );
+    assert!(
+        s.claim_trial(e.id, &holder(1), 60.0).unwrap().is_none(),
+        "nothing queued yet"
+    );
+    s.queue_trials(&[ids[2], ids[0]]).unwrap();
+    s.queue_trials(&[ids[0]]).unwrap(); // idempotent
+    let (t0, l0) = s
+        .claim_trial(e.id, &holder(1), 60.0)
+        .unwrap()
+        .expect("a claim");
+    assert_eq!((t0.id, l0.trial, l0.attempt), (ids[0], ids[0], 1));
+    assert!(t0.queued && t0.attempts == 1);
+    let (t2, l2) = s
+        .claim_trial(e.id, &holder(2), 60.0)
+        .unwrap()
+        .expect("a claim");
+    assert_eq!(t2.id, ids[2]);
+    assert!(
+        s.claim_trial(e.id, &holder(3), 60.0).unwrap().is_none(),
+        "all leased"
+    );
+    s.heartbeat(&l2, 60.0).unwrap();
+    s.finish_leased(&l0, &done(Some(0.5), 1, TrialSource::Evaluated))
+        .unwrap();
+    assert!(matches!(
+        s.finish_leased(&l0, &done(Some(0.6), 1, TrialSource::Evaluated)),
+        Err(StoreError::AlreadyFinished(_))
+    ));
+    assert!(matches!(
+        s.heartbeat(&l0, 60.0),
+        Err(StoreError::LeaseLost(_))
+    ));
+    assert_eq!(trial_by_id(s, e.id, ids[0]).reward, Some(0.5));
+    // the unqueued trial is finished by the driver directly
+    finish(s, ids[1], &done(Some(0.4), 1, TrialSource::Evaluated));
+    s.finish_leased(&l2, &failed(1)).unwrap();
+    end(s, e.id, 0, b"tell");
+}
+
+/// A lease past its deadline (or held by a dead process) is taken back; the trial is
+/// claimed again under a new token, and the first holder's late result is refused.
+pub fn expired_lease_is_requeued_and_late_result_refused(s: &mut dyn Store) {
+    let e = create(s, "exp");
+    let ids = begin(s, e.id, 0, &[nt("a", "a"), nt("b", "b")], b"ask");
+    s.queue_trials(&ids).unwrap();
+    let (_, old) = s
+        .claim_trial(e.id, &holder(1), -1.0)
+        .unwrap()
+        .expect("claim");
+    let (_, live) = s
+        .claim_trial(e.id, &holder(2), 3600.0)
+        .unwrap()
+        .expect("claim");
+    let r = s.reap_expired(e.id, 3, NOBODY_DEAD).unwrap();
+    assert_eq!((r.requeued, r.failed), (1, 0), "only the expired lease");
+    let (t, new) = s
+        .claim_trial(e.id, &holder(3), 60.0)
+        .unwrap()
+        .expect("re-claim");
+    assert_eq!((t.id, new.attempt), (old.trial, 2));
+    assert_ne!(new.token, old.token);
+    assert!(matches!(
+        s.finish_leased(&old, &done(Some(0.1), 1, TrialSource::Evaluated)),
+        Err(StoreError::LeaseLost(_))
+    ));
+    s.finish_leased(&new, &done(Some(0.2), 1, TrialSource::Evaluated))
+        .unwrap();
+    assert_eq!(trial_by_id(s, e.id, old.trial).reward, Some(0.2));
+    // a live lease whose holder is known dead is taken back at once
+    let dead = |h: &Holder| h.pid == 2;
+    assert_eq!(s.reap_expired(e.id, 3, &dead).unwrap().requeued, 1);
+    assert!(matches!(
+        s.heartbeat(&live, 60.0),
+        Err(StoreError::LeaseLost(_))
+    ));
+}
+
+/// After `max_attempts` expired leases the trial is failed with the reason.
+pub fn lease_attempts_are_bounded(s: &mut dyn Store) {
+    let e = create(s, "bounded");
+    let ids = begin(s, e.id, 0, &[nt("a", "a")], b"ask");
+    s.queue_trials(&ids).unwrap();
+    for _ in 0..2 {
+        s.claim_trial(e.id, &holder(1), -1.0)
+            .unwrap()
+            .expect("claim");
+        s.reap_expired(e.id, 2, NOBODY_DEAD).unwrap();
+    }
+    let t = trial_by_id(s, e.id, ids[0]);
+    assert_eq!(t.status, TrialStatus::Failed);
+    assert!(
+        t.error.as_deref().is_some_and(|m| m.contains("lease")),
+        "{:?}",
+        t.error
+    );
+    assert!(s.claim_trial(e.id, &holder(1), 60.0).unwrap().is_none());
+    end(s, e.id, 0, b"tell");
+}
+
+/// One live driver lease per experiment; a second driver learns who holds it; an expired
+/// or dead holder's lease is taken over, after which the old one cannot renew.
+pub fn one_driver_per_experiment(s: &mut dyn Store) {
+    let e = create(s, "drv");
+    let a = s
+        .acquire_driver(e.id, &holder(10), 60.0, NOBODY_DEAD)
+        .unwrap()
+        .expect("free");
+    let info = s
+        .acquire_driver(e.id, &holder(11), 60.0, NOBODY_DEAD)
+        .unwrap()
+        .expect_err("held");
+    assert_eq!(info.holder, holder(10));
+    assert!(info.deadline >= info.since);
+    s.renew_driver(&a, 60.0).unwrap();
+    let dead = |h: &Holder| h.pid == 10;
+    let b = s
+        .acquire_driver(e.id, &holder(11), 60.0, &dead)
+        .unwrap()
+        .expect("taken over");
+    assert!(s.renew_driver(&a, 60.0).is_err());
+    s.release_driver(&a).unwrap(); // a no-op: not a's any more
+    s.release_driver(&b).unwrap();
+    let c = s
+        .acquire_driver(e.id, &holder(12), 60.0, NOBODY_DEAD)
+        .unwrap()
+        .expect("released");
+    assert_ne!(c.token, b.token);
+    assert!(s
+        .acquire_driver(9999, &holder(1), 60.0, NOBODY_DEAD)
+        .is_err());
 }

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fnas_core::store::{
-    Checkpoint, Experiment, ExperimentSpec, ExperimentSummary, NewTrial, Trial, TrialId,
-    TrialResult, TrialSource, TrialStatus,
+    Checkpoint, DriverInfo, DriverLease, Experiment, ExperimentSpec, ExperimentSummary, Holder,
+    Lease, NewTrial, Reaped, Trial, TrialId, TrialResult, TrialSource, TrialStatus,
 };
 use fnas_core::{Cost, Metrics, Prediction, Store, StoreError};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
@@ -194,6 +194,26 @@ CREATE TABLE pool_entries (
 );
 CREATE INDEX pool_entries_by_budget ON pool_entries(space, budget_images);
 "#,
+    // v4: trials as a queue (fnas_core::store, "Trials as a queue"). A pending trial the
+    // driver queued can be claimed by one worker at a time under a lease (a random token,
+    // its holder, a deadline in seconds since the Unix epoch); `attempts` counts claims.
+    // The lease columns of a finished trial are kept: they say who evaluated it. One
+    // driver lease per experiment in `drivers`.
+    r#"
+ALTER TABLE trials ADD COLUMN queued INTEGER NOT NULL DEFAULT 0 CHECK (queued IN (0, 1));
+ALTER TABLE trials ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0);
+ALTER TABLE trials ADD COLUMN lease_token INTEGER;
+ALTER TABLE trials ADD COLUMN lease_holder TEXT;
+ALTER TABLE trials ADD COLUMN lease_deadline REAL;
+CREATE INDEX trials_queue ON trials(experiment_id, status, queued, id);
+CREATE TABLE drivers (
+    experiment_id INTEGER PRIMARY KEY REFERENCES experiments(id),
+    token         INTEGER NOT NULL,
+    holder        TEXT    NOT NULL,
+    since         REAL    NOT NULL,
+    deadline      REAL    NOT NULL
+);
+"#,
 ];
 
 const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
@@ -202,7 +222,8 @@ const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 macro_rules! trial_columns {
     () => {
         "id, experiment_id, batch, idx, arch, canonical, log_prob, status, source, metrics, \
-         reward, cost, error, created_at, finished_at, pred_mean, pred_std, pred_trusted"
+         reward, cost, error, created_at, finished_at, pred_mean, pred_std, pred_trusted, \
+         attempts, queued"
     };
 }
 
@@ -888,6 +909,11 @@ impl SqliteStore {
             error: r.get(12).map_err(g)?,
             created_at: r.get(13).map_err(g)?,
             finished_at: r.get(14).map_err(g)?,
+            attempts: r
+                .get::<_, i64>(18)
+                .map_err(g)?
+                .clamp(0, i64::from(u32::MAX)) as u32,
+            queued: r.get(19).map_err(g)?,
         })
     }
 
@@ -1196,82 +1222,241 @@ impl Store for SqliteStore {
     }
 
     fn finish_trial(&mut self, trial: TrialId, result: &TrialResult) -> Result<(), StoreError> {
-        if result.status == TrialStatus::Pending {
-            return Err(StoreError::Invalid(format!(
-                "trial {trial}: a result must be `done` or `failed`, not `pending`"
-            )));
+        self.finish_with(trial, result, None)
+    }
+
+    fn queue_trials(&mut self, trials: &[TrialId]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let e = |e: rusqlite::Error| backend(&path, e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(e)?;
+        {
+            let mut up = tx
+                .prepare_cached("UPDATE trials SET queued = 1 WHERE id = ?1 AND status = 'pending'")
+                .map_err(e)?;
+            for t in trials {
+                up.execute([t]).map_err(e)?;
+            }
         }
-        if result.reward.is_some_and(f64::is_nan) {
-            return Err(StoreError::Invalid(format!("trial {trial}: reward is NaN")));
-        }
-        if result.source == TrialSource::Critic {
-            critic_result_ok(trial, result)?;
-        }
-        let evaluations = i64::try_from(result.cost.evaluations).map_err(|_| {
-            StoreError::Invalid(format!(
-                "trial {trial}: cost of {} evaluations is too large",
-                result.cost.evaluations
-            ))
-        })?;
-        let metrics = match &result.metrics {
-            Some(m) => Some(exact_json(m, "metrics", trial)?),
-            None => None,
-        };
-        let cost = exact_json(&result.cost, "cost", trial)?;
-        // One autocommit statement: atomic on its own. The `status = 'pending'` guard
-        // makes a second finish a no-op that we report as AlreadyFinished.
-        let n = self
+        tx.commit().map_err(e)
+    }
+
+    fn claim_trial(
+        &mut self,
+        experiment: i64,
+        holder: &Holder,
+        lease_seconds: f64,
+    ) -> Result<Option<(Trial, Lease)>, StoreError> {
+        // one statement: SQLite runs it under its write lock, so two workers can never
+        // claim the same trial
+        let claimed: Option<(i64, i64, i64)> = self
             .conn
             .prepare_cached(
                 "UPDATE trials
-                    SET status = ?2, source = ?3, metrics = ?4, reward = ?5, cost = ?6,
-                        cost_evaluations = ?7, error = ?8, finished_at = ?9
-                  WHERE id = ?1 AND status = 'pending'",
+                    SET lease_token = random(), lease_holder = ?2, lease_deadline = ?3,
+                        attempts = attempts + 1
+                  WHERE id = (SELECT id FROM trials INDEXED BY trials_queue
+                               WHERE experiment_id = ?1 AND status = 'pending' AND queued = 1
+                                 AND lease_token IS NULL
+                               ORDER BY id LIMIT 1)
+                  RETURNING id, lease_token, attempts",
             )
-            .and_then(|mut s| {
-                s.execute(params![
-                    trial,
-                    result.status.as_str(),
-                    source_str(result.source),
-                    metrics,
-                    result.reward,
-                    cost,
-                    evaluations,
-                    result.error,
-                    now(),
+            .and_then(|mut st| {
+                st.query_row(
+                    params![experiment, holder.encode(), now() + lease_seconds],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()
+            })
+            .map_err(|e| self.err(e))?;
+        let Some((id, token, attempts)) = claimed else {
+            return Ok(None);
+        };
+        const SQL: &str = concat!("SELECT ", trial_columns!(), " FROM trials WHERE id = ?1");
+        let trial = self
+            .query_trials(SQL, [id])?
+            .pop()
+            .ok_or_else(|| self.err(format!("claimed trial {id} vanished")))?;
+        let lease = Lease {
+            trial: id,
+            token,
+            attempt: attempts.clamp(0, i64::from(u32::MAX)) as u32,
+        };
+        Ok(Some((trial, lease)))
+    }
+
+    fn heartbeat(&mut self, lease: &Lease, lease_seconds: f64) -> Result<(), StoreError> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE trials SET lease_deadline = ?3
+                  WHERE id = ?1 AND lease_token = ?2 AND status = 'pending'",
+            )
+            .and_then(|mut st| st.execute(params![lease.trial, lease.token, now() + lease_seconds]))
+            .map_err(|e| self.err(e))?;
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::LeaseLost(lease.trial))
+        }
+    }
+
+    fn finish_leased(&mut self, lease: &Lease, result: &TrialResult) -> Result<(), StoreError> {
+        self.finish_with(lease.trial, result, Some(lease))
+    }
+
+    fn reap_expired(
+        &mut self,
+        experiment: i64,
+        max_attempts: u32,
+        dead: &dyn Fn(&Holder) -> bool,
+    ) -> Result<Reaped, StoreError> {
+        let path = self.path.clone();
+        let e = |e: rusqlite::Error| backend(&path, e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(e)?;
+        let at = now();
+        let leased: Vec<(i64, i64, Option<String>, Option<f64>, i64)> = tx
+            .prepare_cached(
+                "SELECT id, lease_token, lease_holder, lease_deadline, attempts FROM trials
+                  WHERE experiment_id = ?1 AND status = 'pending' AND lease_token IS NOT NULL",
+            )
+            .and_then(|mut st| {
+                st.query_map([experiment], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })?
+                .collect()
+            })
+            .map_err(e)?;
+        let mut reaped = Reaped::default();
+        for (id, token, holder, deadline, attempts) in leased {
+            let who = holder.as_deref().and_then(Holder::decode);
+            let gone = who.as_ref().is_some_and(dead);
+            if !gone && deadline.is_some_and(|d| d >= at) {
+                continue;
+            }
+            if attempts >= i64::from(max_attempts.max(1)) {
+                let reason = format!(
+                    "given up after {attempts} lease(s) expired; the last holder was {}",
+                    who.map_or_else(|| "unknown".to_string(), |h| h.to_string())
+                );
+                tx.prepare_cached(
+                    "UPDATE trials SET status = 'failed', source = 'evaluated', cost = ?3,
+                            error = ?4, finished_at = ?5
+                      WHERE id = ?1 AND lease_token = ?2 AND status = 'pending'",
+                )
+                .and_then(|mut st| {
+                    st.execute(params![id, token, "{\"evaluations\":0}", reason, at])
+                })
+                .map_err(e)?;
+                reaped.failed += 1;
+            } else {
+                tx.prepare_cached(
+                    "UPDATE trials SET lease_token = NULL, lease_deadline = NULL
+                      WHERE id = ?1 AND lease_token = ?2 AND status = 'pending'",
+                )
+                .and_then(|mut st| st.execute(params![id, token]))
+                .map_err(e)?;
+                reaped.requeued += 1;
+            }
+        }
+        tx.commit().map_err(e)?;
+        Ok(reaped)
+    }
+
+    fn acquire_driver(
+        &mut self,
+        experiment: i64,
+        holder: &Holder,
+        lease_seconds: f64,
+        dead: &dyn Fn(&Holder) -> bool,
+    ) -> Result<Result<DriverLease, DriverInfo>, StoreError> {
+        let path = self.path.clone();
+        let e = |e: rusqlite::Error| backend(&path, e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(e)?;
+        let at = now();
+        let current: Option<(String, f64, f64)> = tx
+            .prepare_cached("SELECT holder, since, deadline FROM drivers WHERE experiment_id = ?1")
+            .and_then(|mut st| {
+                st.query_row([experiment], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()
+            })
+            .map_err(e)?;
+        if let Some((h, since, deadline)) = current {
+            let who = Holder::decode(&h).unwrap_or(Holder {
+                host: h.clone(),
+                pid: 0,
+                role: "driver".into(),
+            });
+            if deadline >= at && !dead(&who) {
+                return Ok(Err(DriverInfo {
+                    holder: who,
+                    since,
+                    deadline,
+                }));
+            }
+        }
+        let token: i64 = tx
+            .prepare_cached(
+                "INSERT OR REPLACE INTO drivers (experiment_id, token, holder, since, deadline)
+                 VALUES (?1, random(), ?2, ?3, ?4) RETURNING token",
+            )
+            .and_then(|mut st| {
+                st.query_row(
+                    params![experiment, holder.encode(), at, at + lease_seconds],
+                    |r| r.get(0),
+                )
+            })
+            .map_err(|err| match err {
+                rusqlite::Error::SqliteFailure(f, _)
+                    if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>
+                {
+                    StoreError::Invalid(format!("no experiment with id {experiment} in the store"))
+                }
+                err => e(err),
+            })?;
+        tx.commit().map_err(e)?;
+        Ok(Ok(DriverLease { experiment, token }))
+    }
+
+    fn renew_driver(&mut self, lease: &DriverLease, lease_seconds: f64) -> Result<(), StoreError> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE drivers SET deadline = ?3 WHERE experiment_id = ?1 AND token = ?2",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    lease.experiment,
+                    lease.token,
+                    now() + lease_seconds
                 ])
             })
-            .map_err(|e| match e {
-                // only the critic rule can fail here (the other checks hold by
-                // construction): the trial has no trusted prediction
-                rusqlite::Error::SqliteFailure(f, _)
-                    if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_CHECK
-                        && result.source == TrialSource::Critic =>
-                {
-                    StoreError::Invalid(format!(
-                        "trial {trial}: a critic-scored result needs a trusted prediction \
-                         recorded with the trial"
-                    ))
-                }
-                e => self.err(e),
-            })?;
-        if n == 1 {
-            return Ok(());
-        }
-        let exists = self
-            .conn
-            .prepare_cached("SELECT 1 FROM trials WHERE id = ?1")
-            .and_then(|mut s| s.exists([trial]))
             .map_err(|e| self.err(e))?;
-        if exists {
-            Err(StoreError::AlreadyFinished(trial))
+        if n == 1 {
+            Ok(())
         } else {
             Err(StoreError::Invalid(format!(
-                "no trial with id {trial} in the store"
+                "the driver lease of experiment {} was taken over by another process",
+                lease.experiment
             )))
         }
     }
 
+    fn release_driver(&mut self, lease: &DriverLease) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("DELETE FROM drivers WHERE experiment_id = ?1 AND token = ?2")
+            .and_then(|mut st| st.execute(params![lease.experiment, lease.token]))
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
     fn end_batch(
         &mut self,
         experiment: i64,
@@ -1385,6 +1570,99 @@ impl Store for SqliteStore {
             .query_trials(SQL, params![experiment, canonical])?
             .into_iter()
             .next())
+    }
+}
+
+impl SqliteStore {
+    /// `finish_trial`, and with `lease` only while it is the trial's current lease.
+    fn finish_with(
+        &mut self,
+        trial: TrialId,
+        result: &TrialResult,
+        lease: Option<&Lease>,
+    ) -> Result<(), StoreError> {
+        if result.status == TrialStatus::Pending {
+            return Err(StoreError::Invalid(format!(
+                "trial {trial}: a result must be `done` or `failed`, not `pending`"
+            )));
+        }
+        if result.reward.is_some_and(f64::is_nan) {
+            return Err(StoreError::Invalid(format!("trial {trial}: reward is NaN")));
+        }
+        if result.source == TrialSource::Critic {
+            critic_result_ok(trial, result)?;
+        }
+        let evaluations = i64::try_from(result.cost.evaluations).map_err(|_| {
+            StoreError::Invalid(format!(
+                "trial {trial}: cost of {} evaluations is too large",
+                result.cost.evaluations
+            ))
+        })?;
+        let metrics = match &result.metrics {
+            Some(m) => Some(exact_json(m, "metrics", trial)?),
+            None => None,
+        };
+        let cost = exact_json(&result.cost, "cost", trial)?;
+        // One autocommit statement: atomic on its own. The `status = 'pending'` guard
+        // makes a second finish a no-op that we report as AlreadyFinished.
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE trials
+                    SET status = ?2, source = ?3, metrics = ?4, reward = ?5, cost = ?6,
+                        cost_evaluations = ?7, error = ?8, finished_at = ?9
+                  WHERE id = ?1 AND status = 'pending' AND (?10 IS NULL OR lease_token = ?10)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    trial,
+                    result.status.as_str(),
+                    source_str(result.source),
+                    metrics,
+                    result.reward,
+                    cost,
+                    evaluations,
+                    result.error,
+                    now(),
+                    lease.map(|l| l.token),
+                ])
+            })
+            .map_err(|e| match e {
+                // only the critic rule can fail here (the other checks hold by
+                // construction): the trial has no trusted prediction
+                rusqlite::Error::SqliteFailure(f, _)
+                    if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_CHECK
+                        && result.source == TrialSource::Critic =>
+                {
+                    StoreError::Invalid(format!(
+                        "trial {trial}: a critic-scored result needs a trusted prediction \
+                         recorded with the trial"
+                    ))
+                }
+                e => self.err(e),
+            })?;
+        if n == 1 {
+            return Ok(());
+        }
+        let exists = self
+            .conn
+            .prepare_cached("SELECT 1 FROM trials WHERE id = ?1")
+            .and_then(|mut s| s.exists([trial]))
+            .map_err(|e| self.err(e))?;
+        let finished = self
+            .conn
+            .prepare_cached("SELECT 1 FROM trials WHERE id = ?1 AND status <> 'pending'")
+            .and_then(|mut s| s.exists([trial]))
+            .map_err(|e| self.err(e))?;
+        if exists && (finished || lease.is_none()) {
+            Err(StoreError::AlreadyFinished(trial))
+        } else if exists {
+            Err(StoreError::LeaseLost(trial))
+        } else {
+            Err(StoreError::Invalid(format!(
+                "no trial with id {trial} in the store"
+            )))
+        }
     }
 }
 

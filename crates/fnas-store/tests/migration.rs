@@ -209,7 +209,7 @@ fn trials_sql(c: &Connection) -> String {
 
 #[test]
 fn v1_store_is_upgraded_in_place() {
-    assert_eq!(SCHEMA_VERSION, 3);
+    assert_eq!(SCHEMA_VERSION, 4);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v1.db");
     let c = create_v1(&path);
@@ -227,13 +227,13 @@ fn v1_store_is_upgraded_in_place() {
     );
 
     let mut s = SqliteStore::open(&path).unwrap();
-    assert_eq!(s.schema_version().unwrap(), 3);
+    assert_eq!(s.schema_version().unwrap(), 4);
     s.integrity_check().unwrap();
 
     // every row survived, bit for bit, and no trial has a prediction
     {
         let c = Connection::open(&path).unwrap();
-        assert_eq!(user_version(&c), 3);
+        assert_eq!(user_version(&c), 4);
         assert_eq!(dump_v1(&c), before, "every row survives the migration");
         let with_prediction: i64 = c
             .query_row(
@@ -244,14 +244,16 @@ fn v1_store_is_upgraded_in_place() {
             )
             .unwrap();
         assert_eq!(with_prediction, 0);
-        // same tables, index and trigger as before plus v3's pool index; no leftover of
-        // the rebuild
+        // same tables, index and trigger as before plus v3's pool index and v4's queue
+        // index and driver table; no leftover of the rebuild
         let mut expected = objects_v1.clone();
-        for (kind, name) in [
-            ("index", "pool_entries_by_budget"),
-            ("table", "pool_entries"),
+        for (kind, name, table) in [
+            ("index", "pool_entries_by_budget", "pool_entries"),
+            ("table", "pool_entries", "pool_entries"),
+            ("index", "trials_queue", "trials"),
+            ("table", "drivers", "drivers"),
         ] {
-            expected.push((kind.into(), name.into(), "pool_entries".into()));
+            expected.push((kind.into(), name.into(), table.into()));
         }
         expected.sort();
         assert_eq!(schema_objects(&c), expected);
@@ -397,7 +399,7 @@ fn v1_store_is_upgraded_in_place() {
 
     // reopening (read-only too) is a no-op: already current
     let ro = SqliteStore::open_read_only(&path).unwrap();
-    assert_eq!(ro.schema_version().unwrap(), 3);
+    assert_eq!(ro.schema_version().unwrap(), 4);
     assert_eq!(ro.trials(exp).unwrap(), after);
     ro.integrity_check().unwrap();
     drop(ro);

@@ -578,7 +578,7 @@ fn unreadable_rows_are_corrupt() {
 
 #[test]
 fn the_store_still_works_on_the_pool_file() {
-    assert_eq!(SCHEMA_VERSION, 3);
+    assert_eq!(SCHEMA_VERSION, 4);
     let (_d, path) = store_path();
     let pool = SqlitePool::open(&path, 0).unwrap();
     pool.insert(network("a", 0.5)).unwrap();
@@ -622,11 +622,16 @@ fn a_v2_store_gains_the_pool_table() {
         })
         .unwrap();
     }
-    // what a v2 build left: everything but the pool
+    // what a v2 build left: everything but the pool (and v4's queue)
     Connection::open(&path)
         .unwrap()
         .execute_batch(
             "BEGIN; DROP INDEX pool_entries_by_budget; DROP TABLE pool_entries;
+             DROP INDEX trials_queue; DROP TABLE drivers;
+             ALTER TABLE trials DROP COLUMN queued; ALTER TABLE trials DROP COLUMN attempts;
+             ALTER TABLE trials DROP COLUMN lease_token;
+             ALTER TABLE trials DROP COLUMN lease_holder;
+             ALTER TABLE trials DROP COLUMN lease_deadline;
              PRAGMA user_version = 2; COMMIT;",
         )
         .unwrap();
