@@ -218,6 +218,9 @@ CREATE TABLE drivers (
 
 const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 
+/// A live lease as `reap_expired` reads it: id, token, holder, deadline, attempts.
+type LeaseRow = (i64, i64, Option<String>, Option<f64>, i64);
+
 /// The columns `trial_from_row` reads, in order.
 macro_rules! trial_columns {
     () => {
@@ -1320,7 +1323,7 @@ impl Store for SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(e)?;
         let at = now();
-        let leased: Vec<(i64, i64, Option<String>, Option<f64>, i64)> = tx
+        let leased: Vec<LeaseRow> = tx
             .prepare_cached(
                 "SELECT id, lease_token, lease_holder, lease_deadline, attempts FROM trials
                   WHERE experiment_id = ?1 AND status = 'pending' AND lease_token IS NOT NULL",
