@@ -2,7 +2,11 @@
 //! (or serve it from the store), tell the strategy, checkpoint, until the budget in
 //! cost units is spent. Every step is persisted so a killed search resumes exactly.
 
-use crate::store::{Experiment, NewTrial, Trial, TrialResult, TrialSource, TrialStatus};
+use std::collections::BTreeSet;
+
+use crate::store::{
+    Experiment, Holder, NewTrial, Trial, TrialId, TrialResult, TrialSource, TrialStatus,
+};
 use crate::{
     Cost, EvalError, Evaluator, Objective, Outcome, RewardConfig, Store, StoreError, Strategy,
     StrategyError,
@@ -49,6 +53,17 @@ pub struct SearchConfig {
     /// their checkpoints then hold an empty state, and serialising a learned strategy's
     /// state twice per batch was about a fifth of such a search's CPU time.
     pub save_state: bool,
+    /// How long a claim by this process's own workers holds a trial before a driver may
+    /// take it back (they are taken back at once when this process is gone).
+    pub lease_seconds: f64,
+    /// Leases a trial may lose (expired or dead holder) before it is failed.
+    pub max_attempts: u32,
+    /// How often the driver looks at the store while only other workers are busy.
+    pub poll: std::time::Duration,
+    /// Evaluate in this process as well (off: only external workers evaluate).
+    pub local_workers: bool,
+    /// The driver lease this search holds, renewed as it goes (`None`: not leased).
+    pub driver: Option<crate::store::DriverLease>,
 }
 
 impl SearchConfig {
@@ -60,6 +75,11 @@ impl SearchConfig {
             reward,
             max_proposals_factor: 4,
             save_state: true,
+            lease_seconds: 600.0,
+            max_attempts: 3,
+            poll: std::time::Duration::from_millis(200),
+            local_workers: true,
+            driver: None,
         }
     }
 }
@@ -236,7 +256,50 @@ pub fn run_search(
     })
 }
 
-/// Evaluates the pending trials of a recorded batch, tells the strategy, closes the batch.
+/// How long each renewal of the driver lease lasts.
+const DRIVER_RENEW_SECONDS: f64 = 600.0;
+
+/// A finished trial's result as stored.
+fn stored_result(t: &Trial) -> TrialResult {
+    TrialResult {
+        status: t.status,
+        source: t.source.unwrap_or(TrialSource::Evaluated),
+        metrics: t.metrics.clone(),
+        reward: t.reward,
+        cost: t.cost.clone(),
+        error: t.error.clone(),
+    }
+}
+
+/// The result of a pending trial that needs no evaluation: served from the store (its
+/// canonical form was evaluated already; trusted or not) or the critic's trusted
+/// prediction. `None`: it must be evaluated.
+fn served(store: &dyn Store, exp: i64, t: &Trial) -> Result<Option<TrialResult>, SearchError> {
+    if let Some(prev) = store.find_evaluated(exp, &t.canonical)? {
+        return Ok(Some(TrialResult {
+            status: prev.status,
+            source: TrialSource::Cached,
+            metrics: prev.metrics,
+            reward: prev.reward,
+            cost: Cost::default(),
+            error: prev.error,
+        }));
+    }
+    Ok(t.prediction.filter(|p| p.trusted).map(|p| TrialResult {
+        status: TrialStatus::Done,
+        source: TrialSource::Critic,
+        metrics: None,
+        reward: Some(p.mean),
+        cost: Cost::default(),
+        error: None,
+    }))
+}
+
+/// Finishes a recorded batch, tells the strategy and closes the batch. Trials that need
+/// no evaluation are served at once; the first trial of each new canonical form is
+/// queued, and claimed under a lease by this process's workers or by any `fnas worker`
+/// on the experiment; the batch waits until every trial is finished (results in any
+/// order; the strategy is told them in proposal order).
 #[allow(clippy::too_many_arguments)]
 fn finish_batch(
     store: &mut dyn Store,
@@ -249,98 +312,109 @@ fn finish_batch(
     progress: &mut dyn FnMut(&TrialEvent),
 ) -> Result<(), SearchError> {
     let space = evaluator.space();
-    let trials = store.batch_trials(exp, batch)?;
-    // The architectures this batch must really evaluate (pending, not in the store, not
-    // trusted; each canonical form once), evaluated together so an evaluator with
-    // several workers trains them at once. Results are persisted below, in order.
-    let mut todo: Vec<(String, crate::Architecture)> = Vec::new();
-    for t in &trials {
-        let trusted = t.prediction.is_some_and(|p| p.trusted);
-        if t.status != TrialStatus::Pending
-            || trusted
-            || todo.iter().any(|(c, _)| c == &t.canonical)
-            || store.find_evaluated(exp, &t.canonical)?.is_some()
-        {
-            continue;
-        }
-        let arch = space.parse(&t.arch).map_err(|e| SearchError::Corrupt {
-            id: t.id,
-            message: e.to_string(),
-        })?;
-        todo.push((t.canonical.clone(), arch));
-    }
-    let archs: Vec<crate::Architecture> = todo.iter().map(|(_, a)| a.clone()).collect();
-    // filled a chunk of `parallelism` at a time, so each result is persisted soon after
-    // its chunk ends and a kill loses at most one chunk of work
-    let par = evaluator.parallelism().max(1);
-    let mut done: Vec<Option<Result<TrialResult, SearchError>>> =
-        archs.iter().map(|_| None).collect();
-    let mut evaluated_up_to = 0;
-    for t in trials {
-        if t.status != TrialStatus::Pending {
-            continue;
-        }
-        let trusted = t.prediction.filter(|p| p.trusted);
-        let result = match store.find_evaluated(exp, &t.canonical)? {
-            // an architecture already evaluated is served from the store, trusted or not
-            Some(prev) => TrialResult {
-                status: prev.status,
-                source: TrialSource::Cached,
-                metrics: prev.metrics,
-                reward: prev.reward,
-                cost: Cost::default(),
-                error: prev.error,
-            },
-            None if trusted.is_some() => TrialResult {
-                status: TrialStatus::Done,
-                source: TrialSource::Critic,
-                metrics: None,
-                reward: trusted.map(|p| p.mean),
-                cost: Cost::default(),
-                error: None,
-            },
-            None => {
-                let pos = todo.iter().position(|(c, _)| c == &t.canonical);
-                if let Some(i) = pos.filter(|&i| i >= evaluated_up_to) {
-                    let end = (i + par).min(archs.len());
-                    let results = evaluator.evaluate_many(&archs[i..end]);
-                    for (slot, r) in done[i..end].iter_mut().zip(results) {
-                        *slot = Some(to_result(r, &cfg.reward));
-                    }
-                    evaluated_up_to = end;
-                }
-                match pos.and_then(|i| done[i].take()) {
-                    Some(r) => r?,
-                    None => {
-                        let arch = space.parse(&t.arch).map_err(|e| SearchError::Corrupt {
-                            id: t.id,
-                            message: e.to_string(),
-                        })?;
-                        evaluate(evaluator, &arch, &cfg.reward)?
-                    }
-                }
-            }
-        };
-        store.finish_trial(t.id, &result)?;
-        ledger.record(&result);
+    let holder = Holder::this_process("driver");
+    let mut report = |t: &Trial, r: &TrialResult, ledger: &mut Ledger| {
+        ledger.record(r);
         progress(&TrialEvent {
-            trial: &t,
-            result: &result,
-            trial_units: cfg.unit.of(&result.cost),
+            trial: t,
+            result: r,
+            trial_units: cfg.unit.of(&r.cost),
             spent: ledger.spent,
             budget: cfg.budget,
             best_reward: ledger.best,
             counters: strategy.counters(),
         });
+    };
+    let parse = |t: &Trial| {
+        space.parse(&t.arch).map_err(|e| SearchError::Corrupt {
+            id: t.id,
+            message: e.to_string(),
+        })
+    };
+    // finished before a restart: already in the ledger
+    let mut reported: BTreeSet<TrialId> = BTreeSet::new();
+    let mut queue = Vec::new();
+    let mut queued: BTreeSet<String> = BTreeSet::new();
+    for t in store.batch_trials(exp, batch)? {
+        if t.status != TrialStatus::Pending {
+            reported.insert(t.id);
+        } else if t.queued {
+            queued.insert(t.canonical.clone());
+        } else if let Some(r) = served(store, exp, &t)? {
+            store.finish_trial(t.id, &r)?;
+            reported.insert(t.id);
+            report(&t, &r, ledger);
+        } else if queued.insert(t.canonical.clone()) {
+            parse(&t)?;
+            queue.push(t.id);
+        }
+    }
+    store.queue_trials(&queue)?;
+    let par = evaluator.parallelism().max(1);
+    loop {
+        if let Some(d) = &cfg.driver {
+            store.renew_driver(d, DRIVER_RENEW_SECONDS)?;
+        }
+        let trials = store.batch_trials(exp, batch)?;
+        // results other workers recorded
+        for t in trials.iter().filter(|t| t.status != TrialStatus::Pending) {
+            if reported.insert(t.id) {
+                report(t, &stored_result(t), ledger);
+            }
+        }
+        let pending: Vec<&Trial> = trials
+            .iter()
+            .filter(|t| t.status == TrialStatus::Pending)
+            .collect();
+        if pending.is_empty() {
+            break;
+        }
+        // a repeat of a canonical form whose first trial has finished meanwhile
+        let mut progressed = false;
+        for t in pending.iter().filter(|t| !t.queued) {
+            if let Some(r) = served(store, exp, t)? {
+                store.finish_trial(t.id, &r)?;
+                reported.insert(t.id);
+                report(t, &r, ledger);
+                progressed = true;
+            }
+        }
+        let mut claimed = Vec::new();
+        while cfg.local_workers && claimed.len() < par {
+            match store.claim_trial(exp, &holder, cfg.lease_seconds)? {
+                Some(c) => claimed.push(c),
+                None => break,
+            }
+        }
+        if !claimed.is_empty() {
+            let archs = claimed
+                .iter()
+                .map(|(t, _)| parse(t))
+                .collect::<Result<Vec<_>, _>>()?;
+            let results = evaluator.evaluate_many(&archs);
+            for ((t, lease), r) in claimed.iter().zip(results) {
+                let r = to_result(r, &cfg.reward)?;
+                match store.finish_leased(lease, &r) {
+                    Ok(()) => {
+                        reported.insert(t.id);
+                        report(t, &r, ledger);
+                    }
+                    // taken over meanwhile: the other worker's result stands
+                    Err(StoreError::LeaseLost(_) | StoreError::AlreadyFinished(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            continue;
+        }
+        let reaped = store.reap_expired(exp, cfg.max_attempts, &|h: &Holder| h.is_dead_here())?;
+        if !progressed && reaped.requeued + reaped.failed == 0 {
+            std::thread::sleep(cfg.poll);
+        }
     }
     let mut outcomes = Vec::new();
     for t in store.batch_trials(exp, batch)? {
-        let arch = space.parse(&t.arch).map_err(|e| SearchError::Corrupt {
-            id: t.id,
-            message: e.to_string(),
-        })?;
         outcomes.push(Outcome {
-            arch,
+            arch: parse(&t)?,
             reward: t.reward,
             log_prob: t.log_prob,
             evaluated: t.source != Some(TrialSource::Critic),

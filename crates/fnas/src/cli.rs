@@ -30,6 +30,34 @@ pub enum Command {
     Bench(BenchArgs),
     /// Train one child network of an MNAS space on a proxy task and print its metrics.
     Train(TrainArgs),
+    /// Evaluate the queued trials of an experiment that a `fnas search` drives (on this
+    /// or another machine sharing the store), until the search ends.
+    Worker(WorkerArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct WorkerArgs {
+    /// The experiment to work on.
+    #[arg(long)]
+    pub experiment: String,
+    #[command(flatten)]
+    pub store: StoreArg,
+    /// Directory of the benchmark data (default: the data/ folder of the set-up).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// A claimed trial is taken back from this worker if it has not reported for this
+    /// many seconds (it reports every third of it while it evaluates).
+    #[arg(long, default_value_t = 60.0)]
+    pub lease_seconds: f64,
+    /// Stop after this many evaluations (default: when the search ends).
+    #[arg(long)]
+    pub max_trials: Option<u64>,
+    /// Stop after waiting this long with nothing to claim (default: wait while the search runs).
+    #[arg(long)]
+    pub idle_exit_seconds: Option<f64>,
+    /// Print one JSON line per finished trial.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -127,9 +155,19 @@ pub struct SearchArgs {
     /// MNAS search space of a real-training task: mnas-28 or a space TOML file.
     #[arg(long, default_value = "mnas-28")]
     pub space: String,
-    /// Real training: children trained at once, one thread each (default: one per core).
+    /// Children trained at once in this process, one thread each (default: one per core
+    /// on real training, 1 on a benchmark); 0: this process only drives the search and
+    /// `fnas worker` processes on the same store evaluate.
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Testing and benchmarking: every evaluation first sleeps this many seconds (stored
+    /// with the experiment, so `fnas worker`s sleep too).
+    #[arg(long, hide_short_help = true)]
+    pub simulate_eval_seconds: Option<f64>,
+    /// When another live `fnas search` drives this experiment, wait for it to finish or
+    /// die instead of exiting.
+    #[arg(long)]
+    pub wait: bool,
     /// Real training: epochs per child (default: the task's).
     #[arg(long)]
     pub epochs: Option<usize>,

@@ -146,6 +146,10 @@ pub struct SearchSettings {
     /// Real training (then `benchmark` is `train` and `dataset` the task's name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training: Option<crate::training::TrainingConfig>,
+    /// Every evaluation (by the driver or any worker) first sleeps this long: a stand-in
+    /// for slow evaluations in scaling benchmarks and multi-worker tests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub simulate_eval_seconds: Option<f64>,
 }
 
 /// One transfer source recorded with the experiment.
@@ -198,6 +202,7 @@ impl SearchSettings {
             select: None,
             transfer: Vec::new(),
             training: None,
+            simulate_eval_seconds: None,
         }
     }
 }

@@ -4,6 +4,7 @@ mod search;
 pub mod show;
 mod space;
 mod train;
+mod worker;
 
 use anyhow::Result;
 
@@ -23,5 +24,6 @@ pub fn run(cli: Cli) -> Result<()> {
         } => space::sample(&space, seed, count),
         Command::Bench(a) => crate::bench::run(a),
         Command::Train(a) => train::run(a),
+        Command::Worker(a) => worker::run(a),
     }
 }

@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use fnas_core::search::{run_search, BudgetUnit, SearchConfig};
-use fnas_core::store::{ExperimentSpec, TrialSource};
+use fnas_core::store::{ExperimentSpec, Holder, TrialSource};
 use fnas_core::{Evaluator, Store};
 use fnas_store::SqliteStore;
 
@@ -17,14 +17,15 @@ use fnas_bench::TabularBenchmark;
 use fnas_child::TrainingEvaluator;
 use std::path::{Path, PathBuf};
 
-/// The evaluator of a search: a tabular benchmark or real child training.
-enum Target {
+/// The evaluator of a search: a tabular benchmark or real child training, optionally
+/// slowed down (`--simulate-eval-seconds`).
+pub(crate) enum Target {
     Table(Box<dyn TabularBenchmark>),
     Train(Box<TrainingEvaluator>),
 }
 
 impl Target {
-    fn evaluator(&self) -> &dyn Evaluator {
+    pub(crate) fn evaluator(&self) -> &dyn Evaluator {
         match self {
             Target::Table(t) => t.as_ref(),
             Target::Train(t) => t.as_ref(),
@@ -32,35 +33,115 @@ impl Target {
     }
 }
 
+/// An evaluator that sleeps a fixed time per evaluation: the stand-in for a slow
+/// evaluation in scaling benchmarks and multi-worker tests (`--simulate-eval-seconds`).
+pub(crate) struct Slowed<'a> {
+    pub inner: &'a dyn Evaluator,
+    pub seconds: f64,
+}
+
+impl Evaluator for Slowed<'_> {
+    fn space(&self) -> &fnas_core::SearchSpace {
+        self.inner.space()
+    }
+    fn task(&self) -> String {
+        self.inner.task()
+    }
+    fn evaluate(
+        &self,
+        arch: &fnas_core::Architecture,
+    ) -> Result<fnas_core::Evaluation, fnas_core::EvalError> {
+        std::thread::sleep(std::time::Duration::from_secs_f64(self.seconds.max(0.0)));
+        self.inner.evaluate(arch)
+    }
+    fn parallelism(&self) -> usize {
+        self.inner.parallelism()
+    }
+}
+
 /// The folder a search's trained weights go to: beside the store.
-fn weights_dir(store: &Path, experiment: &str) -> PathBuf {
+pub(crate) fn weights_dir(store: &Path, experiment: &str) -> PathBuf {
     let mut name = store.file_name().unwrap_or_default().to_os_string();
     name.push(".weights");
     store.with_file_name(name).join(experiment)
 }
 
-/// Builds the evaluator the settings describe.
-fn target(
+/// Builds the evaluator the settings describe (`store` places the weights folder).
+pub(crate) fn target(
     settings: &SearchSettings,
-    a: &SearchArgs,
+    store: &Path,
+    data_dir: Option<&Path>,
     experiment: &str,
     seed: u64,
 ) -> Result<Target> {
     if let Some(tc) = &settings.training {
-        let ev = training::evaluator(
-            tc,
-            seed,
-            Some(weights_dir(&a.store.store, experiment)),
-            false,
-        )?;
+        let ev = training::evaluator(tc, seed, Some(weights_dir(store, experiment)), false)?;
         return Ok(Target::Train(Box::new(ev)));
     }
     let (bench, dataset) = parse_task(Some(&settings.benchmark), Some(&settings.dataset), None)?;
-    Ok(Target::Table(load_benchmark(
-        bench,
-        a.data_dir.as_deref(),
-        &dataset,
-    )?))
+    Ok(Target::Table(load_benchmark(bench, data_dir, &dataset)?))
+}
+
+/// Seconds a driver lease lasts without renewal (the driver renews it at every step;
+/// a driver on this machine that died is taken over at once).
+pub(crate) const DRIVER_LEASE_SECONDS: f64 = 600.0;
+
+/// Takes the driver lease of an experiment, or explains who holds it (`wait`: polls
+/// until it is free).
+fn drive(
+    store: &mut SqliteStore,
+    experiment: i64,
+    name: &str,
+    wait: bool,
+    quiet: bool,
+) -> Result<fnas_core::store::DriverLease> {
+    let me = Holder::this_process("driver");
+    let dead = |h: &Holder| h.is_dead_here();
+    let mut told = false;
+    loop {
+        match store.acquire_driver(experiment, &me, DRIVER_LEASE_SECONDS, &dead)? {
+            Ok(lease) => return Ok(lease),
+            Err(info) if wait => {
+                if !told && !quiet {
+                    eprintln!(
+                        "experiment `{name}` is driven by {} since {}; waiting (--wait)",
+                        info.holder,
+                        show_time(info.since)
+                    );
+                    told = true;
+                }
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+            Err(info) => bail!(
+                "experiment `{name}` is driven by {} since {} (its lease runs to {}); add workers with `fnas worker --experiment {name}`, wait for it with --wait, or stop that process",
+                info.holder,
+                show_time(info.since),
+                show_time(info.deadline)
+            ),
+        }
+    }
+}
+
+/// Seconds since the Unix epoch as UTC `YYYY-MM-DD HH:MM:SS`.
+pub(crate) fn show_time(t: f64) -> String {
+    let secs = t.max(0.0) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // civil-from-days (Howard Hinnant's algorithm)
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// Default budget of a real-training search, in training images: the main job's ~35-40
@@ -117,7 +198,7 @@ fn new_settings(a: &SearchArgs) -> Result<SearchSettings> {
             let tc = TrainingConfig {
                 task,
                 space: a.space.clone(),
-                workers: a.workers.unwrap_or_else(training::default_workers),
+                workers: a.workers.unwrap_or_else(training::default_workers).max(1),
                 latency_runs: 20,
                 device: a.device.clone(),
                 pool,
@@ -142,6 +223,12 @@ fn new_settings(a: &SearchArgs) -> Result<SearchSettings> {
             SearchSettings::new(bench, &dataset, a.batch_size, reward)
         }
     };
+    if let Some(sec) = a.simulate_eval_seconds {
+        if !(sec.is_finite() && sec >= 0.0) {
+            bail!("--simulate-eval-seconds must be a number of seconds >= 0, not {sec}");
+        }
+        settings.simulate_eval_seconds = Some(sec);
+    }
     settings.fnas = fnas_preset(&a.strategy, &settings.ppo);
     settings.select = select_preset(&a.strategy, &settings.ppo);
     if a.select.any() {
@@ -298,12 +385,20 @@ pub fn run(a: SearchArgs) -> Result<()> {
         bail!("--budget, --budget-images and --batch-size must be at least 1");
     }
     let resumable = if a.resume { find_resumable(&a)? } else { None };
+    let driver;
     let (mut store, exp, settings, bench) = if let Some((mut store, mut exp)) = resumable {
         let name = exp.spec.name.clone();
+        driver = Some(drive(&mut store, exp.id, &name, a.wait, a.json)?);
         let settings: SearchSettings = serde_json::from_value(exp.spec.config.clone())
             .with_context(|| format!("experiment `{name}` has settings this build cannot read"))?;
         let new_budget = resumed_budget(&a, &settings, &name)?;
-        let bench = target(&settings, &a, &name, exp.spec.seed)?;
+        let bench = target(
+            &settings,
+            &a.store.store,
+            a.data_dir.as_deref(),
+            &name,
+            exp.spec.seed,
+        )?;
         if !a.json {
             eprintln!("resuming experiment `{name}` (settings from the store)");
             for w in ignored_resume_flags(&a, &settings) {
@@ -331,7 +426,13 @@ pub fn run(a: SearchArgs) -> Result<()> {
             default_name(&a.strategy, &settings.benchmark, &settings.dataset, a.seed)
         });
         // data first: missing data must not leave an empty experiment behind
-        let bench = target(&settings, &a, &name, a.seed)?;
+        let bench = target(
+            &settings,
+            &a.store.store,
+            a.data_dir.as_deref(),
+            &name,
+            a.seed,
+        )?;
         // fairness: the one budget class of pool entries this search initialises from
         if let (Target::Train(ev), Some(tc)) = (&bench, settings.training.as_mut()) {
             if let Some(p) = tc.pool.as_mut() {
@@ -367,6 +468,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
             config: serde_json::to_value(&settings)?,
         };
         let exp = store.create_experiment(&spec)?;
+        driver = Some(drive(&mut store, exp.id, &exp.spec.name, a.wait, a.json)?);
         (store, exp, settings, bench)
     };
     let evaluator: &dyn Evaluator = bench.evaluator();
@@ -446,7 +548,16 @@ pub fn run(a: SearchArgs) -> Result<()> {
         }
         other => other,
     };
-    let evaluator: &dyn Evaluator = bench.evaluator();
+    let slowed = settings.simulate_eval_seconds.map(|seconds| Slowed {
+        inner: bench.evaluator(),
+        seconds,
+    });
+    let evaluator: &dyn Evaluator = match &slowed {
+        Some(s) => s,
+        None => bench.evaluator(),
+    };
+    cfg.local_workers = a.workers != Some(0);
+    cfg.driver = driver.clone();
     let summary = run_search(
         &mut store,
         &exp,
@@ -479,6 +590,9 @@ pub fn run(a: SearchArgs) -> Result<()> {
         },
     )?;
     bar.finish_and_clear();
+    if let Some(d) = &driver {
+        store.release_driver(d)?;
+    }
     if let (Some(spent), Ok(line)) = (last_spent, status.lock()) {
         log.update(spent, exp.spec.budget, &line, true);
     }

@@ -1,0 +1,181 @@
+//! `fnas worker`: evaluates the queued trials of an experiment that a `fnas search`
+//! drives, on this machine or another one that shares the store, until the search ends.
+//! Each trial is claimed under a lease that a heartbeat thread keeps alive while it is
+//! evaluated; a result whose lease was taken over is not recorded (the other worker's
+//! stands).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use fnas_core::search::evaluate;
+use fnas_core::store::{Holder, Lease};
+use fnas_core::{Evaluator, Store, StoreError};
+use fnas_store::SqliteStore;
+
+use super::search::{target, Slowed, Target};
+use crate::cli::WorkerArgs;
+use crate::setup::SearchSettings;
+use crate::training;
+
+/// How often an idle worker looks for a queued trial.
+const POLL: Duration = Duration::from_millis(200);
+
+pub fn run(a: WorkerArgs) -> Result<()> {
+    if !(a.lease_seconds.is_finite() && a.lease_seconds >= 1.0) {
+        bail!(
+            "--lease-seconds must be at least 1, not {}",
+            a.lease_seconds
+        );
+    }
+    let path = &a.store.store;
+    if !path.exists() {
+        bail!(
+            "store {}: no such file (a worker joins a search that `fnas search` started)",
+            path.display()
+        );
+    }
+    let mut store = SqliteStore::open(path)?;
+    let exp = store.experiment(&a.experiment)?.ok_or_else(|| {
+        anyhow!(
+            "no experiment `{}` in store {} (see `fnas ls --store {}`)",
+            a.experiment,
+            path.display(),
+            path.display()
+        )
+    })?;
+    let name = exp.spec.name.clone();
+    let settings: SearchSettings = serde_json::from_value(exp.spec.config.clone())
+        .with_context(|| format!("experiment `{name}` has settings this build cannot read"))?;
+    let bench = target(&settings, path, a.data_dir.as_deref(), &name, exp.spec.seed)?;
+    let bench = match bench {
+        Target::Train(mut ev) => {
+            if let Some(pc) = settings.training.as_ref().and_then(|t| t.pool.as_ref()) {
+                let sources = settings
+                    .transfer
+                    .iter()
+                    .map(|t| t.experiment.clone())
+                    .collect();
+                let epochs = ev.data().task.epochs;
+                ev = Box::new(
+                    ev.with_pool(training::pool_settings(pc, path, &name, epochs, sources)?),
+                );
+            }
+            Target::Train(ev)
+        }
+        other => other,
+    };
+    let slowed = settings.simulate_eval_seconds.map(|seconds| Slowed {
+        inner: bench.evaluator(),
+        seconds,
+    });
+    let evaluator: &dyn Evaluator = match &slowed {
+        Some(s) => s,
+        None => bench.evaluator(),
+    };
+    let me = Holder::this_process("worker");
+    if !a.json {
+        eprintln!("worker {me} on experiment `{name}` ({})", exp.spec.task);
+    }
+    let started = Instant::now();
+    let (mut done, mut busy) = (0u64, Duration::ZERO);
+    let mut idle_since = Instant::now();
+    loop {
+        if a.max_trials.is_some_and(|m| done >= m) {
+            break;
+        }
+        let Some((trial, lease)) = store.claim_trial(exp.id, &me, a.lease_seconds)? else {
+            let now = store
+                .experiment(&name)?
+                .ok_or_else(|| anyhow!("experiment `{name}` vanished from the store"))?;
+            if now.status == "finished" {
+                break;
+            }
+            if a.idle_exit_seconds
+                .is_some_and(|s| idle_since.elapsed().as_secs_f64() >= s)
+            {
+                break;
+            }
+            std::thread::sleep(POLL);
+            continue;
+        };
+        let t0 = Instant::now();
+        let arch = evaluator
+            .space()
+            .parse(&trial.arch)
+            .map_err(|e| anyhow!("trial {}: stored architecture unreadable: {e}", trial.id))?;
+        let result = with_heartbeat(path, &lease, a.lease_seconds, || {
+            evaluate(evaluator, &arch, &settings.reward)
+        })??;
+        busy += t0.elapsed();
+        match store.finish_leased(&lease, &result) {
+            Ok(()) => {
+                done += 1;
+                if a.json {
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "trial": trial.id,
+                            "attempt": lease.attempt,
+                            "status": result.status.as_str(),
+                            "reward": result.reward,
+                            "seconds": t0.elapsed().as_secs_f64(),
+                        })
+                    );
+                } else {
+                    eprintln!(
+                        "trial {} {}: reward {}",
+                        trial.id,
+                        result.status.as_str(),
+                        result.reward.map_or("-".into(), |r| format!("{r:.4}"))
+                    );
+                }
+            }
+            Err(StoreError::LeaseLost(_) | StoreError::AlreadyFinished(_)) => eprintln!(
+                "trial {}: the lease was taken over while it was evaluated; its result is not recorded",
+                trial.id
+            ),
+            Err(e) => return Err(e.into()),
+        }
+        idle_since = Instant::now();
+    }
+    if !a.json {
+        let wall = started.elapsed().as_secs_f64();
+        eprintln!(
+            "worker done: {done} trials evaluated, busy {:.0}% of {wall:.1} s",
+            100.0 * busy.as_secs_f64() / wall.max(1e-9)
+        );
+    }
+    Ok(())
+}
+
+/// Runs `work` while a thread with its own store connection renews `lease` every third
+/// of `lease_seconds`. A lost lease is only noticed when the result is recorded.
+fn with_heartbeat<T>(
+    path: &Path,
+    lease: &Lease,
+    lease_seconds: f64,
+    work: impl FnOnce() -> T,
+) -> Result<T> {
+    let stop = AtomicBool::new(false);
+    let mut beat = SqliteStore::open(path)?;
+    let every = Duration::from_secs_f64(lease_seconds / 3.0);
+    Ok(std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut last = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(50).min(every));
+                if last.elapsed() >= every {
+                    last = Instant::now();
+                    if beat.heartbeat(lease, lease_seconds).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        let out = work();
+        stop.store(true, Ordering::Relaxed);
+        out
+    }))
+}
