@@ -14,6 +14,8 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+// parsed once per process: the size of the largest variant does not matter
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Run (or resume) one architecture search and record it in the store.
     Search(SearchArgs),
