@@ -104,9 +104,11 @@
 
 pub mod conformance;
 mod pool;
+pub mod postgres;
 mod sqlite;
 
 pub use fnas_core::store;
 pub use fnas_core::{Store, StoreError};
 pub use pool::{PoolStats, SqlitePool, ORPHAN_GRACE, POOL_BUSY_TIMEOUT};
+pub use postgres::{is_postgres_url, PgStore};
 pub use sqlite::{SqliteStore, APPLICATION_ID, BUSY_TIMEOUT, SCHEMA_VERSION};

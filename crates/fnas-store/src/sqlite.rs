@@ -945,7 +945,7 @@ impl SqliteStore {
     }
 }
 
-fn parse_source(s: &str) -> Option<TrialSource> {
+pub(crate) fn parse_source(s: &str) -> Option<TrialSource> {
     match s {
         "evaluated" => Some(TrialSource::Evaluated),
         "cached" => Some(TrialSource::Cached),
@@ -954,7 +954,7 @@ fn parse_source(s: &str) -> Option<TrialSource> {
     }
 }
 
-fn source_str(s: TrialSource) -> &'static str {
+pub(crate) fn source_str(s: TrialSource) -> &'static str {
     match s {
         TrialSource::Evaluated => "evaluated",
         TrialSource::Cached => "cached",
@@ -964,7 +964,7 @@ fn source_str(s: TrialSource) -> &'static str {
 
 /// What a result with source `critic` must look like (the table's CHECK enforces the
 /// same, plus a trusted prediction; checked here first for a clear error).
-fn critic_result_ok(trial: TrialId, r: &TrialResult) -> Result<(), StoreError> {
+pub(crate) fn critic_result_ok(trial: TrialId, r: &TrialResult) -> Result<(), StoreError> {
     let problem = if r.status != TrialStatus::Done {
         "its status must be `done`"
     } else if r.reward.is_none() {
@@ -983,14 +983,14 @@ fn critic_result_ok(trial: TrialId, r: &TrialResult) -> Result<(), StoreError> {
     )))
 }
 
-fn batch_i64(batch: u64) -> Result<i64, StoreError> {
+pub(crate) fn batch_i64(batch: u64) -> Result<i64, StoreError> {
     i64::try_from(batch)
         .map_err(|_| StoreError::Invalid(format!("batch number {batch} is too large")))
 }
 
 /// Serializes a value to JSON and checks it parses back to an equal value, so what is
 /// stored always round-trips (non-finite floats, which JSON cannot hold, are refused).
-fn exact_json<T>(value: &T, what: &str, trial: TrialId) -> Result<String, StoreError>
+pub(crate) fn exact_json<T>(value: &T, what: &str, trial: TrialId) -> Result<String, StoreError>
 where
     T: serde::Serialize + serde::de::DeserializeOwned + PartialEq,
 {

@@ -55,6 +55,18 @@ fn holders(store: &Path) -> Vec<(String, i64)> {
         .unwrap()
 }
 
+/// The holder of every trial's latest lease (pending ones included).
+fn holders_any(store: &Path) -> Vec<String> {
+    let c = rusqlite::Connection::open(store).unwrap();
+    let mut st = c
+        .prepare("SELECT coalesce(lease_holder, '') FROM trials")
+        .unwrap();
+    st.query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
 fn wait_for(child: &mut Child, limit: Duration) -> Output {
     let t0 = Instant::now();
     while child.try_wait().unwrap().is_none() {
@@ -186,8 +198,17 @@ fn a_stopped_worker_loses_its_trial_and_its_late_result_is_refused() {
         "--max-trials",
         "1",
     ]);
-    std::thread::sleep(Duration::from_millis(500));
     let pid = slow.id() as i32;
+    // stop it once it holds a trial
+    let t0 = Instant::now();
+    let mine = format!(":{pid}:worker");
+    while !holders_any(&store).iter().any(|h| h.ends_with(&mine)) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the worker claimed nothing"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // SAFETY: signalling our own child process.
     unsafe { libc::kill(pid, libc::SIGSTOP) };
     // its lease expires while it is stopped; the driver takes the trial back and a
