@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod progress;
 mod setup;
+mod stores;
 mod training;
 
 use clap::Parser;

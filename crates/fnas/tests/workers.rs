@@ -292,3 +292,137 @@ fn worker_bad_input_is_a_one_line_error_and_claims_nothing() {
     assert!(o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("0 trials evaluated"));
 }
+
+/// A fresh database on the test PostgreSQL server (scripts/postgres.sh), dropped after.
+struct PgDb {
+    name: String,
+}
+
+fn pg_server() -> String {
+    std::env::var("FNAS_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgresql://fnas@127.0.0.1:5432/fnas".to_string())
+}
+
+impl PgDb {
+    fn new(tag: &str) -> Self {
+        let name = format!("fnas_cli_{tag}_{}", std::process::id());
+        let mut admin = fnas_store::postgres::client(&pg_server()).unwrap_or_else(|e| {
+            panic!("PostgreSQL server for the tests: {e} (start it with scripts/postgres.sh)")
+        });
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+            .unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
+        Self { name }
+    }
+
+    fn url(&self) -> String {
+        let base = pg_server();
+        format!("{}/{}", &base[..base.rfind('/').unwrap()], self.name)
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = fnas_store::postgres::client(&pg_server()) {
+            let _ = admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}
+
+#[test]
+fn postgres_store_driver_and_workers_give_the_sqlite_result() {
+    let db = PgDb::new("share");
+    let url = db.url();
+    let tmp = tempfile::tempdir().unwrap();
+    let lite = tmp.path().join("s.db");
+    let search = |store: &str, workers: &str| -> Vec<String> {
+        vec![
+            "search",
+            "--benchmark",
+            "nas-bench-graph",
+            "--dataset",
+            "citeseer",
+            "--strategy",
+            "evolution",
+            "--budget",
+            "24",
+            "--seed",
+            "5",
+            "--store",
+            store,
+            "--name",
+            "e",
+            "--workers",
+            workers,
+            "--simulate-eval-seconds",
+            "0.05",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect()
+    };
+    let o = fnas()
+        .args(search(lite.to_str().unwrap(), "1"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let args = search(&url, "0");
+    let mut driver = spawn(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    // workers join an experiment that exists
+    let t0 = Instant::now();
+    while !run(&["show", "e", "--store", &url, "--json"])
+        .status
+        .success()
+    {
+        assert!(t0.elapsed() < Duration::from_secs(30), "no experiment");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut w1 = spawn(&["worker", "--store", &url, "--experiment", "e", "--json"]);
+    let mut w2 = spawn(&["worker", "--store", &url, "--experiment", "e", "--json"]);
+    let d = wait_for(&mut driver, Duration::from_secs(90));
+    assert!(d.status.success(), "{}", String::from_utf8_lossy(&d.stderr));
+    let n1 = wait_for(&mut w1, Duration::from_secs(30)).stdout;
+    let n2 = wait_for(&mut w2, Duration::from_secs(30)).stdout;
+    let lines = |o: &[u8]| String::from_utf8_lossy(o).lines().count();
+    assert_eq!(lines(&n1) + lines(&n2), 24);
+    // the same search, trial for trial, as on SQLite in one process
+    let archs = |store: &str| -> Vec<String> {
+        let o = run(&["show", "e", "--store", store, "--json"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["trials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| format!("{} {}", t["arch"], t["reward"]))
+            .collect()
+    };
+    assert_eq!(archs(&url), archs(lite.to_str().unwrap()));
+    // bad URLs: one line, no password echoed
+    let o = run(&[
+        "ls",
+        "--store",
+        "postgresql://fnas:s3cret@127.0.0.1:5432/fnas",
+    ]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && e.contains("PGPASSWORD") && !e.contains("s3cret"),
+        "{e}"
+    );
+    let o = run(&[
+        "worker",
+        "--store",
+        "postgresql://fnas@127.0.0.1:1/fnas",
+        "--experiment",
+        "e",
+    ]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("cannot connect"), "{e}");
+    assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+}

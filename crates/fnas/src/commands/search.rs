@@ -4,7 +4,6 @@ use anyhow::{bail, Context, Result};
 use fnas_core::search::{run_search, BudgetUnit, SearchConfig};
 use fnas_core::store::{ExperimentSpec, Holder, TrialSource};
 use fnas_core::{Evaluator, Store};
-use fnas_store::SqliteStore;
 
 use crate::cli::{Constraint, ObjectiveArg, PoolArg, SearchArgs};
 use crate::progress::{budget_bar, LogLines};
@@ -75,6 +74,7 @@ pub(crate) fn target(
     seed: u64,
 ) -> Result<Target> {
     if let Some(tc) = &settings.training {
+        crate::stores::check_training_store(store)?;
         let ev = training::evaluator(tc, seed, Some(weights_dir(store, experiment)), false)?;
         return Ok(Target::Train(Box::new(ev)));
     }
@@ -89,7 +89,7 @@ pub(crate) const DRIVER_LEASE_SECONDS: f64 = 600.0;
 /// Takes the driver lease of an experiment, or explains who holds it (`wait`: polls
 /// until it is free).
 fn drive(
-    store: &mut SqliteStore,
+    store: &mut dyn Store,
     experiment: i64,
     name: &str,
     wait: bool,
@@ -388,7 +388,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
     let driver;
     let (mut store, exp, settings, bench) = if let Some((mut store, mut exp)) = resumable {
         let name = exp.spec.name.clone();
-        driver = Some(drive(&mut store, exp.id, &name, a.wait, a.json)?);
+        driver = Some(drive(store.as_mut(), exp.id, &name, a.wait, a.json)?);
         let settings: SearchSettings = serde_json::from_value(exp.spec.config.clone())
             .with_context(|| format!("experiment `{name}` has settings this build cannot read"))?;
         let new_budget = resumed_budget(&a, &settings, &name)?;
@@ -440,7 +440,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
             }
         }
         let table = bench.evaluator();
-        let mut store = SqliteStore::open(&a.store.store)?;
+        let mut store = crate::stores::open(&a.store.store)?;
         if let Some(from) = &a.transfer_from {
             let pool_on = settings.training.as_ref().is_some_and(|t| t.pool.is_some());
             let has_critic = settings.fnas.as_ref().is_some_and(|f| f.critic.is_some())
@@ -452,7 +452,8 @@ pub fn run(a: SearchArgs) -> Result<()> {
             }
             let names: Vec<String> = from.split(',').map(|s| s.trim().to_string()).collect();
             let names = (from != "all").then_some(names);
-            let (_, sources) = transfer_from_store(&store, table.space(), names.as_deref(), &name)?;
+            let (_, sources) =
+                transfer_from_store(store.as_ref(), table.space(), names.as_deref(), &name)?;
             if sources.is_empty() {
                 bail!("--transfer-from {from}: no earlier experiment of space {} with evaluated trials in the store", table.space().name());
             }
@@ -468,7 +469,13 @@ pub fn run(a: SearchArgs) -> Result<()> {
             config: serde_json::to_value(&settings)?,
         };
         let exp = store.create_experiment(&spec)?;
-        driver = Some(drive(&mut store, exp.id, &exp.spec.name, a.wait, a.json)?);
+        driver = Some(drive(
+            store.as_mut(),
+            exp.id,
+            &exp.spec.name,
+            a.wait,
+            a.json,
+        )?);
         (store, exp, settings, bench)
     };
     let evaluator: &dyn Evaluator = bench.evaluator();
@@ -481,7 +488,13 @@ pub fn run(a: SearchArgs) -> Result<()> {
             .iter()
             .map(|t| t.experiment.clone())
             .collect();
-        transfer_from_store(&store, evaluator.space(), Some(&names), &exp.spec.name)?.0
+        transfer_from_store(
+            store.as_ref(),
+            evaluator.space(),
+            Some(&names),
+            &exp.spec.name,
+        )?
+        .0
     };
     if !settings.transfer.is_empty() && !a.json {
         let list: Vec<String> = settings
@@ -559,7 +572,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
     cfg.local_workers = a.workers != Some(0);
     cfg.driver = driver.clone();
     let summary = run_search(
-        &mut store,
+        store.as_mut(),
         &exp,
         strategy.as_mut(),
         evaluator,
@@ -763,7 +776,9 @@ fn resumed_budget(a: &SearchArgs, settings: &SearchSettings, name: &str) -> Resu
 
 /// With `--resume`: the named experiment if it exists; `None` (start it) if it does not
 /// but the task is given; an error if neither.
-fn find_resumable(a: &SearchArgs) -> Result<Option<(SqliteStore, fnas_core::store::Experiment)>> {
+fn find_resumable(
+    a: &SearchArgs,
+) -> Result<Option<(Box<dyn Store>, fnas_core::store::Experiment)>> {
     let task = match a.task.as_deref().filter(|t| training::is_training_task(t)) {
         Some(t) => training::resolve_task(t, None, None)
             .ok()
@@ -783,10 +798,10 @@ fn find_resumable(a: &SearchArgs) -> Result<Option<(SqliteStore, fnas_core::stor
             bail!("--resume needs --name EXP (see `fnas ls`) or the task options of the search")
         }
     };
-    if !a.store.store.exists() && task.is_some() {
+    if !crate::stores::is_url(&a.store.store) && !a.store.store.exists() && task.is_some() {
         return Ok(None);
     }
-    let store = SqliteStore::open(&a.store.store)?;
+    let store = crate::stores::open(&a.store.store)?;
     match store.experiment(&name)? {
         Some(exp) => Ok(Some((store, exp))),
         None if task.is_some() => Ok(None),

@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use fnas_core::search::evaluate;
 use fnas_core::store::{Holder, Lease};
-use fnas_core::{Evaluator, Store, StoreError};
-use fnas_store::SqliteStore;
+use fnas_core::{Evaluator, StoreError};
 
 use super::search::{target, Slowed, Target};
 use crate::cli::WorkerArgs;
@@ -30,13 +29,8 @@ pub fn run(a: WorkerArgs) -> Result<()> {
         );
     }
     let path = &a.store.store;
-    if !path.exists() {
-        bail!(
-            "store {}: no such file (a worker joins a search that `fnas search` started)",
-            path.display()
-        );
-    }
-    let mut store = SqliteStore::open(path)?;
+    let mut store =
+        crate::stores::open_existing(path, "a worker joins a search that `fnas search` started")?;
     let exp = store.experiment(&a.experiment)?.ok_or_else(|| {
         anyhow!(
             "no experiment `{}` in store {} (see `fnas ls --store {}`)",
@@ -159,10 +153,18 @@ fn with_heartbeat<T>(
     work: impl FnOnce() -> T,
 ) -> Result<T> {
     let stop = AtomicBool::new(false);
-    let mut beat = SqliteStore::open(path)?;
     let every = Duration::from_secs_f64(lease_seconds / 3.0);
     Ok(std::thread::scope(|s| {
         s.spawn(|| {
+            // its own connection: the main one is busy recording nothing meanwhile, but a
+            // store handle is not shared between threads
+            let mut beat = match crate::stores::open(path) {
+                Ok(b) => b,
+                Err(e) => {
+                    eprintln!("warning: no heartbeat for trial {}: {e:#}", lease.trial);
+                    return;
+                }
+            };
             let mut last = Instant::now();
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(50).min(every));
