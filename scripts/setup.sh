@@ -57,3 +57,7 @@ fetch_wheel "nas-bench-graph==1.4.0" "nas_bench_graph" "nas-bench-graph" "light/
 fetch_wheel "analog-nasbench==0.1.3" "analognasbench" "analog-nasbench" "data.anb"
 
 say "data ready in $data"
+
+# 3. The PostgreSQL server of the shared-store tests and of `--store postgresql://...`
+#    (Debian's postgresql; role fnas, database fnas, password in ~/.pgpass)
+"$root/scripts/postgres.sh"
