@@ -61,3 +61,6 @@ say "data ready in $data"
 # 3. The PostgreSQL server of the shared-store tests and of `--store postgresql://...`
 #    (Debian's postgresql; role fnas, database fnas, password in ~/.pgpass)
 "$root/scripts/postgres.sh"
+
+# 4. A single-node Slurm cluster (Debian's slurm-wlm + munge) for the `fnas slurm` test
+"$root/scripts/slurm.sh"

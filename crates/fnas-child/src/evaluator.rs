@@ -351,6 +351,7 @@ impl TrainingEvaluator {
         let task_name = self.data.task.name.clone();
         let classes = self.data.classes as u32;
         let class = self.pool_class();
+        let mut pool_trouble = false;
         let choice = match self.pool.as_ref().filter(|p| p.warm_start) {
             Some(p) => {
                 let allow = |e: &PoolEntry| {
@@ -362,7 +363,10 @@ impl TrainingEvaluator {
                     per_block: p.per_block,
                     max_distance: p.max_distance,
                 };
-                choose(
+                // the pool speeds a search up; a pool that cannot be read right now (a
+                // database restarting, a damaged file) costs this child its warm start,
+                // not the search
+                match choose(
                     p.pool.as_ref(),
                     &plan,
                     &task_name,
@@ -370,8 +374,14 @@ impl TrainingEvaluator {
                     class,
                     &allow,
                     &rule,
-                )
-                .map_err(|e| EvalError::Fatal(e.to_string()))?
+                ) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!("warning: knowledge pool: {e}; this child trains from scratch");
+                        pool_trouble = true;
+                        Choice::Scratch
+                    }
+                }
             }
             None => Choice::Scratch,
         };
@@ -501,7 +511,7 @@ impl TrainingEvaluator {
             let stored = p.contribute
                 && p.pool
                     .entries(&plan.space)
-                    .map_err(|e| EvalError::Fatal(e.to_string()))?
+                    .unwrap_or_default()
                     .iter()
                     .any(|e| {
                         e.experiment == p.experiment
@@ -517,9 +527,16 @@ impl TrainingEvaluator {
                     budget_images: budget,
                     val_accuracy: r.val_accuracy,
                 };
-                entries_of(&trained.model, &plan, &meta)
-                    .and_then(|parts| p.pool.insert(parts))
-                    .map_err(|e| EvalError::Fatal(e.to_string()))?;
+                if let Err(e) =
+                    entries_of(&trained.model, &plan, &meta).and_then(|parts| p.pool.insert(parts))
+                {
+                    eprintln!("warning: knowledge pool: {e}; this child's blocks are not stored");
+                    pool_trouble = true;
+                }
+            }
+            if pool_trouble {
+                // counted by `fnas show`: children the pool could not serve or store
+                metrics.extra.insert("pool_error".into(), 1.0);
             }
         }
         if let Some(path) = self.weights_path(arch) {

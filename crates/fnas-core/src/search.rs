@@ -77,7 +77,7 @@ impl SearchConfig {
             save_state: true,
             lease_seconds: 600.0,
             max_attempts: 3,
-            poll: std::time::Duration::from_millis(200),
+            poll: std::time::Duration::from_millis(25),
             local_workers: true,
             driver: None,
         }
@@ -178,6 +178,12 @@ pub fn run_search(
             }
         }
     }
+    // leases this very process held in an earlier run (a run cut short by an unreachable
+    // store) are stale: nobody evaluates them any more
+    let me = Holder::this_process("driver");
+    store.reap_expired(exp, cfg.max_attempts, &|h: &Holder| {
+        *h == me || h.is_dead_here()
+    })?;
     let mut batch = 0;
     if let Some(cp) = store.checkpoint(exp)? {
         if cp.state.is_empty() && !cfg.save_state {

@@ -172,6 +172,14 @@ pub struct Trial {
     /// Queued for a real evaluation by a worker.
     #[serde(default)]
     pub queued: bool,
+    /// Who holds or last held its lease ([`Holder::encode`]): for a finished trial, the
+    /// process that evaluated it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+    /// When its latest lease was taken (seconds since the Unix epoch, the store's clock):
+    /// `finished_at - claimed_at` is the time a worker spent on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_at: Option<f64>,
 }
 
 /// The latest strategy checkpoint of an experiment.
@@ -296,6 +304,10 @@ pub enum StoreError {
     Invalid(String),
     #[error("store {path}: {message}")]
     Backend { path: String, message: String },
+    /// The store's server cannot be reached right now (closed connection, server
+    /// restarting); the next call reconnects, so a caller may wait and try again.
+    #[error("store {path}: unavailable: {message}")]
+    Unavailable { path: String, message: String },
 }
 
 /// Persistent experiments, trials and strategy checkpoints. See the module docs for the

@@ -1,6 +1,8 @@
 //! The fnas knowledge store: [`SqliteStore`], the SQLite implementation of
 //! [`fnas_core::Store`], the [`conformance`] suite every backend must pass, and
-//! [`SqlitePool`], the architecture knowledge pool kept beside a store file.
+//! [`SqlitePool`], the architecture knowledge pool kept beside a store file, and
+//! [`PgPool`], the same pool with its index in a PostgreSQL store (both checked by
+//! [`pool_conformance`]).
 //!
 //! # What SQLite guarantees here
 //!
@@ -103,12 +105,17 @@
 //! older fnas builds refuse a store of a newer schema. v3 only adds a table and its index.
 
 pub mod conformance;
+mod pg_pool;
 mod pool;
+pub mod pool_conformance;
+mod pool_files;
 pub mod postgres;
 mod sqlite;
 
 pub use fnas_core::store;
 pub use fnas_core::{Store, StoreError};
-pub use pool::{PoolStats, SqlitePool, ORPHAN_GRACE, POOL_BUSY_TIMEOUT};
+pub use pg_pool::PgPool;
+pub use pool::{PoolStats, SqlitePool, POOL_BUSY_TIMEOUT};
+pub use pool_files::ORPHAN_GRACE;
 pub use postgres::{is_postgres_url, PgStore};
 pub use sqlite::{SqliteStore, APPLICATION_ID, BUSY_TIMEOUT, SCHEMA_VERSION};

@@ -1,7 +1,10 @@
 //! [`SqlitePool`]: the architecture knowledge pool ([`fnas_core::pool`]) kept beside a
 //! store. Index rows live in the store file's `pool_entries` table (schema v3), each
 //! part's tensors in one safetensors file (F32, little-endian) in the folder
-//! `<store>.pool/` (`runs.db` -> `runs.db.pool/`).
+//! `<store>.pool/` (`runs.db` -> `runs.db.pool/`), or in the folder given to
+//! [`SqlitePool::open_in`]. The file side (checks, encoding, durable writes, cleanup
+//! listing) is shared with [`PgPool`](crate::PgPool) in `pool_files`; what follows is
+//! the same for both, with SQLite's write lock where `PgPool` takes an advisory lock.
 //!
 //! # Atomic inserts
 //!
@@ -13,9 +16,9 @@
 //!
 //! # Cleanup
 //!
-//! [`SqlitePool::open`] removes `*.tmp` files and orphan `*.safetensors` files older than
-//! [`ORPHAN_GRACE`] (10 minutes): a younger one may belong to another process that is
-//! between writing and indexing it. The cleaner decides and deletes while holding the
+//! [`SqlitePool::open`] removes `*.tmp` files and orphan `*.safetensors` files older
+//! than [`ORPHAN_GRACE`](crate::ORPHAN_GRACE) (10 minutes): a younger one may belong to
+//! another process that is between writing and indexing it. The cleaner decides and deletes while holding the
 //! store's write lock, and an insert checks its files still exist inside its own write
 //! transaction, so a stalled insert whose files were cleaned fails instead of indexing a
 //! missing file. Other files in the folder are left alone.
@@ -40,34 +43,20 @@
 //! this one listed it: [`BlockPool::load`] then reports it as [`PoolError::Corrupt`]
 //! (missing file), which a caller treats like an entry that is not there.
 
-use std::collections::HashSet;
 use std::fmt::Display;
-use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use fnas_core::pool::{BlockConfig, BlockPool, PoolEntry, PoolError, PoolPart, PoolTensor};
+use fnas_core::pool::{BlockPool, PoolEntry, PoolError, PoolTensor};
 use rusqlite::{params, Connection, OpenFlags, Row, TransactionBehavior};
-use safetensors::tensor::TensorView;
-use safetensors::{Dtype, SafeTensors};
 
+use crate::pool_files::{self, since_epoch, RawEntry, Stale, Written};
 use crate::SqliteStore;
 
 /// How long a pool connection waits for another connection's write lock. Longer than
 /// the store's: a pool write may wait behind another process's eviction.
 pub const POOL_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Age after which a `*.tmp` file or a file without an index row is removed on open.
-pub const ORPHAN_GRACE: Duration = Duration::from_secs(600);
-
-const TENSOR_SUFFIX: &str = ".safetensors";
-const TMP_SUFFIX: &str = ".tmp";
-
-/// Makes file names unique within the process (the pid and time do across processes).
-static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// The columns `entry_from_row` reads, in order.
 const ENTRY_COLUMNS: &str = "id, space, part, position, config, resolution, task, classes, \
@@ -103,154 +92,21 @@ impl std::fmt::Debug for SqlitePool {
     }
 }
 
-fn io_err(path: &Path, e: impl Display) -> PoolError {
-    PoolError::Io {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    }
-}
-
-fn corrupt(id: i64, message: impl Display) -> PoolError {
-    PoolError::Corrupt {
-        id,
-        message: message.to_string(),
-    }
-}
-
-fn invalid(message: impl Display) -> PoolError {
-    PoolError::Invalid(message.to_string())
-}
-
-fn since_epoch() -> Duration {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-}
-
-/// Syncs a folder so that renames and removals in it are durable.
-fn sync_dir(dir: &Path) -> Result<(), PoolError> {
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io_err(dir, format!("cannot sync the folder: {e}")))
-}
-
-/// `true` for a bare file name (no folder part, not `.`/`..`): what the index holds.
-fn is_plain_name(name: &str) -> bool {
-    let mut c = Path::new(name).components();
-    matches!(
-        (c.next(), c.next()),
-        (Some(std::path::Component::Normal(n)), None) if n == name
-    )
-}
-
-/// Refuses what the pool could not store faithfully, before anything is written.
-fn validate(parts: &[(PoolEntry, Vec<PoolTensor>)]) -> Result<(), PoolError> {
-    let Some((first, _)) = parts.first() else {
-        return Ok(());
-    };
-    let mut seen = HashSet::new();
-    for (i, (e, tensors)) in parts.iter().enumerate() {
-        let what = format!("part {i} ({} {})", e.part.as_str(), e.position);
-        if e.experiment != first.experiment || e.arch != first.arch {
-            return Err(invalid(format!(
-                "{what}: one insert holds one network, but its experiment/arch differ from \
-                 part 0's"
-            )));
-        }
-        if !seen.insert((e.part, e.position)) {
-            return Err(invalid(format!("{what}: the network has it twice")));
-        }
-        if !e.val_accuracy.is_finite() {
-            return Err(invalid(format!(
-                "{what}: val_accuracy {} is not finite",
-                e.val_accuracy
-            )));
-        }
-        if !e.config.width.is_finite() {
-            return Err(invalid(format!(
-                "{what}: config width {} is not finite",
-                e.config.width
-            )));
-        }
-        let mut names = HashSet::new();
-        for t in tensors {
-            if t.name.is_empty() || t.name == "__metadata__" {
-                return Err(invalid(format!(
-                    "{what}: tensor name `{}` is not allowed",
-                    t.name
-                )));
-            }
-            if !names.insert(t.name.as_str()) {
-                return Err(invalid(format!(
-                    "{what}: tensor `{}` appears twice",
-                    t.name
-                )));
-            }
-            let elements = t
-                .shape
-                .iter()
-                .try_fold(1usize, |acc, &d| acc.checked_mul(d));
-            if elements != Some(t.data.len()) {
-                return Err(invalid(format!(
-                    "{what}: tensor `{}` has {} values for shape {:?}",
-                    t.name,
-                    t.data.len(),
-                    t.shape
-                )));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The safetensors bytes of one part (F32, little-endian; no metadata).
-fn encode(tensors: &[PoolTensor]) -> Result<Vec<u8>, PoolError> {
-    let raw: Vec<Vec<u8>> = tensors
-        .iter()
-        .map(|t| t.data.iter().flat_map(|x| x.to_le_bytes()).collect())
-        .collect();
-    let views = tensors
-        .iter()
-        .zip(&raw)
-        .map(|(t, bytes)| {
-            TensorView::new(Dtype::F32, t.shape.clone(), bytes).map(|v| (t.name.as_str(), v))
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| invalid(format!("cannot encode tensors: {e}")))?;
-    safetensors::serialize(views, None).map_err(|e| invalid(format!("cannot encode tensors: {e}")))
-}
-
-/// Writes `bytes` to `dir/name` through `name.tmp` (synced, then renamed). `written`
-/// receives every path this left on disk, so the caller can remove them on failure.
-fn write_file(
-    dir: &Path,
-    name: &str,
-    bytes: &[u8],
-    written: &mut Vec<PathBuf>,
-) -> Result<(), PoolError> {
-    let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
-    let path = dir.join(name);
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .map_err(|e| io_err(&tmp, format!("cannot create: {e}")))?;
-    written.push(tmp.clone());
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| io_err(&tmp, format!("cannot write: {e}")))?;
-    drop(f);
-    fs::rename(&tmp, &path).map_err(|e| io_err(&path, format!("cannot rename into place: {e}")))?;
-    written.pop();
-    written.push(path);
-    Ok(())
-}
-
 impl SqlitePool {
     /// Opens the pool of the store at `store_path` (creating the store, upgrading its
     /// schema and creating the folder `<store_path>.pool/` as needed), with a size limit
     /// of `max_bytes` (0: none), and removes stale leftovers (see the module docs).
     pub fn open(store_path: &Path, max_bytes: u64) -> Result<SqlitePool, PoolError> {
+        let mut dir = store_path.as_os_str().to_owned();
+        dir.push(".pool");
+        Self::open_in(store_path, Path::new(&dir), max_bytes)
+    }
+
+    /// [`SqlitePool::open`] with the tensor files in `dir` (created with its missing
+    /// parents) instead of `<store_path>.pool/`: for a search whose artifacts live in a
+    /// folder of their own. Every pool of one store must use the same folder, since the
+    /// index names files relative to it.
+    pub fn open_in(store_path: &Path, dir: &Path, max_bytes: u64) -> Result<SqlitePool, PoolError> {
         let db = store_path.display().to_string();
         // runs the migrations, and refuses a file that is not an fnas store
         drop(SqliteStore::open(store_path).map_err(|e| PoolError::Index(e.to_string()))?);
@@ -270,24 +126,10 @@ impl SqlitePool {
             .map_err(ix)?;
         conn.set_prepared_statement_cache_capacity(16);
 
-        let mut dir = store_path.as_os_str().to_owned();
-        dir.push(".pool");
-        let dir = PathBuf::from(dir);
-        match fs::create_dir(&dir) {
-            Ok(()) => {
-                if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    sync_dir(parent)?;
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(io_err(&dir, format!("cannot create the pool folder: {e}"))),
-        }
-        if !dir.is_dir() {
-            return Err(io_err(&dir, "the pool folder is not a directory"));
-        }
+        pool_files::ensure_dir(dir)?;
         let pool = SqlitePool {
             conn: Mutex::new(conn),
-            dir,
+            dir: dir.to_path_buf(),
             db,
             max_bytes,
         };
@@ -339,88 +181,34 @@ impl SqlitePool {
         PoolError::Index(format!("{}: {m}{hint}", self.db))
     }
 
-    /// Removes `*.tmp` files and unindexed `*.safetensors` files older than
-    /// [`ORPHAN_GRACE`], holding the write lock so that no insert indexes a file while it
-    /// goes (an insert re-checks its files under the same lock). Returns how many went.
+    /// Removes stale leftovers ([`Stale`]), holding the write lock so that no insert
+    /// indexes a file while it goes (an insert re-checks its files under the same
+    /// lock). Returns how many went.
     fn clean(&self) -> Result<usize, PoolError> {
-        let Some(cutoff) = SystemTime::now().checked_sub(ORPHAN_GRACE) else {
+        let Some(stale) = Stale::list(&self.dir)? else {
             return Ok(0);
         };
-        let old = |path: &Path| {
-            fs::symlink_metadata(path)
-                .ok()
-                .filter(|m| m.is_file())
-                .and_then(|m| m.modified().ok())
-                .is_some_and(|t| t <= cutoff)
-        };
-        let mut candidates = Vec::new();
-        let listing = fs::read_dir(&self.dir)
-            .map_err(|e| io_err(&self.dir, format!("cannot list the pool folder: {e}")))?;
-        for item in listing {
-            let item = item.map_err(|e| io_err(&self.dir, format!("cannot list: {e}")))?;
-            let Ok(name) = item.file_name().into_string() else {
-                continue;
-            };
-            if (name.ends_with(TMP_SUFFIX) || name.ends_with(TENSOR_SUFFIX)) && old(&item.path()) {
-                candidates.push(name);
-            }
-        }
-        if candidates.is_empty() {
-            return Ok(0);
-        }
         let mut conn = self.conn();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| self.index(e))?;
-        let mut removed = 0;
-        {
+        let removed = {
             let mut stmt = tx
                 .prepare("SELECT 1 FROM pool_entries WHERE file = ?1")
                 .map_err(|e| self.index(e))?;
-            for name in candidates {
-                let indexed = name.ends_with(TENSOR_SUFFIX)
-                    && stmt.exists([&name]).map_err(|e| self.index(e))?;
-                let path = self.dir.join(&name);
-                // re-checked: the file may have been replaced since the listing
-                if !indexed && old(&path) && fs::remove_file(&path).is_ok() {
-                    removed += 1;
-                }
-            }
-        }
+            stale.remove_unindexed(|name| stmt.exists([name]).map_err(|e| self.index(e)))?
+        };
         tx.commit().map_err(|e| self.index(e))?;
         drop(conn);
         if removed > 0 {
-            sync_dir(&self.dir)?;
+            pool_files::sync_dir(&self.dir)?;
         }
         Ok(removed)
     }
 
-    /// Writes the files of one network, then indexes them in one transaction.
-    fn write_and_index(
-        &self,
-        parts: &[(PoolEntry, Vec<PoolTensor>)],
-        written: &mut Vec<PathBuf>,
-    ) -> Result<Vec<i64>, PoolError> {
-        let now = since_epoch();
-        let created_at = now.as_secs_f64();
-        let mut rows = Vec::with_capacity(parts.len());
-        for (entry, tensors) in parts {
-            let bytes = encode(tensors)?;
-            let name = format!(
-                "{}-{}-{}-{}{}{TENSOR_SUFFIX}",
-                now.as_nanos(),
-                std::process::id(),
-                COUNTER.fetch_add(1, Ordering::Relaxed),
-                entry.part.as_str(),
-                entry.position
-            );
-            write_file(&self.dir, &name, &bytes, written)?;
-            let config = serde_json::to_string(&entry.config)
-                .map_err(|e| invalid(format!("cannot encode the config: {e}")))?;
-            rows.push((entry, config, name, bytes.len() as i64));
-        }
-        sync_dir(&self.dir)?;
-
+    /// Indexes the files of one network (already written) in one transaction.
+    fn index_rows(&self, rows: &[Written<'_>]) -> Result<Vec<i64>, PoolError> {
+        let created_at = since_epoch().as_secs_f64();
         let mut conn = self.conn();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -435,17 +223,15 @@ impl SqlitePool {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14)",
                 )
                 .map_err(|e| self.index(e))?;
-            for (e, config, name, bytes) in &rows {
+            for row in rows {
                 // under the write lock: a cleaner cannot remove it from here on
-                let path = self.dir.join(name);
-                if !path.is_file() {
-                    return Err(io_err(&path, "the file vanished before it was indexed"));
-                }
+                row.check_present(&self.dir)?;
+                let e = row.entry;
                 stmt.execute(params![
                     e.space,
                     e.part.as_str(),
                     e.position,
-                    config,
+                    row.config,
                     e.resolution,
                     e.task,
                     e.classes,
@@ -453,8 +239,8 @@ impl SqlitePool {
                     e.arch,
                     e.budget_images as i64,
                     e.val_accuracy,
-                    name,
-                    bytes,
+                    row.file,
+                    row.bytes,
                     created_at,
                 ])
                 .map_err(|e| self.index(e))?;
@@ -519,68 +305,46 @@ impl SqlitePool {
         }
         tx.commit().map_err(|e| self.index(e))?;
         drop(conn);
-        // rows first, files second: a crash in between leaves only orphans
-        for name in files.iter().filter(|n| is_plain_name(n)) {
-            let _ = fs::remove_file(self.dir.join(name));
-        }
-        sync_dir(&self.dir)?;
+        pool_files::remove_evicted(&self.dir, &files)?;
         Ok(evicted)
     }
 
     fn entry_from_row(&self, r: &Row<'_>) -> Result<PoolEntry, PoolError> {
         let id: i64 = r.get(0).map_err(|e| self.index(e))?;
-        let bad = |column: &str, e: &dyn Display| corrupt(id, format!("bad {column}: {e}"));
         macro_rules! col {
             ($i:expr, $name:expr) => {
-                r.get($i).map_err(|e| bad($name, &e))?
+                r.get($i)
+                    .map_err(|e| pool_files::corrupt(id, format!("bad {}: {e}", $name)))?
             };
         }
-        let part: String = col!(2, "part");
-        let part = PoolPart::parse(&part).ok_or_else(|| bad("part", &part))?;
-        let config: String = col!(4, "config");
-        let config: BlockConfig =
-            serde_json::from_str(&config).map_err(|e| bad("config JSON", &e))?;
-        let budget_images: i64 = col!(10, "budget_images");
-        let bytes: i64 = col!(13, "bytes");
-        Ok(PoolEntry {
+        RawEntry {
             id,
             space: col!(1, "space"),
-            part,
+            part: col!(2, "part"),
             position: col!(3, "position"),
-            config,
+            config: col!(4, "config"),
             resolution: col!(5, "resolution"),
             task: col!(6, "task"),
             classes: col!(7, "classes"),
             experiment: col!(8, "experiment"),
             arch: col!(9, "arch"),
-            budget_images: budget_images as u64,
+            budget_images: col!(10, "budget_images"),
             val_accuracy: col!(11, "val_accuracy"),
             file: col!(12, "file"),
-            bytes: u64::try_from(bytes).map_err(|e| bad("bytes", &e))?,
+            bytes: col!(13, "bytes"),
             created_at: col!(14, "created_at"),
-        })
+        }
+        .into_entry()
     }
 }
 
 impl BlockPool for SqlitePool {
     fn insert(&self, parts: Vec<(PoolEntry, Vec<PoolTensor>)>) -> Result<Vec<i64>, PoolError> {
-        if parts.is_empty() {
-            return Ok(Vec::new());
-        }
-        validate(&parts)?;
-        let mut written = Vec::new();
-        let ids = match self.write_and_index(&parts, &mut written) {
-            Ok(ids) => ids,
-            Err(e) => {
-                for path in &written {
-                    let _ = fs::remove_file(path);
-                }
-                return Err(e);
-            }
-        };
+        let ids = pool_files::insert(&self.dir, &parts, |rows| self.index_rows(rows))?;
         // the insert is committed whatever happens here (see the module docs)
-        let (first, _) = &parts[0];
-        let _ = self.evict((&first.experiment, &first.arch));
+        if let Some((first, _)) = parts.first() {
+            let _ = self.evict((&first.experiment, &first.arch));
+        }
         Ok(ids)
     }
 
@@ -600,53 +364,7 @@ impl BlockPool for SqlitePool {
     }
 
     fn load(&self, entry: &PoolEntry) -> Result<Vec<PoolTensor>, PoolError> {
-        let id = entry.id;
-        if !is_plain_name(&entry.file) {
-            return Err(corrupt(
-                id,
-                format!(
-                    "file `{}` is not a name inside {}",
-                    entry.file,
-                    self.dir.display()
-                ),
-            ));
-        }
-        let path = self.dir.join(&entry.file);
-        let shown = path.display();
-        let bytes = fs::read(&path).map_err(|e| corrupt(id, format!("{shown}: {e}")))?;
-        if entry.bytes != 0 && bytes.len() as u64 != entry.bytes {
-            return Err(corrupt(
-                id,
-                format!(
-                    "{shown}: {} bytes, the index says {}",
-                    bytes.len(),
-                    entry.bytes
-                ),
-            ));
-        }
-        let st = SafeTensors::deserialize(&bytes)
-            .map_err(|e| corrupt(id, format!("{shown}: not a safetensors file: {e}")))?;
-        let mut out = Vec::with_capacity(st.len());
-        for (name, view) in st.tensors() {
-            if view.dtype() != Dtype::F32 {
-                return Err(corrupt(
-                    id,
-                    format!("{shown}: tensor `{name}` is {:?}, not F32", view.dtype()),
-                ));
-            }
-            let data = view
-                .data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
-            out.push(PoolTensor {
-                name,
-                shape: view.shape().to_vec(),
-                data,
-            });
-        }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+        pool_files::load(&self.dir, entry)
     }
 
     fn touch(&self, ids: &[i64]) -> Result<(), PoolError> {

@@ -11,7 +11,7 @@
 //! - Claims take the oldest free queued trial with `FOR UPDATE SKIP LOCKED`: concurrent
 //!   workers never wait on each other's row and never get the same trial.
 
-use std::cell::RefCell;
+use std::cell::{RefCell, RefMut};
 use std::path::PathBuf;
 
 use fnas_core::store::{
@@ -76,6 +76,7 @@ CREATE TABLE IF NOT EXISTS trials (
     lease_token      BIGINT,
     lease_holder     TEXT,
     lease_deadline   DOUBLE PRECISION,
+    claimed_at       DOUBLE PRECISION,
     UNIQUE (experiment_id, batch, idx),
     FOREIGN KEY (experiment_id, batch) REFERENCES batches(experiment_id, batch),
     CHECK ((status = 'pending') = (finished_at IS NULL)),
@@ -116,7 +117,7 @@ CREATE TRIGGER trials_finished_are_immutable BEFORE UPDATE ON trials
 /// The trial columns [`PgStore::trial_from_row`] reads, in order.
 const TRIAL_COLUMNS: &str = "id, experiment_id, batch, idx, arch, canonical, log_prob, status, \
      source, metrics, reward, cost, error, created_at, finished_at, pred_mean, pred_std, \
-     pred_trusted, attempts, queued";
+     pred_trusted, attempts, queued, lease_holder, claimed_at";
 
 const EXPERIMENT_COLUMNS: &str =
     "e.id, e.name, e.space, e.task, e.strategy, e.seed, e.budget, e.config, e.status, e.created_at";
@@ -130,8 +131,10 @@ const TOKEN: &str = "(floor(random() * 9.2e18))::bigint";
 /// A store in a PostgreSQL database.
 pub struct PgStore {
     client: RefCell<Client>,
-    /// The URL as given (it never holds a password).
+    /// The URL as shown (it never holds a password).
     url: String,
+    /// The URL as given, to reconnect with.
+    raw_url: String,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -246,6 +249,7 @@ impl PgStore {
         let store = Self {
             client: RefCell::new(client(url)?),
             url: redact(url),
+            raw_url: url.to_string(),
         };
         store.ensure_schema()?;
         Ok(store)
@@ -264,11 +268,31 @@ impl PgStore {
     }
 
     fn pg(&self, e: postgres::Error) -> StoreError {
+        if connection_lost(&e) {
+            return StoreError::Unavailable {
+                path: self.url.clone(),
+                message: pg_reason(&e),
+            };
+        }
         self.err(pg_reason(&e))
     }
 
-    fn ensure_schema(&self) -> Result<(), StoreError> {
+    /// The connection, re-established first when the server closed it (a restart or a
+    /// failover): the call that met the closed connection failed with
+    /// [`StoreError::Unavailable`], and the caller decides whether to try again.
+    fn conn(&self) -> Result<RefMut<'_, Client>, StoreError> {
         let mut c = self.client.borrow_mut();
+        if c.is_closed() {
+            *c = client(&self.raw_url).map_err(|e| match e {
+                StoreError::Backend { path, message } => StoreError::Unavailable { path, message },
+                e => e,
+            })?;
+        }
+        Ok(c)
+    }
+
+    fn ensure_schema(&self) -> Result<(), StoreError> {
+        let mut c = self.conn()?;
         let mut tx = c.transaction().map_err(|e| self.pg(e))?;
         // one schema creation at a time, whoever connects first
         tx.execute("SELECT pg_advisory_xact_lock(727172)", &[])
@@ -358,6 +382,8 @@ impl PgStore {
             finished_at: r.get(14),
             attempts: attempts.clamp(0, i64::from(u32::MAX)) as u32,
             queued: r.get(19),
+            worker: r.get(20),
+            claimed_at: r.get(21),
         })
     }
 
@@ -389,11 +415,7 @@ impl PgStore {
         sql: &str,
         params: &[&(dyn postgres::types::ToSql + Sync)],
     ) -> Result<Vec<Trial>, StoreError> {
-        let rows = self
-            .client
-            .borrow_mut()
-            .query(sql, params)
-            .map_err(|e| self.pg(e))?;
+        let rows = self.conn()?.query(sql, params).map_err(|e| self.pg(e))?;
         rows.iter().map(|r| self.trial_from_row(r)).collect()
     }
 
@@ -404,8 +426,7 @@ impl PgStore {
         value: &(dyn postgres::types::ToSql + Sync),
     ) -> Result<(), StoreError> {
         let n = self
-            .client
-            .borrow_mut()
+            .conn()?
             .execute(sql, &[&experiment, value])
             .map_err(|e| self.pg(e))?;
         if n == 0 {
@@ -453,8 +474,7 @@ impl PgStore {
                 AND ($9::bigint IS NULL OR lease_token = $9::bigint)"
         );
         let n = self
-            .client
-            .borrow_mut()
+            .conn()?
             .execute(
                 &sql,
                 &[
@@ -485,8 +505,7 @@ impl PgStore {
             return Ok(());
         }
         let status: Option<String> = self
-            .client
-            .borrow_mut()
+            .conn()?
             .query_opt("SELECT status FROM trials WHERE id = $1", &[&trial])
             .map_err(|e| self.pg(e))?
             .map(|r| r.get(0));
@@ -500,9 +519,28 @@ impl PgStore {
     }
 }
 
+/// Whether `e` means the connection is gone (closed, or the server is shutting down or
+/// starting): SQLSTATE classes 08 (connection exception) and 57 (operator intervention).
+fn connection_lost(e: &postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    match e.as_db_error() {
+        Some(db) => {
+            let code = db.code().code();
+            code.starts_with("08") || code.starts_with("57P")
+        }
+        // an I/O error on the socket
+        None => {
+            e.code().is_none()
+                && std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+        }
+    }
+}
+
 /// A PostgreSQL error as one line: the server's message (with its SQLSTATE), or the
 /// client's.
-fn pg_reason(e: &postgres::Error) -> String {
+pub(crate) fn pg_reason(e: &postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
         None => {
@@ -526,8 +564,7 @@ impl Store for PgStore {
              VALUES ($1, $2, $3, $4, $5, $6, $7, 'running', {NOW}) RETURNING id, created_at"
         );
         let row = self
-            .client
-            .borrow_mut()
+            .conn()?
             .query_one(
                 &sql,
                 &[
@@ -558,8 +595,7 @@ impl Store for PgStore {
     fn experiment(&self, name: &str) -> Result<Option<Experiment>, StoreError> {
         let sql = format!("SELECT {EXPERIMENT_COLUMNS} FROM experiments e WHERE e.name = $1");
         let row = self
-            .client
-            .borrow_mut()
+            .conn()?
             .query_opt(&sql, &[&name])
             .map_err(|e| self.pg(e))?;
         row.map(|r| self.experiment_from_row(&r)).transpose()
@@ -578,11 +614,7 @@ impl Store for PgStore {
                         AND t.source <> 'critic')
                FROM experiments e ORDER BY e.id"
         );
-        let rows = self
-            .client
-            .borrow_mut()
-            .query(&sql, &[])
-            .map_err(|e| self.pg(e))?;
+        let rows = self.conn()?.query(&sql, &[]).map_err(|e| self.pg(e))?;
         rows.iter()
             .map(|r| {
                 let trials: i64 = r.get(10);
@@ -650,7 +682,7 @@ impl Store for PgStore {
             path: url.clone(),
             message: pg_reason(&e),
         };
-        let mut c = self.client.borrow_mut();
+        let mut c = self.conn()?;
         let mut tx = c.transaction().map_err(e)?;
         // the experiment row, locked: batches of one experiment are begun one at a time
         let exists = tx
@@ -755,7 +787,7 @@ impl Store for PgStore {
             path: url.clone(),
             message: pg_reason(&e),
         };
-        let mut c = self.client.borrow_mut();
+        let mut c = self.conn()?;
         let mut tx = c.transaction().map_err(e)?;
         let open: Option<bool> = tx
             .query_opt(
@@ -810,8 +842,7 @@ impl Store for PgStore {
 
     fn checkpoint(&self, experiment: i64) -> Result<Option<Checkpoint>, StoreError> {
         let row = self
-            .client
-            .borrow_mut()
+            .conn()?
             .query_opt(
                 "SELECT batch, open, state FROM checkpoints WHERE experiment_id = $1",
                 &[&experiment],
@@ -856,8 +887,7 @@ impl Store for PgStore {
     }
 
     fn queue_trials(&mut self, trials: &[TrialId]) -> Result<(), StoreError> {
-        self.client
-            .borrow_mut()
+        self.conn()?
             .execute(
                 "UPDATE trials SET queued = TRUE WHERE id = ANY($1) AND status = 'pending' AND NOT queued",
                 &[&trials],
@@ -875,7 +905,8 @@ impl Store for PgStore {
         let sql = format!(
             "UPDATE trials
                 SET lease_token = {TOKEN}, lease_holder = $2,
-                    lease_deadline = {NOW} + $3, attempts = attempts + 1
+                    lease_deadline = {NOW} + $3, attempts = attempts + 1,
+                    claimed_at = {NOW}
               WHERE id = (SELECT id FROM trials
                            WHERE experiment_id = $1 AND status = 'pending' AND queued
                              AND lease_token IS NULL
@@ -883,8 +914,7 @@ impl Store for PgStore {
               RETURNING {TRIAL_COLUMNS}, lease_token"
         );
         let row = self
-            .client
-            .borrow_mut()
+            .conn()?
             .query_opt(&sql, &[&experiment, &holder.encode(), &lease_seconds])
             .map_err(|e| self.pg(e))?;
         let Some(r) = row else {
@@ -893,7 +923,7 @@ impl Store for PgStore {
         let trial = self.trial_from_row(&r)?;
         let lease = Lease {
             trial: trial.id,
-            token: r.get(20),
+            token: r.get(22),
             attempt: trial.attempts,
         };
         Ok(Some((trial, lease)))
@@ -901,8 +931,7 @@ impl Store for PgStore {
 
     fn heartbeat(&mut self, lease: &Lease, lease_seconds: f64) -> Result<(), StoreError> {
         let n = self
-            .client
-            .borrow_mut()
+            .conn()?
             .execute(
                 &format!(
                     "UPDATE trials SET lease_deadline = {NOW} + $3
@@ -933,7 +962,7 @@ impl Store for PgStore {
             path: url.clone(),
             message: pg_reason(&e),
         };
-        let mut c = self.client.borrow_mut();
+        let mut c = self.conn()?;
         let mut tx = c.transaction().map_err(e)?;
         let rows = tx
             .query(
@@ -996,7 +1025,7 @@ impl Store for PgStore {
             path: url.clone(),
             message: pg_reason(&e),
         };
-        let mut c = self.client.borrow_mut();
+        let mut c = self.conn()?;
         let mut tx = c.transaction().map_err(e)?;
         let exists = tx
             .query_opt(
@@ -1053,9 +1082,7 @@ impl Store for PgStore {
     }
 
     fn renew_driver(&mut self, lease: &DriverLease, lease_seconds: f64) -> Result<(), StoreError> {
-        let n = self
-            .client
-            .borrow_mut()
+        let n = self.conn()?
             .execute(
                 &format!(
                     "UPDATE drivers SET deadline = {NOW} + $3 WHERE experiment_id = $1 AND token = $2"
@@ -1074,8 +1101,7 @@ impl Store for PgStore {
     }
 
     fn release_driver(&mut self, lease: &DriverLease) -> Result<(), StoreError> {
-        self.client
-            .borrow_mut()
+        self.conn()?
             .execute(
                 "DELETE FROM drivers WHERE experiment_id = $1 AND token = $2",
                 &[&lease.experiment, &lease.token],

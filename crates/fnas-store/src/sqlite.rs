@@ -205,6 +205,7 @@ ALTER TABLE trials ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0 CHECK (attempt
 ALTER TABLE trials ADD COLUMN lease_token INTEGER;
 ALTER TABLE trials ADD COLUMN lease_holder TEXT;
 ALTER TABLE trials ADD COLUMN lease_deadline REAL;
+ALTER TABLE trials ADD COLUMN claimed_at REAL;
 CREATE INDEX trials_queue ON trials(experiment_id, status, queued, id);
 CREATE TABLE drivers (
     experiment_id INTEGER PRIMARY KEY REFERENCES experiments(id),
@@ -226,7 +227,7 @@ macro_rules! trial_columns {
     () => {
         "id, experiment_id, batch, idx, arch, canonical, log_prob, status, source, metrics, \
          reward, cost, error, created_at, finished_at, pred_mean, pred_std, pred_trusted, \
-         attempts, queued"
+         attempts, queued, lease_holder, claimed_at"
     };
 }
 
@@ -917,6 +918,8 @@ impl SqliteStore {
                 .map_err(g)?
                 .clamp(0, i64::from(u32::MAX)) as u32,
             queued: r.get(19).map_err(g)?,
+            worker: r.get(20).map_err(g)?,
+            claimed_at: r.get(21).map_err(g)?,
         })
     }
 
@@ -1259,7 +1262,7 @@ impl Store for SqliteStore {
             .prepare_cached(
                 "UPDATE trials
                     SET lease_token = random(), lease_holder = ?2, lease_deadline = ?3,
-                        attempts = attempts + 1
+                        attempts = attempts + 1, claimed_at = ?4
                   WHERE id = (SELECT id FROM trials INDEXED BY trials_queue
                                WHERE experiment_id = ?1 AND status = 'pending' AND queued = 1
                                  AND lease_token IS NULL
@@ -1268,7 +1271,7 @@ impl Store for SqliteStore {
             )
             .and_then(|mut st| {
                 st.query_row(
-                    params![experiment, holder.encode(), now() + lease_seconds],
+                    params![experiment, holder.encode(), now() + lease_seconds, now()],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
                 .optional()

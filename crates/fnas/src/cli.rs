@@ -35,6 +35,49 @@ pub enum Command {
     /// Evaluate the queued trials of an experiment that a `fnas search` drives (on this
     /// or another machine sharing the store), until the search ends.
     Worker(WorkerArgs),
+    /// Write (and with --submit, submit) a Slurm job array whose tasks run `fnas worker`
+    /// on an experiment.
+    Slurm(SlurmArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SlurmArgs {
+    /// The experiment the workers evaluate (started by `fnas search`, e.g. with
+    /// `--workers 0` on a login node).
+    #[arg(long)]
+    pub experiment: String,
+    #[command(flatten)]
+    pub store: StoreArg,
+    /// Worker processes: the tasks of the job array.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub workers: u32,
+    /// CPU cores per worker (`--cpus-per-task`).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub cpus_per_worker: u32,
+    /// GPUs per worker (`--gres=gpu:G`; 0: none).
+    #[arg(long, default_value_t = 0)]
+    pub gpus_per_worker: u32,
+    /// Time limit of each worker (`--time`, Slurm's format: MINUTES, HH:MM:SS, D-HH...).
+    #[arg(long)]
+    pub time: Option<String>,
+    /// Partition (default: the cluster's default partition).
+    #[arg(long)]
+    pub partition: Option<String>,
+    /// The job script to write (default: fnas-worker-EXPERIMENT.sbatch here).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Folder of the workers' log files (default: slurm-logs/ beside the script).
+    #[arg(long)]
+    pub log_dir: Option<PathBuf>,
+    /// Directory of the benchmark data on the compute nodes (default: the worker's).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// The workers' lease (see `fnas worker --lease-seconds`).
+    #[arg(long, default_value_t = 60.0)]
+    pub lease_seconds: f64,
+    /// Submit the script with `sbatch` and print the job id.
+    #[arg(long)]
+    pub submit: bool,
 }
 
 #[derive(Args, Debug)]
@@ -135,7 +178,8 @@ pub struct TrainArgs {
 /// Where the store lives.
 #[derive(Args, Debug, Clone)]
 pub struct StoreArg {
-    /// SQLite store file (created by `search` if absent).
+    /// The store: a SQLite file (created by `search` if absent) or a PostgreSQL URL
+    /// (`postgresql://user@host[:port]/db`; password from PGPASSWORD or ~/.pgpass).
     #[arg(long, default_value = "fnas.db", env = "FNAS_STORE")]
     pub store: PathBuf,
 }
@@ -166,6 +210,15 @@ pub struct SearchArgs {
     /// with the experiment, so `fnas worker`s sleep too).
     #[arg(long, hide_short_help = true)]
     pub simulate_eval_seconds: Option<f64>,
+    /// Real training: the folder for trained weights and the knowledge pool's files,
+    /// recorded with the experiment (default: beside a SQLite store; required with a
+    /// PostgreSQL store, on a file system that every worker mounts).
+    #[arg(long)]
+    pub artifacts: Option<PathBuf>,
+    /// Leases a trial may lose (its worker died or stopped reporting) before it is
+    /// recorded as failed, with the reason.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_attempts: u32,
     /// When another live `fnas search` drives this experiment, wait for it to finish or
     /// die instead of exiting.
     #[arg(long)]

@@ -1,5 +1,6 @@
 //! `fnas`: fast neural architecture search from the command line.
 
+mod artifacts;
 mod bench;
 mod cli;
 mod commands;

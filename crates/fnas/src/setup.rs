@@ -150,6 +150,10 @@ pub struct SearchSettings {
     /// for slow evaluations in scaling benchmarks and multi-worker tests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub simulate_eval_seconds: Option<f64>,
+    /// The artifacts folder of a real-training search (absolute; `None`: beside the
+    /// SQLite store file), see [`crate::artifacts`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifacts: Option<std::path::PathBuf>,
 }
 
 /// One transfer source recorded with the experiment.
@@ -203,6 +207,7 @@ impl SearchSettings {
             transfer: Vec::new(),
             training: None,
             simulate_eval_seconds: None,
+            artifacts: None,
         }
     }
 }

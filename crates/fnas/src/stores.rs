@@ -36,15 +36,3 @@ pub fn open_read_only(store: &Path) -> Result<Box<dyn Store>> {
         None => Ok(Box::new(SqliteStore::open_read_only(store)?)),
     }
 }
-
-/// Real training keeps trained weights and the knowledge pool in folders beside a SQLite
-/// store; with a PostgreSQL store those need a shared artifacts folder, which this build
-/// does not have yet.
-pub fn check_training_store(store: &Path) -> Result<()> {
-    if is_url(store) {
-        bail!(
-            "a PostgreSQL store takes benchmark searches for now: real training keeps weights and the knowledge pool beside a SQLite store file (use --store FILE.db)"
-        );
-    }
-    Ok(())
-}

@@ -97,27 +97,25 @@ fn default_min_networks() -> usize {
     8
 }
 
-/// The knowledge pool of the store at `store` (`STORE.pool/` beside it), as the
-/// evaluator's pool settings for `experiment`.
+/// The evaluator's pool settings for `experiment` (`pool`: the store's knowledge pool,
+/// see [`crate::artifacts::Artifacts::pool`]).
 pub fn pool_settings(
-    pool: &PoolConfig,
-    store: &Path,
+    config: &PoolConfig,
+    pool: Arc<dyn fnas_core::pool::BlockPool>,
     experiment: &str,
     proxy_epochs: usize,
     sources: Vec<String>,
-) -> Result<PoolSettings> {
-    let backend = fnas_store::SqlitePool::open(store, pool.limit_mb.saturating_mul(1 << 20))
-        .with_context(|| format!("opening the knowledge pool of {}", store.display()))?;
-    let mut s = PoolSettings::new(Arc::new(backend), experiment, proxy_epochs);
-    s.warm_epochs = pool.warm_epochs;
-    s.budget_images = pool.budget_class;
+) -> PoolSettings {
+    let mut s = PoolSettings::new(pool, experiment, proxy_epochs);
+    s.warm_epochs = config.warm_epochs;
+    s.budget_images = config.budget_class;
     s.sources = Some(sources);
-    s.min_networks = pool.min_networks;
-    s.per_block = pool.per_block;
-    s.warm_lr_scale = pool.warm_lr_scale;
-    s.max_distance = pool.max_distance;
-    s.other_tasks = pool.other_tasks;
-    Ok(s)
+    s.min_networks = config.min_networks;
+    s.per_block = config.per_block;
+    s.warm_lr_scale = config.warm_lr_scale;
+    s.max_distance = config.max_distance;
+    s.other_tasks = config.other_tasks;
+    s
 }
 
 fn cpu() -> String {

@@ -1,92 +1,12 @@
 //! Many workers on one experiment: `fnas search` drives, `fnas worker` processes claim
 //! the queued trials under leases (SQLite store, real benchmark data).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+mod common;
+
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-fn fnas() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_fnas"));
-    c.env("FNAS_DATA_DIR", data_dir());
-    c
-}
-
-fn data_dir() -> PathBuf {
-    let d = fnas_bench::resolve_data_dir(None);
-    assert!(
-        d.join("nas-bench-graph/light/cora.bench").exists(),
-        "benchmark data missing in {}: run scripts/setup.sh",
-        d.display()
-    );
-    d
-}
-
-fn run(args: &[&str]) -> Output {
-    fnas().args(args).output().expect("fnas binary runs")
-}
-
-fn spawn(args: &[&str]) -> Child {
-    fnas()
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("fnas binary runs")
-}
-
-fn show(store: &Path, name: &str) -> serde_json::Value {
-    let o = run(&["show", name, "--store", store.to_str().unwrap(), "--json"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    serde_json::from_slice(&o.stdout).unwrap()
-}
-
-/// The trials' queue columns, straight from the file.
-fn holders(store: &Path) -> Vec<(String, i64)> {
-    let c = rusqlite::Connection::open(store).unwrap();
-    let mut st = c
-        .prepare(
-            "SELECT coalesce(lease_holder, ''), attempts FROM trials
-              WHERE source = 'evaluated' ORDER BY id",
-        )
-        .unwrap();
-    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
-}
-
-/// The holder of every trial's latest lease (pending ones included).
-fn holders_any(store: &Path) -> Vec<String> {
-    let c = rusqlite::Connection::open(store).unwrap();
-    let mut st = c
-        .prepare("SELECT coalesce(lease_holder, '') FROM trials")
-        .unwrap();
-    st.query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
-}
-
-fn wait_for(child: &mut Child, limit: Duration) -> Output {
-    let t0 = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if t0.elapsed() > limit {
-            let _ = child.kill();
-            panic!("process still running after {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let mut out = Vec::new();
-    let mut err = Vec::new();
-    use std::io::Read;
-    child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
-    child.stderr.take().unwrap().read_to_end(&mut err).unwrap();
-    Output {
-        status: child.wait().unwrap(),
-        stdout: out,
-        stderr: err,
-    }
-}
+use common::*;
 
 #[test]
 fn worker_processes_share_an_experiment_and_a_second_driver_is_refused() {
@@ -293,48 +213,6 @@ fn worker_bad_input_is_a_one_line_error_and_claims_nothing() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("0 trials evaluated"));
 }
 
-/// A fresh database on the test PostgreSQL server (scripts/postgres.sh), dropped after.
-struct PgDb {
-    name: String,
-}
-
-fn pg_server() -> String {
-    std::env::var("FNAS_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgresql://fnas@127.0.0.1:5432/fnas".to_string())
-}
-
-impl PgDb {
-    fn new(tag: &str) -> Self {
-        let name = format!("fnas_cli_{tag}_{}", std::process::id());
-        let mut admin = fnas_store::postgres::client(&pg_server()).unwrap_or_else(|e| {
-            panic!("PostgreSQL server for the tests: {e} (start it with scripts/postgres.sh)")
-        });
-        admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
-            .unwrap();
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .unwrap();
-        Self { name }
-    }
-
-    fn url(&self) -> String {
-        let base = pg_server();
-        format!("{}/{}", &base[..base.rfind('/').unwrap()], self.name)
-    }
-}
-
-impl Drop for PgDb {
-    fn drop(&mut self) {
-        if let Ok(mut admin) = fnas_store::postgres::client(&pg_server()) {
-            let _ = admin.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ));
-        }
-    }
-}
-
 #[test]
 fn postgres_store_driver_and_workers_give_the_sqlite_result() {
     let db = PgDb::new("share");
@@ -424,5 +302,116 @@ fn postgres_store_driver_and_workers_give_the_sqlite_result() {
     ]);
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && e.contains("cannot connect"), "{e}");
+    assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+}
+
+/// Real training on PostgreSQL: the weights and the knowledge pool's files go to the
+/// experiment's artifacts folder (its index in the database), workers in other
+/// processes warm-start children from entries that other workers wrote.
+#[test]
+fn real_training_on_postgres_keeps_its_files_in_the_artifacts_folder() {
+    let db = PgDb::new("artifacts");
+    let url = db.url();
+    let tmp = tempfile::tempdir().unwrap();
+    let art = tmp.path().join("shared");
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "search",
+            "--task",
+            "fashion-mnist-tiny",
+            "--epochs",
+            "2",
+            "--strategy",
+            "fnas",
+            "--budget",
+            "5",
+            "--batch-size",
+            "3",
+            "--pool-min-networks",
+            "2",
+            "--warm-max-distance",
+            "1000",
+            "--store",
+            &url,
+            "--name",
+            "t",
+            "--workers",
+            "0",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    // a PostgreSQL store has nothing to keep the files beside
+    let o = fnas().args(args(&[])).output().expect("fnas binary runs");
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("--artifacts"), "{e}");
+    assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    assert!(
+        !run(&["show", "t", "--store", &url]).status.success(),
+        "no experiment was created"
+    );
+    let full = args(&["--artifacts", art.to_str().unwrap()]);
+    let mut driver = spawn(&full.iter().map(String::as_str).collect::<Vec<_>>());
+    let t0 = Instant::now();
+    while !run(&["show", "t", "--store", &url, "--json"])
+        .status
+        .success()
+    {
+        assert!(t0.elapsed() < Duration::from_secs(60), "no experiment");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut w1 = spawn(&["worker", "--store", &url, "--experiment", "t"]);
+    let mut w2 = spawn(&["worker", "--store", &url, "--experiment", "t"]);
+    let d = wait_for(&mut driver, Duration::from_secs(300));
+    assert!(d.status.success(), "{}", String::from_utf8_lossy(&d.stderr));
+    assert!(wait_for(&mut w1, Duration::from_secs(30)).status.success());
+    assert!(wait_for(&mut w2, Duration::from_secs(30)).status.success());
+    let o = run(&["show", "t", "--store", &url, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let trained: Vec<&serde_json::Value> = v["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["source"] == "evaluated")
+        .collect();
+    assert_eq!(trained.len(), 5);
+    assert!(
+        trained.iter().any(|t| t["warm_start"] == 1.0),
+        "a child warm-started from another worker's entries: {}",
+        v["trials"]
+    );
+    assert!(v["workers"]["workers"].as_array().unwrap().len() == 2);
+    let weights = std::fs::read_dir(art.join("weights").join("t"))
+        .unwrap()
+        .count();
+    assert!(
+        weights >= 10,
+        "5 children x (safetensors + arch): {weights}"
+    );
+    let pool_files = std::fs::read_dir(art.join("pool")).unwrap().count();
+    assert!(pool_files > 0);
+    let mut c = fnas_store::postgres::client(&url).unwrap();
+    let rows: i64 = c
+        .query_one("SELECT count(*) FROM pool_entries", &[])
+        .unwrap()
+        .get(0);
+    assert!(rows > 0);
+    // a worker on a machine that does not see the folder stops before claiming
+    let moved = tmp.path().join("elsewhere");
+    std::fs::rename(&art, &moved).unwrap();
+    let o = run(&[
+        "search", "--store", &url, "--name", "t", "--resume", "--budget", "6",
+    ]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("artifacts folder"), "{e}");
+    let o = run(&["worker", "--store", &url, "--experiment", "t"]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && e.contains("artifacts folder") && e.contains("cannot reach"),
+        "{e}"
+    );
     assert_eq!(e.trim_end().lines().count(), 1, "{e}");
 }

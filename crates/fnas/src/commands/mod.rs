@@ -2,6 +2,7 @@
 
 mod search;
 pub mod show;
+mod slurm;
 mod space;
 mod train;
 mod worker;
@@ -25,5 +26,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(a) => crate::bench::run(a),
         Command::Train(a) => train::run(a),
         Command::Worker(a) => worker::run(a),
+        Command::Slurm(a) => slurm::run(a),
     }
 }

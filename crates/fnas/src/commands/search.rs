@@ -1,10 +1,11 @@
 //! `fnas search`: run or resume one search, with progress, then print the best.
 
 use anyhow::{bail, Context, Result};
-use fnas_core::search::{run_search, BudgetUnit, SearchConfig};
+use fnas_core::search::{run_search, BudgetUnit, SearchConfig, SearchError};
 use fnas_core::store::{ExperimentSpec, Holder, TrialSource};
-use fnas_core::{Evaluator, Store};
+use fnas_core::{Evaluator, Store, StoreError};
 
+use crate::artifacts::Artifacts;
 use crate::cli::{Constraint, ObjectiveArg, PoolArg, SearchArgs};
 use crate::progress::{budget_bar, LogLines};
 use crate::setup::{
@@ -58,14 +59,9 @@ impl Evaluator for Slowed<'_> {
     }
 }
 
-/// The folder a search's trained weights go to: beside the store.
-pub(crate) fn weights_dir(store: &Path, experiment: &str) -> PathBuf {
-    let mut name = store.file_name().unwrap_or_default().to_os_string();
-    name.push(".weights");
-    store.with_file_name(name).join(experiment)
-}
-
-/// Builds the evaluator the settings describe (`store` places the weights folder).
+/// Builds the evaluator the settings describe: a tabular benchmark, or real training
+/// with its weights in the experiment's artifacts folder (the pool is attached by
+/// [`with_pool`] once the settings are final).
 pub(crate) fn target(
     settings: &SearchSettings,
     store: &Path,
@@ -74,12 +70,36 @@ pub(crate) fn target(
     seed: u64,
 ) -> Result<Target> {
     if let Some(tc) = &settings.training {
-        crate::stores::check_training_store(store)?;
-        let ev = training::evaluator(tc, seed, Some(weights_dir(store, experiment)), false)?;
+        let art = Artifacts::new(store, settings.artifacts.as_deref())?;
+        art.check()?;
+        let ev = training::evaluator(tc, seed, Some(art.weights_dir(experiment)), false)?;
         return Ok(Target::Train(Box::new(ev)));
     }
     let (bench, dataset) = parse_task(Some(&settings.benchmark), Some(&settings.dataset), None)?;
     Ok(Target::Table(load_benchmark(bench, data_dir, &dataset)?))
+}
+
+/// The training evaluator with the knowledge pool the settings ask for (if any).
+pub(crate) fn with_pool(
+    ev: TrainingEvaluator,
+    settings: &SearchSettings,
+    store: &Path,
+    experiment: &str,
+) -> Result<TrainingEvaluator> {
+    let Some(pc) = settings.training.as_ref().and_then(|t| t.pool.as_ref()) else {
+        return Ok(ev);
+    };
+    let sources = settings
+        .transfer
+        .iter()
+        .map(|t| t.experiment.clone())
+        .collect();
+    let epochs = ev.data().task.epochs;
+    let backend = Artifacts::new(store, settings.artifacts.as_deref())?
+        .pool(pc.limit_mb.saturating_mul(1 << 20))?;
+    Ok(ev.with_pool(training::pool_settings(
+        pc, backend, experiment, epochs, sources,
+    )))
 }
 
 /// Seconds a driver lease lasts without renewal (the driver renews it at every step;
@@ -223,6 +243,12 @@ fn new_settings(a: &SearchArgs) -> Result<SearchSettings> {
             SearchSettings::new(bench, &dataset, a.batch_size, reward)
         }
     };
+    if let Some(dir) = &a.artifacts {
+        if settings.training.is_none() {
+            bail!("--artifacts is for real-training tasks (e.g. --task fashion-mnist): a benchmark search writes no files");
+        }
+        settings.artifacts = Some(Artifacts::choose(dir)?);
+    }
     if let Some(sec) = a.simulate_eval_seconds {
         if !(sec.is_finite() && sec >= 0.0) {
             bail!("--simulate-eval-seconds must be a number of seconds >= 0, not {sec}");
@@ -364,6 +390,19 @@ fn ignored_resume_flags(a: &SearchArgs, settings: &SearchSettings) -> Vec<String
             .is_some_and(|p| p.other_tasks)
     {
         out.push("--warm-other-tasks is ignored: the experiment's warm starts use this task's pool entries only".into());
+    }
+    if let Some(dir) = &a.artifacts {
+        let asked = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+        if settings.artifacts.as_ref() != Some(&asked) {
+            out.push(format!(
+                "--artifacts {} is ignored: the experiment keeps its files in {}",
+                dir.display(),
+                settings.artifacts.as_ref().map_or_else(
+                    || "the folders beside the store".to_string(),
+                    |p| p.display().to_string()
+                )
+            ));
+        }
     }
     if let Some(n) = a.critic_min_points {
         match f.filter(|f| f.critic.is_some()) {
@@ -532,30 +571,18 @@ pub fn run(a: SearchArgs) -> Result<()> {
     let mut last_spent = None;
     let bench = match bench {
         Target::Train(ev) => {
-            let mut ev =
-                ev.with_progress(training::progress_hook_shared(bar.clone(), status.clone()));
-            if let Some(pc) = settings.training.as_ref().and_then(|t| t.pool.as_ref()) {
-                let sources = settings
-                    .transfer
-                    .iter()
-                    .map(|t| t.experiment.clone())
-                    .collect();
-                let epochs = ev.data().task.epochs;
-                ev = ev.with_pool(training::pool_settings(
-                    pc,
-                    &a.store.store,
-                    &exp.spec.name,
-                    epochs,
-                    sources,
-                )?);
-                if !a.json {
-                    eprintln!(
-                        "knowledge pool: warm starts from entries of budget class {} images (one from-scratch proxy training), a warm-started child trains {} epoch{}",
-                        pc.budget_class.map_or("?".into(), |c| c.to_string()),
-                        pc.warm_epochs,
-                        if pc.warm_epochs == 1.0 { "" } else { "s" }
-                    );
-                }
+            let ev = ev.with_progress(training::progress_hook_shared(bar.clone(), status.clone()));
+            let ev = with_pool(ev, &settings, &a.store.store, &exp.spec.name)?;
+            if let (Some(pc), false) = (
+                settings.training.as_ref().and_then(|t| t.pool.as_ref()),
+                a.json,
+            ) {
+                eprintln!(
+                    "knowledge pool: warm starts from entries of budget class {} images (one from-scratch proxy training), a warm-started child trains {} epoch{}",
+                    pc.budget_class.map_or("?".into(), |c| c.to_string()),
+                    pc.warm_epochs,
+                    if pc.warm_epochs == 1.0 { "" } else { "s" }
+                );
             }
             Target::Train(Box::new(ev))
         }
@@ -570,38 +597,66 @@ pub fn run(a: SearchArgs) -> Result<()> {
         None => bench.evaluator(),
     };
     cfg.local_workers = a.workers != Some(0);
+    cfg.max_attempts = a.max_attempts;
     cfg.driver = driver.clone();
-    let summary = run_search(
-        store.as_mut(),
-        &exp,
-        strategy.as_mut(),
-        evaluator,
-        &cfg,
-        &mut |ev| {
-            bar.set_position(ev.spent);
-            counts.add(ev.result.source);
-            let mut line = format!(
-                "{} on {}  trained {} trusted {} cached {}",
-                exp.spec.strategy, exp.spec.task, counts.trained, counts.trusted, counts.cached
-            );
-            for (k, v) in &ev.counters {
-                match *k {
-                    "replayed" => line.push_str(&format!(" replayed {v}")),
-                    "screened_out" => line.push_str(&format!(" screened out {v}")),
-                    _ => {}
+    let mut progress = |ev: &fnas_core::search::TrialEvent| {
+        bar.set_position(ev.spent);
+        counts.add(ev.result.source);
+        let mut line = format!(
+            "{} on {}  trained {} trusted {} cached {}",
+            exp.spec.strategy, exp.spec.task, counts.trained, counts.trusted, counts.cached
+        );
+        for (k, v) in &ev.counters {
+            match *k {
+                "replayed" => line.push_str(&format!(" replayed {v}")),
+                "screened_out" => line.push_str(&format!(" screened out {v}")),
+                _ => {}
+            }
+        }
+        if let Some(b) = ev.best_reward {
+            line.push_str(&format!("  best {b:.4}"));
+        }
+        bar.set_message(line.clone());
+        log.update(ev.spent, exp.spec.budget, &line, false);
+        if let Ok(mut s) = status.lock() {
+            *s = line;
+        }
+        last_spent = Some(ev.spent);
+    };
+    // a store server that went away (restart, failover): reconnect and resume from the
+    // last checkpoint, as a new `--resume` would
+    let mut lost_since: Option<std::time::Instant> = None;
+    let summary = loop {
+        match run_search(
+            store.as_mut(),
+            &exp,
+            strategy.as_mut(),
+            evaluator,
+            &cfg,
+            &mut progress,
+        ) {
+            Err(SearchError::Store(StoreError::Unavailable { path, message }))
+                if lost_since
+                    .is_none_or(|t| t.elapsed().as_secs() < super::worker::RECONNECT_SECONDS) =>
+            {
+                if lost_since.is_none() {
+                    bar.suspend(|| {
+                        eprintln!("warning: store {path} unavailable ({message}); reconnecting, then resuming from the last checkpoint")
+                    });
+                    lost_since = Some(std::time::Instant::now());
                 }
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                strategy = make_strategy(
+                    &exp.spec.strategy,
+                    evaluator.space().clone(),
+                    exp.spec.seed,
+                    &settings,
+                    &transfer,
+                )?;
             }
-            if let Some(b) = ev.best_reward {
-                line.push_str(&format!("  best {b:.4}"));
-            }
-            bar.set_message(line.clone());
-            log.update(ev.spent, exp.spec.budget, &line, false);
-            if let Ok(mut s) = status.lock() {
-                *s = line;
-            }
-            last_spent = Some(ev.spent);
-        },
-    )?;
+            r => break r?,
+        }
+    };
     bar.finish_and_clear();
     if let Some(d) = &driver {
         store.release_driver(d)?;

@@ -117,6 +117,7 @@ pub fn show(a: ShowArgs) -> Result<()> {
     let calibration = calibration(&trials);
     let images: u64 = trials.iter().map(|t| t.cost.images).sum();
     let pool = pool_summary(&exp.spec.config, &trials);
+    let workers = utilisation(&trials);
     let transfer = exp
         .spec
         .config
@@ -155,6 +156,7 @@ pub fn show(a: ShowArgs) -> Result<()> {
             "transfer": transfer,
             "critic": calibration,
             "pool": pool,
+            "workers": workers,
             "trials": rows,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -222,9 +224,88 @@ pub fn show(a: ShowArgs) -> Result<()> {
             c.trusted, c.scored, c.mae, 100.0 * c.coverage
         );
     }
+    if let Some(u) = &workers {
+        println!(
+            "  workers: {} evaluated {} trials in {:.1} s (first claim to last result); busy {:.0}% of that on average",
+            u.workers.len(),
+            u.workers.iter().map(|w| w.trials).sum::<usize>(),
+            u.wall_seconds,
+            100.0 * u.mean_utilisation
+        );
+        for w in &u.workers {
+            println!(
+                "    {:<40} {:>5} trials  busy {:>8.1} s  {:>3.0}%",
+                w.worker,
+                w.trials,
+                w.busy_seconds,
+                100.0 * w.utilisation
+            );
+        }
+    }
     println!();
     print_best(&trials, a.top);
     Ok(())
+}
+
+/// How busy the processes that evaluated an experiment's trials were.
+#[derive(serde::Serialize)]
+pub struct Utilisation {
+    /// From the first claim to the last result of an evaluated trial.
+    pub wall_seconds: f64,
+    pub mean_utilisation: f64,
+    pub workers: Vec<WorkerUse>,
+}
+
+/// One evaluating process (driver or worker, `role (pid N on HOST)`).
+#[derive(serde::Serialize)]
+pub struct WorkerUse {
+    pub worker: String,
+    pub trials: usize,
+    /// Sum over its trials of claim-to-result time.
+    pub busy_seconds: f64,
+    /// `busy_seconds / wall_seconds`.
+    pub utilisation: f64,
+}
+
+/// Worker utilisation from the lease columns of evaluated trials (`None`: none was
+/// evaluated under a lease, e.g. a store written before leases).
+pub fn utilisation(trials: &[Trial]) -> Option<Utilisation> {
+    use std::collections::BTreeMap;
+    let mut by: BTreeMap<&str, (usize, f64)> = BTreeMap::new();
+    let (mut first, mut last) = (f64::INFINITY, f64::NEG_INFINITY);
+    for t in trials {
+        let (Some(w), Some(c), Some(f)) = (t.worker.as_deref(), t.claimed_at, t.finished_at) else {
+            continue;
+        };
+        if t.source != Some(fnas_core::store::TrialSource::Evaluated) || f < c {
+            continue;
+        }
+        first = first.min(c);
+        last = last.max(f);
+        let e = by.entry(w).or_default();
+        e.0 += 1;
+        e.1 += f - c;
+    }
+    if by.is_empty() {
+        return None;
+    }
+    let wall = (last - first).max(1e-9);
+    let workers: Vec<WorkerUse> = by
+        .into_iter()
+        .map(|(w, (trials, busy))| WorkerUse {
+            worker: fnas_core::store::Holder::decode(w)
+                .map_or_else(|| w.to_string(), |h| h.to_string()),
+            trials,
+            busy_seconds: busy,
+            utilisation: busy / wall,
+        })
+        .collect();
+    let mean = workers.iter().map(|w| w.utilisation).sum::<f64>() / workers.len() as f64;
+    Some(Utilisation {
+        wall_seconds: wall,
+        mean_utilisation: mean,
+        workers,
+    })
 }
 
 /// What the knowledge pool did in one experiment (fairness: one budget class).

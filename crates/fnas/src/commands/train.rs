@@ -61,7 +61,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
             // one child warm-started on request: the nearest entry of any task
             other_tasks: true,
         };
-        let mut ps = pool_settings(&pool, store, &a.pool_experiment, epochs, Vec::new())?;
+        let backend = crate::artifacts::Artifacts::new(store, None)?
+            .pool(pool.limit_mb.saturating_mul(1 << 20))?;
+        let mut ps = pool_settings(&pool, backend, &a.pool_experiment, epochs, Vec::new());
         ps.sources = None;
         ps.min_networks = 1;
         ps.per_block = a.pool_match == crate::cli::PoolMatch::Block;

@@ -13,13 +13,41 @@ use fnas_core::search::evaluate;
 use fnas_core::store::{Holder, Lease};
 use fnas_core::{Evaluator, StoreError};
 
-use super::search::{target, Slowed, Target};
+use super::search::{target, with_pool, Slowed, Target};
 use crate::cli::WorkerArgs;
 use crate::setup::SearchSettings;
-use crate::training;
 
 /// How often an idle worker looks for a queued trial.
-const POLL: Duration = Duration::from_millis(200);
+const POLL: Duration = Duration::from_millis(50);
+
+/// How long a worker keeps trying to reach a store server that went away (a restart,
+/// a failover) before it gives up.
+pub(crate) const RECONNECT_SECONDS: u64 = 300;
+
+/// Runs `op` until it succeeds, fails otherwise than by an unreachable store, or the
+/// store has been unreachable for [`RECONNECT_SECONDS`].
+pub(crate) fn retrying<T>(
+    what: &str,
+    mut op: impl FnMut() -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let mut since: Option<Instant> = None;
+    loop {
+        match op() {
+            Err(StoreError::Unavailable { path, message })
+                if since.is_none_or(|t| t.elapsed().as_secs() < RECONNECT_SECONDS) =>
+            {
+                if since.is_none() {
+                    eprintln!(
+                        "warning: store {path} unavailable while {what} ({message}); reconnecting"
+                    );
+                    since = Some(Instant::now());
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            r => return r,
+        }
+    }
+}
 
 pub fn run(a: WorkerArgs) -> Result<()> {
     if !(a.lease_seconds.is_finite() && a.lease_seconds >= 1.0) {
@@ -44,20 +72,7 @@ pub fn run(a: WorkerArgs) -> Result<()> {
         .with_context(|| format!("experiment `{name}` has settings this build cannot read"))?;
     let bench = target(&settings, path, a.data_dir.as_deref(), &name, exp.spec.seed)?;
     let bench = match bench {
-        Target::Train(mut ev) => {
-            if let Some(pc) = settings.training.as_ref().and_then(|t| t.pool.as_ref()) {
-                let sources = settings
-                    .transfer
-                    .iter()
-                    .map(|t| t.experiment.clone())
-                    .collect();
-                let epochs = ev.data().task.epochs;
-                ev = Box::new(
-                    ev.with_pool(training::pool_settings(pc, path, &name, epochs, sources)?),
-                );
-            }
-            Target::Train(ev)
-        }
+        Target::Train(ev) => Target::Train(Box::new(with_pool(*ev, &settings, path, &name)?)),
         other => other,
     };
     let slowed = settings.simulate_eval_seconds.map(|seconds| Slowed {
@@ -79,9 +94,13 @@ pub fn run(a: WorkerArgs) -> Result<()> {
         if a.max_trials.is_some_and(|m| done >= m) {
             break;
         }
-        let Some((trial, lease)) = store.claim_trial(exp.id, &me, a.lease_seconds)? else {
-            let now = store
-                .experiment(&name)?
+        let c0 = Instant::now();
+        let claim = retrying("claiming a trial", || {
+            store.claim_trial(exp.id, &me, a.lease_seconds)
+        })?;
+        let claim_ms = c0.elapsed().as_secs_f64() * 1e3;
+        let Some((trial, lease)) = claim else {
+            let now = retrying("reading the experiment", || store.experiment(&name))?
                 .ok_or_else(|| anyhow!("experiment `{name}` vanished from the store"))?;
             if now.status == "finished" {
                 break;
@@ -103,7 +122,12 @@ pub fn run(a: WorkerArgs) -> Result<()> {
             evaluate(evaluator, &arch, &settings.reward)
         })??;
         busy += t0.elapsed();
-        match store.finish_leased(&lease, &result) {
+        let f0 = Instant::now();
+        let finished = retrying("recording a result", || {
+            store.finish_leased(&lease, &result)
+        });
+        let finish_ms = f0.elapsed().as_secs_f64() * 1e3;
+        match finished {
             Ok(()) => {
                 done += 1;
                 if a.json {
@@ -115,6 +139,8 @@ pub fn run(a: WorkerArgs) -> Result<()> {
                             "status": result.status.as_str(),
                             "reward": result.reward,
                             "seconds": t0.elapsed().as_secs_f64(),
+                            "claim_ms": claim_ms,
+                            "finish_ms": finish_ms,
                         })
                     );
                 } else {
@@ -170,8 +196,10 @@ fn with_heartbeat<T>(
                 std::thread::sleep(Duration::from_millis(50).min(every));
                 if last.elapsed() >= every {
                     last = Instant::now();
-                    if beat.heartbeat(lease, lease_seconds).is_err() {
-                        return;
+                    match beat.heartbeat(lease, lease_seconds) {
+                        // the next beat reconnects
+                        Ok(()) | Err(StoreError::Unavailable { .. }) => {}
+                        Err(_) => return,
                     }
                 }
             }

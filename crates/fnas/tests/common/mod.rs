@@ -1,0 +1,132 @@
+//! Helpers shared by the multi-process tests: the fnas binary, waiting for children,
+//! the store's queue columns, a fresh PostgreSQL database per test.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn fnas() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fnas"));
+    c.env("FNAS_DATA_DIR", data_dir());
+    c
+}
+
+pub fn data_dir() -> PathBuf {
+    let d = fnas_bench::resolve_data_dir(None);
+    assert!(
+        d.join("nas-bench-graph/light/cora.bench").exists(),
+        "benchmark data missing in {}: run scripts/setup.sh",
+        d.display()
+    );
+    d
+}
+
+pub fn run(args: &[&str]) -> Output {
+    fnas().args(args).output().expect("fnas binary runs")
+}
+
+pub fn spawn(args: &[&str]) -> Child {
+    fnas()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("fnas binary runs")
+}
+
+pub fn show(store: &Path, name: &str) -> serde_json::Value {
+    let o = run(&["show", name, "--store", store.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// The trials' queue columns, straight from the file.
+pub fn holders(store: &Path) -> Vec<(String, i64)> {
+    let c = rusqlite::Connection::open(store).unwrap();
+    let mut st = c
+        .prepare(
+            "SELECT coalesce(lease_holder, ''), attempts FROM trials
+              WHERE source = 'evaluated' ORDER BY id",
+        )
+        .unwrap();
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// The holder of every trial's latest lease (pending ones included).
+pub fn holders_any(store: &Path) -> Vec<String> {
+    let c = rusqlite::Connection::open(store).unwrap();
+    let mut st = c
+        .prepare("SELECT coalesce(lease_holder, '') FROM trials")
+        .unwrap();
+    st.query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+pub fn wait_for(child: &mut Child, limit: Duration) -> Output {
+    let t0 = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            panic!("process still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    use std::io::Read;
+    child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+    child.stderr.take().unwrap().read_to_end(&mut err).unwrap();
+    Output {
+        status: child.wait().unwrap(),
+        stdout: out,
+        stderr: err,
+    }
+}
+
+/// A fresh database on the test PostgreSQL server (scripts/postgres.sh), dropped after.
+pub struct PgDb {
+    pub name: String,
+}
+
+pub fn pg_server() -> String {
+    std::env::var("FNAS_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgresql://fnas@127.0.0.1:5432/fnas".to_string())
+}
+
+impl PgDb {
+    pub fn new(tag: &str) -> Self {
+        let name = format!("fnas_cli_{tag}_{}", std::process::id());
+        let mut admin = fnas_store::postgres::client(&pg_server()).unwrap_or_else(|e| {
+            panic!("PostgreSQL server for the tests: {e} (start it with scripts/postgres.sh)")
+        });
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+            .unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
+        Self { name }
+    }
+
+    pub fn url(&self) -> String {
+        let base = pg_server();
+        format!("{}/{}", &base[..base.rfind('/').unwrap()], self.name)
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = fnas_store::postgres::client(&pg_server()) {
+            let _ = admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! Faults while many workers share an experiment, on both store backends: 8 worker
+//! processes with random SIGKILLs of workers and of the driver, and a PostgreSQL server
+//! restarted mid-search. Whatever is killed, every trial is finished exactly once, none
+//! is lost, the budget is spent exactly, and the store stays sound.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use common::*;
+use rand::{Rng, SeedableRng};
+
+const BUDGET: u64 = 160;
+
+/// The PostgreSQL checks run one at a time: one of them restarts the server.
+static SERVER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn server() -> std::sync::MutexGuard<'static, ()> {
+    SERVER.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn search_args(store: &str, resume: bool) -> Vec<String> {
+    let mut v: Vec<String> = [
+        "search",
+        "--benchmark",
+        "nas-bench-graph",
+        "--dataset",
+        "citeseer",
+        "--strategy",
+        "random",
+        "--budget",
+        &BUDGET.to_string(),
+        "--batch-size",
+        "16",
+        "--seed",
+        "9",
+        "--store",
+        store,
+        "--name",
+        "e",
+        "--workers",
+        "0",
+        "--simulate-eval-seconds",
+        "0.25",
+        "--max-attempts",
+        "1000",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    if resume {
+        v.push("--resume".into());
+    }
+    v
+}
+
+fn spawn_owned(args: &[String]) -> Child {
+    spawn(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+fn worker(store: &str) -> Child {
+    spawn(&[
+        "worker",
+        "--store",
+        store,
+        "--experiment",
+        "e",
+        "--lease-seconds",
+        "5",
+    ])
+}
+
+fn kill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The trials as `show --json` gives them.
+fn trials(store: &str) -> Vec<serde_json::Value> {
+    let o = run(&["show", "e", "--store", store, "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["experiment"]["status"], "finished");
+    v["trials"].as_array().unwrap().clone()
+}
+
+/// Runs the search with 8 workers and kills processes at random until `kills` are done;
+/// returns the number of driver kills.
+fn search_under_kills(store: &str, kills: usize, seed: u64) -> usize {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut driver = spawn_owned(&search_args(store, false));
+    let t0 = Instant::now();
+    while !run(&["show", "e", "--store", store, "--json"])
+        .status
+        .success()
+    {
+        assert!(t0.elapsed() < Duration::from_secs(30), "no experiment");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut workers: Vec<Child> = (0..8).map(|_| worker(store)).collect();
+    let (mut done, mut driver_kills) = (0, 0);
+    while done < kills {
+        std::thread::sleep(Duration::from_millis(rng.random_range(100..400)));
+        assert!(
+            driver.try_wait().unwrap().is_none(),
+            "the search ended after {done} kills: too little work for this test"
+        );
+        // every fourth kill or so is the driver's
+        if rng.random_bool(0.25) {
+            kill(&mut driver);
+            driver = spawn_owned(&search_args(store, true));
+            driver_kills += 1;
+        } else {
+            let i = rng.random_range(0..workers.len());
+            kill(&mut workers[i]);
+            workers[i] = worker(store);
+        }
+        done += 1;
+    }
+    let d = wait_for(&mut driver, Duration::from_secs(240));
+    assert!(d.status.success(), "{}", String::from_utf8_lossy(&d.stderr));
+    for w in &mut workers {
+        let o = wait_for(w, Duration::from_secs(30));
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    driver_kills
+}
+
+/// Every trial finished once, none lost, the budget exact: the same proposals as an
+/// uninterrupted run (the random strategy's proposals do not depend on results).
+fn check_exactly_once(store: &str, reference: &[serde_json::Value]) {
+    let got = trials(store);
+    assert!(
+        got.iter().all(|t| t["status"] == "done"),
+        "every trial done"
+    );
+    let archs = |ts: &[serde_json::Value]| -> Vec<String> {
+        ts.iter()
+            .map(|t| format!("{} {} {} {}", t["batch"], t["arch"], t["source"], t["cost"]))
+            .collect()
+    };
+    let (a, b) = (archs(&got), archs(reference));
+    if a != b {
+        let i = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+        panic!(
+            "not the uninterrupted run's trials: {} vs {} trials, first difference at {i}: {:?} vs {:?}",
+            a.len(),
+            b.len(),
+            a.get(i),
+            b.get(i)
+        );
+    }
+    let evaluated: Vec<&serde_json::Value> =
+        got.iter().filter(|t| t["source"] == "evaluated").collect();
+    let spent: u64 = evaluated
+        .iter()
+        .map(|t| t["cost"]["evaluations"].as_u64().unwrap())
+        .sum();
+    assert_eq!(spent, BUDGET, "budget exact");
+    let canon: BTreeSet<&str> = evaluated
+        .iter()
+        .map(|t| t["canonical"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        canon.len(),
+        evaluated.len(),
+        "no architecture evaluated twice"
+    );
+    let rewards = |ts: &[serde_json::Value]| -> Vec<String> {
+        ts.iter().map(|t| t["reward"].to_string()).collect()
+    };
+    assert_eq!(rewards(&got), rewards(reference));
+}
+
+fn reference(tmp: &std::path::Path) -> Vec<serde_json::Value> {
+    let store = tmp.join("reference.db");
+    let s = store.to_str().unwrap().to_string();
+    let mut args = search_args(&s, false);
+    // no sleeping, evaluated in the process
+    let i = args.iter().position(|a| a == "--workers").unwrap();
+    args[i + 1] = "1".into();
+    let i = args
+        .iter()
+        .position(|a| a == "--simulate-eval-seconds")
+        .unwrap();
+    args[i + 1] = "0".into();
+    let o = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    trials(&s)
+}
+
+#[test]
+fn sqlite_eight_workers_with_random_kills_finish_every_trial_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let want = reference(tmp.path());
+    let store = tmp.path().join("s.db");
+    let s = store.to_str().unwrap();
+    let driver_kills = search_under_kills(s, 24, 1);
+    assert!(
+        driver_kills >= 2,
+        "the driver was killed {driver_kills} times"
+    );
+    check_exactly_once(s, &want);
+    fnas_store::SqliteStore::open(&store)
+        .unwrap()
+        .integrity_check()
+        .unwrap();
+}
+
+#[test]
+fn postgres_eight_workers_with_random_kills_finish_every_trial_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let want = reference(tmp.path());
+    let _one = server();
+    let db = PgDb::new("kills");
+    let url = db.url();
+    let driver_kills = search_under_kills(&url, 24, 2);
+    assert!(
+        driver_kills >= 2,
+        "the driver was killed {driver_kills} times"
+    );
+    check_exactly_once(&url, &want);
+}
+
+/// Restarts the test server (`pg_ctlcluster VERSION CLUSTER restart`, as scripts/postgres.sh
+/// started it).
+fn restart_postgres() {
+    let list = std::process::Command::new("pg_lsclusters")
+        .arg("--no-header")
+        .output()
+        .expect("pg_lsclusters (Debian's postgresql-common)");
+    let text = String::from_utf8_lossy(&list.stdout);
+    let mut f = text.lines().next().expect("a cluster").split_whitespace();
+    let (version, cluster) = (f.next().unwrap(), f.next().unwrap());
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut cmd = if root {
+        std::process::Command::new("pg_ctlcluster")
+    } else {
+        let mut c = std::process::Command::new("sudo");
+        c.arg("pg_ctlcluster");
+        c
+    };
+    let o = cmd
+        .args([version, cluster, "restart", "-m", "fast"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn postgres_restart_mid_search_workers_and_driver_reconnect() {
+    let tmp = tempfile::tempdir().unwrap();
+    let want = reference(tmp.path());
+    let _one = server();
+    let db = PgDb::new("restart");
+    let url = db.url();
+    let mut driver = spawn_owned(&search_args(&url, false));
+    let t0 = Instant::now();
+    while !run(&["show", "e", "--store", &url, "--json"])
+        .status
+        .success()
+    {
+        assert!(t0.elapsed() < Duration::from_secs(30), "no experiment");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut workers: Vec<Child> = (0..4).map(|_| worker(&url)).collect();
+    std::thread::sleep(Duration::from_secs(2));
+    restart_postgres();
+    let d = wait_for(&mut driver, Duration::from_secs(240));
+    let err = String::from_utf8_lossy(&d.stderr);
+    assert!(d.status.success(), "{err}");
+    assert!(
+        err.contains("reconnecting"),
+        "the driver saw the restart: {err}"
+    );
+    for w in &mut workers {
+        let o = wait_for(w, Duration::from_secs(30));
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    check_exactly_once(&url, &want);
+}
