@@ -8,7 +8,9 @@
 #     scripts/scaling.sh [OUT_DIR]      (default /tmp/fnas-scaling)
 # Environment:
 #     FNAS=path/to/fnas           (default: target/release/fnas, built if missing)
-#     WORKERS="1 2 4 8 16"  S=1  EVALS=128  BATCH=64  STRATEGY=random
+#     WORKERS="1 2 4 8 16"  S=1  BATCH=64  STRATEGY=random
+#     EVALS=N (every row) or PER_WORKER=N (default 64: EVALS = N x W, so every row has
+#     the same ideal wall time and the workers' start-up weighs alike)
 #     BACKENDS="sqlite postgresql"  PG=postgresql://fnas@127.0.0.1:5432/fnas (a server
 #     started by scripts/postgres.sh; each run gets a fresh database, dropped after)
 #
@@ -23,7 +25,7 @@ OUT=${1:-/tmp/fnas-scaling}
 FNAS=${FNAS:-target/release/fnas}
 WORKERS=${WORKERS:-"1 2 4 8 16"}
 S=${S:-1}
-EVALS=${EVALS:-128}
+PER_WORKER=${PER_WORKER:-64}
 BATCH=${BATCH:-64}
 STRATEGY=${STRATEGY:-random}
 BACKENDS=${BACKENDS:-"sqlite postgresql"}
@@ -40,6 +42,7 @@ pg_db() { # create|drop NAME
 printf '%-11s %3s %6s %9s %9s %7s %9s %9s %10s\n' backend W evals wall_s ideal_s eff claim_p50 claim_p99 store_ms/t
 for backend in $BACKENDS; do
   for w in $WORKERS; do
+    evals=${EVALS:-$((PER_WORKER * w))}
     tag="$backend-w$w"
     rm -rf "${OUT:?}/$tag"; mkdir -p "$OUT/$tag"
     if [ "$backend" = sqlite ]; then
@@ -51,7 +54,7 @@ for backend in $BACKENDS; do
     fi
     t0=$(date +%s.%N)
     "$FNAS" search --benchmark nas-bench-graph --dataset citeseer --strategy "$STRATEGY" \
-      --budget "$EVALS" --batch-size "$BATCH" --seed 1 --store "$store" --name e \
+      --budget "$evals" --batch-size "$BATCH" --seed 1 --store "$store" --name e \
       --workers 0 --simulate-eval-seconds "$S" --json > "$OUT/$tag/driver.json" 2> "$OUT/$tag/driver.err" &
     driver=$!
     # workers join once the experiment exists (they refuse an unknown one)
@@ -64,7 +67,7 @@ for backend in $BACKENDS; do
     wait "$driver"
     t1=$(date +%s.%N)
     wait "${pids[@]}"
-    python3 - "$OUT/$tag" "$backend" "$w" "$EVALS" "$S" "$t0" "$t1" <<'EOF'
+    python3 - "$OUT/$tag" "$backend" "$w" "$evals" "$S" "$t0" "$t1" <<'EOF'
 import json, glob, sys, statistics
 d, backend, w, evals, s, t0, t1 = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6]), float(sys.argv[7])
 claims, store = [], []
