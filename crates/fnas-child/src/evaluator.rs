@@ -271,8 +271,14 @@ impl TrainingEvaluator {
 
     /// Reports every worker's training progress to `hook`.
     pub fn with_progress(mut self, hook: ProgressHook) -> Self {
-        self.progress = Some(hook);
+        self.set_progress(hook);
         self
+    }
+
+    /// Like [`Self::with_progress`], on an evaluator built elsewhere (a prepared search
+    /// gets its progress display from the program that runs it).
+    pub fn set_progress(&mut self, hook: ProgressHook) {
+        self.progress = Some(hook);
     }
 
     pub fn settings(&self) -> &TrainingSettings {

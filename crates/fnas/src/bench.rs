@@ -27,10 +27,10 @@ use fnas_store::SqliteStore;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::cli::{BenchArgs, SelectArgs};
-use crate::setup::{
-    check_strategy, fnas_preset, make_strategy, normalise_source, select_preset, SearchSettings,
-};
+use fnas_run::transfer::normalise_source;
+use fnas_run::{make_strategy, SearchSettings, SelectOptions, StrategyKind};
+
+use crate::cli::BenchArgs;
 
 /// Query counts at which test regret is reported.
 pub const REGRET_AT: [u64; 4] = [50, 100, 200, 500];
@@ -172,7 +172,7 @@ type Done = (Record, Vec<(Architecture, f64)>);
 /// transfer points for the critic.
 struct Job<'a> {
     label: &'a str,
-    strategy: &'a str,
+    strategy: StrategyKind,
     dataset: usize,
     seed: u64,
     transfer: Vec<fnas_learn::transfer::SourcePoints>,
@@ -185,7 +185,7 @@ struct GateOptions {
     after_calibration: bool,
     tau: Option<f64>,
     screen: usize,
-    select: SelectArgs,
+    select: SelectOptions,
 }
 
 /// Runs one search in an in-memory store; returns its record and its evaluated
@@ -202,7 +202,7 @@ fn run_one(
     let (dataset, table, targets) = &tables[job.dataset];
     let mut store = SqliteStore::in_memory()?;
     let mut settings = SearchSettings::new(bench, dataset, batch_size, RewardConfig::default());
-    settings.fnas = fnas_preset(job.strategy, &settings.ppo);
+    settings.fnas = job.strategy.fnas_preset(&settings.ppo);
     if let Some(f) = settings.fnas.as_mut().filter(|f| f.gate) {
         f.trust_contenders = gate.trust_contenders;
         f.gate_after_calibration = gate.after_calibration;
@@ -213,7 +213,7 @@ fn run_one(
     if let Some(f) = settings.fnas.as_mut().filter(|f| f.critic.is_some()) {
         f.screen = gate.screen;
     }
-    settings.select = select_preset(job.strategy, &settings.ppo);
+    settings.select = job.strategy.select_preset(&settings.ppo);
     if let Some(c) = settings.select.as_mut() {
         gate.select.apply(c);
     }
@@ -223,7 +223,7 @@ fn run_one(
         name: format!("{}-{dataset}-s{}", job.label, job.seed),
         space: space.name().into(),
         task: evaluator.task(),
-        strategy: job.strategy.into(),
+        strategy: job.strategy.as_str().into(),
         seed: job.seed,
         budget,
         config: serde_json::to_value(&settings)?,
@@ -335,18 +335,18 @@ pub fn run(a: BenchArgs) -> Result<()> {
         }
     }
     let labels = split(&a.strategies);
-    let (mut any_gate, mut any_critic) = (false, false);
+    // each label's strategy (a `+transfer` suffix pre-trains its critic)
+    let mut kinds = BTreeMap::new();
     for l in &labels {
         let base = l.strip_suffix("+transfer").unwrap_or(l);
-        check_strategy(base)?;
-        let preset = fnas_preset(base, &Default::default());
-        any_gate |= preset.as_ref().is_some_and(|f| f.gate);
-        any_critic |= preset.as_ref().is_some_and(|f| f.critic.is_some());
-        let has_critic = preset.is_some_and(|f| f.critic.is_some()) || base == "evolution-gate";
-        if base != l.as_str() && !has_critic {
+        let kind: StrategyKind = base.parse()?;
+        if base != l.as_str() && !kind.takes_transfer() {
             bail!("`{l}`: transfer needs a strategy with a critic (fnas, fnas-value, fnas-gate, evolution-gate)");
         }
+        kinds.insert(l.clone(), kind);
     }
+    let any_gate = kinds.values().any(|k| k.has_fnas_gate());
+    let any_critic = kinds.values().any(|k| k.has_fnas_critic());
     if a.seeds == 0
         || a.budget == 0
         || a.batch_size == 0
@@ -364,11 +364,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     if a.gate_tau.is_some() && !any_gate {
         bail!("--gate-tau needs a strategy with the critic's gate among --strategies (fnas, fnas-gate)");
     }
-    if a.select.any()
-        && !labels
-            .iter()
-            .any(|l| select_preset(l, &Default::default()).is_some())
-    {
+    if a.select.options().any() && !kinds.values().any(|k| k.is_select()) {
         bail!("--acquisition, --encoding and --candidates need a fnas-select strategy among --strategies");
     }
     let baseline = match &a.baseline {
@@ -416,7 +412,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             for seed in 0..a.seeds {
                 phase1.push(Job {
                     label: l,
-                    strategy: l,
+                    strategy: kinds[l],
                     dataset: index(d),
                     seed,
                     transfer: Vec::new(),
@@ -434,7 +430,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 for seed in 0..a.seeds {
                     phase1.push(Job {
                         label: "ppo(source)",
-                        strategy: "ppo",
+                        strategy: StrategyKind::Ppo,
                         dataset: di,
                         seed,
                         transfer: Vec::new(),
@@ -464,7 +460,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         after_calibration: a.gate_after_calibration,
         tau: a.gate_tau,
         screen: a.screen as usize,
-        select: a.select.clone(),
+        select: a.select.options(),
     };
     let run_jobs = |jobs: &[Job]| -> Result<Vec<Done>> {
         pool.install(|| {
@@ -481,7 +477,6 @@ pub fn run(a: BenchArgs) -> Result<()> {
     // phase 2: transfer searches, pre-trained on the same seed's vanilla-PPO sources
     let mut phase2: Vec<Job> = Vec::new();
     for l in labels.iter().filter(|l| l.ends_with("+transfer")) {
-        let base = l.strip_suffix("+transfer").unwrap_or(l);
         for d in &datasets {
             for seed in 0..a.seeds {
                 let mut transfer = Vec::new();
@@ -494,7 +489,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 }
                 phase2.push(Job {
                     label: l,
-                    strategy: base,
+                    strategy: kinds[l],
                     dataset: index(d),
                     seed,
                     transfer,

@@ -510,21 +510,68 @@ pub struct SelectArgs {
 }
 
 impl SelectArgs {
-    /// Whether any flag is set.
-    pub fn any(&self) -> bool {
-        self.acquisition.is_some() || self.encoding.is_some() || self.candidates.is_some()
+    /// The library's form of these flags.
+    pub fn options(&self) -> fnas_run::SelectOptions {
+        fnas_run::SelectOptions {
+            acquisition: self.acquisition,
+            encoding: self.encoding,
+            candidates: self.candidates,
+        }
     }
+}
 
-    /// Applies the set flags to a `fnas-select` configuration.
-    pub fn apply(&self, c: &mut fnas_learn::select::SelectConfig) {
-        if let Some(a) = self.acquisition {
-            c.acquisition = a;
-        }
-        if let Some(e) = self.encoding {
-            c.encoding = e;
-        }
-        if let Some(n) = self.candidates {
-            c.candidates = n;
+impl SearchArgs {
+    /// The library's form of every flag but strategy, seed and name.
+    pub fn options(&self) -> fnas_run::SearchOptions {
+        fnas_run::SearchOptions {
+            batch_size: self.batch_size,
+            task: fnas_run::TaskOptions {
+                benchmark: self.benchmark.clone(),
+                dataset: self.dataset.clone(),
+                task: self.task.clone(),
+                space: self.space.clone(),
+                epochs: self.epochs,
+                device: self.device.clone(),
+                data_dir: self.data_dir.clone(),
+            },
+            reward: fnas_run::RewardOptions {
+                target: self.target,
+                hard: self.constraint == Constraint::Hard,
+                params: self.objective == ObjectiveArg::Params,
+                seeds: self.reward_seeds,
+            },
+            critic: fnas_run::CriticOptions {
+                transfer_from: self.transfer_from.clone(),
+                min_points: self.critic_min_points,
+                trust_contenders: self.trust_contenders,
+                gate_after_calibration: self.gate_after_calibration,
+                gate_tau: self.gate_tau,
+                screen: self.screen,
+            },
+            select: self.select.options(),
+            pool: fnas_run::PoolOptions {
+                mode: match self.pool {
+                    PoolArg::Auto => fnas_run::PoolMode::Auto,
+                    PoolArg::On => fnas_run::PoolMode::On,
+                    PoolArg::Off => fnas_run::PoolMode::Off,
+                },
+                warm_epochs: self.warm_epochs,
+                warm_lr_scale: self.warm_lr_scale,
+                warm_max_distance: self.warm_max_distance,
+                other_tasks: self.warm_other_tasks,
+                limit_mb: self.pool_limit_mb,
+                min_networks: self.pool_min_networks,
+                per_block: self.pool_match == PoolMatch::Block,
+            },
+            budget: fnas_run::BudgetOptions {
+                evaluations: self.budget,
+                images: self.budget_images,
+            },
+            workers: fnas_run::WorkerOptions {
+                workers: self.workers,
+                artifacts: self.artifacts.clone(),
+                simulate_eval_seconds: self.simulate_eval_seconds,
+            },
         }
     }
 }

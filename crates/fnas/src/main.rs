@@ -1,13 +1,9 @@
 //! `fnas`: fast neural architecture search from the command line.
 
-mod artifacts;
 mod bench;
 mod cli;
 mod commands;
 mod progress;
-mod setup;
-mod stores;
-mod training;
 
 use clap::Parser;
 

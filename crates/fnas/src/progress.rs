@@ -3,8 +3,11 @@
 //! 15-minute search would look dead.
 
 use std::io::IsTerminal;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use fnas_child::evaluator::{ProgressHook, WorkerProgress};
+use fnas_child::train::TrainProgress;
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// A bar counting cost units towards a budget.
@@ -74,6 +77,37 @@ impl LogLines {
             s % 60
         ))
     }
+}
+
+/// A hook that shows the workers' training progress in `bar`'s message.
+pub fn progress_hook(bar: ProgressBar, prefix: String) -> ProgressHook {
+    progress_hook_shared(bar, Arc::new(Mutex::new(prefix)))
+}
+
+/// Like [`progress_hook`], with a prefix the caller keeps updating (search counts).
+pub fn progress_hook_shared(bar: ProgressBar, prefix: Arc<Mutex<String>>) -> ProgressHook {
+    Arc::new(move |p: WorkerProgress| {
+        let prefix = prefix.lock().map(|s| s.clone()).unwrap_or_default();
+        if let TrainProgress::Step {
+            epoch,
+            epochs,
+            step,
+            total_steps,
+            loss,
+            ..
+        } = p.event
+        {
+            if step % 5 == 0 || step + 1 == total_steps {
+                bar.set_message(format!(
+                    "{prefix}  worker {} child {}: epoch {}/{epochs} step {}/{total_steps} loss {loss:.3}",
+                    p.worker,
+                    &p.arch[..8.min(p.arch.len())],
+                    epoch + 1,
+                    step + 1
+                ));
+            }
+        }
+    })
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use fnas_core::store::{Trial, TrialSource, TrialStatus};
 use crate::cli::{LsArgs, ShowArgs};
 
 pub fn ls(a: LsArgs) -> Result<()> {
-    let store = crate::stores::open_read_only(&a.store.store)?;
+    let store = fnas_run::stores::open_read_only(&a.store.store)?;
     let rows = store.list_experiments()?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -100,7 +100,7 @@ pub fn print_best(trials: &[Trial], top: usize) {
 }
 
 pub fn show(a: ShowArgs) -> Result<()> {
-    let store = crate::stores::open_read_only(&a.store.store)?;
+    let store = fnas_run::stores::open_read_only(&a.store.store)?;
     let exp = store.experiment(&a.name)?.with_context(|| {
         format!(
             "no experiment `{}` in {} (see `fnas ls`)",

@@ -21,7 +21,8 @@ pub fn run(a: SlurmArgs) -> Result<()> {
         check_time(t)?;
     }
     let store_arg = &a.store.store;
-    let store = crate::stores::open_existing(store_arg, "`fnas slurm` adds workers to a search")?;
+    let store =
+        fnas_run::stores::open_existing(store_arg, "`fnas slurm` adds workers to a search")?;
     let exp = store.experiment(&a.experiment)?.ok_or_else(|| {
         anyhow!(
             "no experiment `{}` in store {} (start it with `fnas search ... --name {} --workers 0`)",
@@ -38,7 +39,7 @@ pub fn run(a: SlurmArgs) -> Result<()> {
     }
     drop(store);
     // the compute nodes see absolute paths only
-    let store_for_workers = if crate::stores::is_url(store_arg) {
+    let store_for_workers = if fnas_run::stores::is_url(store_arg) {
         store_arg.display().to_string()
     } else {
         absolute(store_arg)?.display().to_string()
@@ -62,7 +63,7 @@ pub fn run(a: SlurmArgs) -> Result<()> {
     let data_dir = a.data_dir.as_deref().map(absolute).transpose()?;
     let script = job_script(&a, &fnas, &store_for_workers, &log_dir, data_dir.as_deref())?;
     write_script(&out, &script)?;
-    if !crate::stores::is_url(store_arg) {
+    if !fnas_run::stores::is_url(store_arg) {
         eprintln!(
             "note: a SQLite store is shared by workers on this machine's file system only; for workers on several nodes use a PostgreSQL store"
         );

@@ -7,10 +7,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use fnas_run::target::{pool_settings, training_evaluator};
+use fnas_run::task::resolve_task;
+use fnas_run::{PoolConfig, TrainingConfig};
+
 use crate::cli::TrainArgs;
-use crate::training::{
-    evaluator, pool_settings, progress_hook, resolve_task, PoolConfig, TrainingConfig,
-};
+use crate::progress::progress_hook;
 
 /// `--arch`: the text form, `median`, or `random:SEED`.
 fn parse_arch(space: &SearchSpace, text: &str) -> Result<Architecture> {
@@ -44,7 +46,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     };
     let space = SearchSpace::by_name_or_path(&a.space)?;
     let arch = parse_arch(&space, &a.arch)?;
-    let mut ev = evaluator(&cfg, a.seed, a.weights_dir.clone(), a.test)?;
+    let mut ev = training_evaluator(&cfg, a.seed, a.weights_dir.clone(), a.test)?;
     if let Some(store) = &a.pool {
         let epochs = ev.data().task.epochs;
         let pool = PoolConfig {
@@ -61,8 +63,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
             // one child warm-started on request: the nearest entry of any task
             other_tasks: true,
         };
-        let backend = crate::artifacts::Artifacts::new(store, None)?
-            .pool(pool.limit_mb.saturating_mul(1 << 20))?;
+        let backend =
+            fnas_run::Artifacts::new(store, None)?.pool(pool.limit_mb.saturating_mul(1 << 20))?;
         let mut ps = pool_settings(&pool, backend, &a.pool_experiment, epochs, Vec::new());
         ps.sources = None;
         ps.min_networks = 1;

@@ -8,14 +8,13 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use fnas_core::search::evaluate;
 use fnas_core::store::{Holder, Lease};
 use fnas_core::{Evaluator, StoreError};
+use fnas_run::PrepareOptions;
 
-use super::search::{target, with_pool, Slowed, Target};
 use crate::cli::WorkerArgs;
-use crate::setup::SearchSettings;
 
 /// How often an idle worker looks for a queued trial.
 const POLL: Duration = Duration::from_millis(50);
@@ -57,8 +56,10 @@ pub fn run(a: WorkerArgs) -> Result<()> {
         );
     }
     let path = &a.store.store;
-    let mut store =
-        crate::stores::open_existing(path, "a worker joins a search that `fnas search` started")?;
+    let mut store = fnas_run::stores::open_existing(
+        path,
+        "a worker joins a search that `fnas search` started",
+    )?;
     let exp = store.experiment(&a.experiment)?.ok_or_else(|| {
         anyhow!(
             "no experiment `{}` in store {} (see `fnas ls --store {}`)",
@@ -68,21 +69,10 @@ pub fn run(a: WorkerArgs) -> Result<()> {
         )
     })?;
     let name = exp.spec.name.clone();
-    let settings: SearchSettings = serde_json::from_value(exp.spec.config.clone())
-        .with_context(|| format!("experiment `{name}` has settings this build cannot read"))?;
-    let bench = target(&settings, path, a.data_dir.as_deref(), &name, exp.spec.seed)?;
-    let bench = match bench {
-        Target::Train(ev) => Target::Train(Box::new(with_pool(*ev, &settings, path, &name)?)),
-        other => other,
-    };
-    let slowed = settings.simulate_eval_seconds.map(|seconds| Slowed {
-        inner: bench.evaluator(),
-        seconds,
-    });
-    let evaluator: &dyn Evaluator = match &slowed {
-        Some(s) => s,
-        None => bench.evaluator(),
-    };
+    let fnas_run::PreparedEvaluator {
+        settings,
+        evaluator,
+    } = fnas_run::prepare_evaluator(&exp, PrepareOptions::new(path, a.data_dir.as_deref()))?;
     let me = Holder::this_process("worker");
     if !a.json {
         eprintln!("worker {me} on experiment `{name}` ({})", exp.spec.task);
@@ -119,7 +109,7 @@ pub fn run(a: WorkerArgs) -> Result<()> {
             .parse(&trial.arch)
             .map_err(|e| anyhow!("trial {}: stored architecture unreadable: {e}", trial.id))?;
         let result = with_heartbeat(path, &lease, a.lease_seconds, || {
-            evaluate(evaluator, &arch, &settings.reward)
+            evaluate(&evaluator, &arch, &settings.reward)
         })??;
         busy += t0.elapsed();
         let f0 = Instant::now();
@@ -184,7 +174,7 @@ fn with_heartbeat<T>(
         s.spawn(|| {
             // its own connection: the main one is busy recording nothing meanwhile, but a
             // store handle is not shared between threads
-            let mut beat = match crate::stores::open(path) {
+            let mut beat = match fnas_run::stores::open(path) {
                 Ok(b) => b,
                 Err(e) => {
                     eprintln!("warning: no heartbeat for trial {}: {e:#}", lease.trial);

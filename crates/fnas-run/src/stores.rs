@@ -1,14 +1,15 @@
-//! Opening the store a command names: a SQLite file (the embedded default), or a
+//! Opening the store a search names: a SQLite file (the embedded default), or a
 //! PostgreSQL database (`postgresql://user@host[:port]/db`) that drivers and workers on
 //! several machines share.
 
 use std::path::Path;
 
-use anyhow::{bail, Result};
 use fnas_core::Store;
 use fnas_store::{is_postgres_url, PgStore, SqliteStore};
 
-/// Whether the `--store` argument is a PostgreSQL URL.
+use crate::error::{invalid, Result};
+
+/// Whether the store argument is a PostgreSQL URL.
 pub fn is_url(store: &Path) -> bool {
     store.to_str().is_some_and(is_postgres_url)
 }
@@ -21,10 +22,11 @@ pub fn open(store: &Path) -> Result<Box<dyn Store>> {
     }
 }
 
-/// Opens a store that must already exist (a SQLite file is never created).
+/// Opens a store that must already exist (a SQLite file is never created); `what`
+/// says why it must.
 pub fn open_existing(store: &Path, what: &str) -> Result<Box<dyn Store>> {
     if !is_url(store) && !store.exists() {
-        bail!("store {}: no such file ({what})", store.display());
+        invalid!("store {}: no such file ({what})", store.display());
     }
     open(store)
 }

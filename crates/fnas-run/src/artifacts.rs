@@ -7,8 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
 use fnas_core::pool::BlockPool;
+
+use crate::error::{invalid, Context, Result};
 
 /// The artifacts layout of one store.
 #[derive(Clone, Debug)]
@@ -22,7 +23,7 @@ impl Artifacts {
     /// SQLite store; refused for a PostgreSQL store).
     pub fn new(store: &Path, root: Option<&Path>) -> Result<Self> {
         if root.is_none() && crate::stores::is_url(store) {
-            bail!(
+            invalid!(
                 "a real-training search on a PostgreSQL store needs --artifacts DIR: a folder on a file system every worker mounts, for the trained weights and the knowledge pool"
             );
         }
@@ -37,10 +38,10 @@ impl Artifacts {
     pub fn choose(dir: &Path) -> Result<PathBuf> {
         if !dir.exists() {
             std::fs::create_dir_all(dir)
-                .with_context(|| format!("artifacts folder {}: cannot create it", dir.display()))?;
+                .context_with(|| format!("artifacts folder {}: cannot create it", dir.display()))?;
         }
         let abs = std::path::absolute(dir)
-            .with_context(|| format!("artifacts folder {}: cannot resolve it", dir.display()))?;
+            .context_with(|| format!("artifacts folder {}: cannot resolve it", dir.display()))?;
         check_writable(&abs)?;
         Ok(abs)
     }
@@ -76,7 +77,7 @@ impl Artifacts {
                 .filter(|s| crate::stores::is_url(Path::new(s))),
         ) {
             (Some(r), Some(url)) => Ok(Arc::new(
-                fnas_store::PgPool::connect(url, &r.join("pool"), max_bytes).with_context(
+                fnas_store::PgPool::connect(url, &r.join("pool"), max_bytes).context_with(
                     || {
                         format!(
                             "opening the knowledge pool of {}",
@@ -87,11 +88,11 @@ impl Artifacts {
             )),
             (Some(r), None) => Ok(Arc::new(
                 fnas_store::SqlitePool::open_in(&self.store, &r.join("pool"), max_bytes)
-                    .with_context(|| format!("opening the knowledge pool of {shown}"))?,
+                    .context_with(|| format!("opening the knowledge pool of {shown}"))?,
             )),
             (None, _) => Ok(Arc::new(
                 fnas_store::SqlitePool::open(&self.store, max_bytes)
-                    .with_context(|| format!("opening the knowledge pool of {shown}"))?,
+                    .context_with(|| format!("opening the knowledge pool of {shown}"))?,
             )),
         }
     }
@@ -100,19 +101,19 @@ impl Artifacts {
 /// A folder this process can create files in.
 fn check_writable(dir: &Path) -> Result<()> {
     let hint = "it must be a folder that every worker can write, e.g. on a shared file system";
-    let meta = std::fs::metadata(dir).with_context(|| {
+    let meta = std::fs::metadata(dir).context_with(|| {
         format!(
             "artifacts folder {}: cannot reach it ({hint})",
             dir.display()
         )
     })?;
     if !meta.is_dir() {
-        bail!("artifacts folder {}: not a folder", dir.display());
+        invalid!("artifacts folder {}: not a folder", dir.display());
     }
     let probe = dir.join(format!(".fnas-probe-{}", std::process::id()));
     std::fs::write(&probe, b"")
         .and_then(|()| std::fs::remove_file(&probe))
-        .with_context(|| {
+        .context_with(|| {
             format!(
                 "artifacts folder {}: cannot write in it ({hint})",
                 dir.display()

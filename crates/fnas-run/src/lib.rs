@@ -1,0 +1,35 @@
+//! A search as a library call. An experiment records its spec (space, task or
+//! benchmark, strategy and its settings, reward, budget, pool settings) in a store;
+//! this crate turns that spec into the strategy, evaluator and search configuration that
+//! `fnas_core::search::run_search` runs, so `fnas search` (new or resumed), `fnas
+//! worker`, tests and other programs build a search the same way:
+//!
+//! - [`NewSearch`] checks a new search's options and turns them into the
+//!   [`SearchSettings`] recorded with it ([`NewSearch::draft`], [`Draft::record`]);
+//! - [`prepare`] builds a recorded experiment's [`PreparedSearch`], [`prepare_evaluator`]
+//!   only its evaluator (what a worker needs);
+//! - [`migrate`] reads stored settings of any version this build knows.
+
+pub mod artifacts;
+pub mod error;
+pub mod new_search;
+pub mod prepare;
+pub mod settings;
+pub mod stores;
+pub mod strategy;
+pub mod target;
+pub mod task;
+pub mod transfer;
+
+pub use artifacts::Artifacts;
+pub use error::{Result, RunError};
+pub use new_search::{
+    default_name, BudgetOptions, CriticOptions, Draft, NewSearch, PoolMode, PoolOptions,
+    RewardOptions, SearchOptions, SelectOptions, TaskOptions, WorkerOptions,
+};
+pub use prepare::{
+    prepare, prepare_evaluator, settings_of, PrepareOptions, PreparedEvaluator, PreparedSearch,
+};
+pub use settings::{migrate, PoolConfig, SearchSettings, TrainingConfig, TransferSource};
+pub use strategy::{make_strategy, StrategyKind};
+pub use target::{SearchEvaluator, Target};
