@@ -189,9 +189,9 @@ pub struct FnasConfig {
     /// The weight of the std in the screen's score (an upper confidence bound).
     pub screen_beta: f64,
     /// Weigh each transfer source by how well it ranks this task's evaluated points
-    /// ([`crate::transfer`]); off: every transferred point counts alike. A setting
-    /// stored without this field predates it and keeps the pooled transfer.
-    #[serde(default)]
+    /// ([`crate::transfer`]); off: every transferred point counts alike. Settings
+    /// stored without this field predate it and keep the pooled transfer (fnas-run's
+    /// `migrate` sets it off for them).
     pub transfer_weighting: bool,
 }
 

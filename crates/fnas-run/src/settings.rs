@@ -13,41 +13,50 @@ use fnas_learn::fnas::FnasConfig;
 use fnas_learn::ppo::PpoConfig;
 use fnas_learn::select::SelectConfig;
 use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use crate::error::{invalid, Result};
+
+/// The version of [`SearchSettings`] this build writes. Stored settings without a
+/// version are version 0; [`migrate`] reads every version up to this one.
+///
+/// - 0: settings written before versions were recorded (fields added over time missing);
+/// - 1: every field written, `version` recorded.
+pub const SETTINGS_VERSION: u32 = 1;
 
 /// The `benchmark` recorded in the settings of a real-training search.
 pub const TRAIN_BENCHMARK: &str = "train";
 
 /// Everything that defines a search besides name, strategy, seed and budget; stored as
-/// the experiment's config.
+/// the experiment's config. Read stored settings with [`migrate`], never directly: what
+/// older versions lacked is filled there, not by serde defaults.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SearchSettings {
+    /// [`SETTINGS_VERSION`] when written by this build.
+    pub version: u32,
     pub benchmark: String,
     pub dataset: String,
     pub batch_size: usize,
     pub reward: RewardConfig,
-    #[serde(default)]
     pub evolution: EvolutionConfig,
-    #[serde(default)]
     pub ppo: PpoConfig,
     /// FNAS module switches (FNAS strategies only).
-    #[serde(default)]
     pub fnas: Option<FnasConfig>,
     /// Critic-chosen proposals settings (`fnas-select` strategies only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub select: Option<SelectConfig>,
     /// What the critic was pre-trained on: source experiments and their point counts.
-    #[serde(default)]
     pub transfer: Vec<TransferSource>,
     /// Real training (then `benchmark` is `train` and `dataset` the task's name).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub training: Option<TrainingConfig>,
     /// Every evaluation (by the driver or any worker) first sleeps this long: a stand-in
     /// for slow evaluations in scaling benchmarks and multi-worker tests.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub simulate_eval_seconds: Option<f64>,
     /// The artifacts folder of a real-training search (absolute; `None`: beside the
     /// SQLite store file), see [`crate::artifacts`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub artifacts: Option<PathBuf>,
 }
 
@@ -88,6 +97,7 @@ impl SearchSettings {
     /// The defaults shared by both kinds of search.
     fn named(benchmark: String, dataset: String, batch_size: usize, reward: RewardConfig) -> Self {
         Self {
+            version: SETTINGS_VERSION,
             benchmark,
             dataset,
             batch_size,
@@ -141,26 +151,15 @@ pub struct TrainingConfig {
     /// Timed batch-1 forward passes per child for its latency.
     pub latency_runs: usize,
     /// Training device: cpu, or cuda / cuda:N (build with `--features cuda`).
-    #[serde(default = "cpu")]
     pub device: String,
     /// The knowledge pool, when the search uses it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pool: Option<PoolConfig>,
     /// What the budget counts (children, or training images).
-    #[serde(default)]
     pub budget_unit: BudgetUnit,
     /// Trainings per child (different seeds); the reward is their mean validation
     /// accuracy.
-    #[serde(default = "one_seed")]
     pub reward_seeds: usize,
-}
-
-fn one_seed() -> usize {
-    1
-}
-
-fn cpu() -> String {
-    "cpu".into()
 }
 
 /// A search's use of the knowledge pool, recorded with the experiment.
@@ -176,43 +175,77 @@ pub struct PoolConfig {
     pub limit_mb: u64,
     /// Warm starts begin once the class holds this many networks (earlier children train
     /// from scratch and seed the pool).
-    #[serde(default = "default_min_networks")]
     pub min_networks: usize,
     /// Each block from the most similar stored block (true, the paper's choice) or all
     /// blocks from the most similar network.
-    #[serde(default = "default_per_block")]
     pub per_block: bool,
-    /// Peak learning rate of a warm-started child relative to the proxy's (experiments
-    /// recorded before this setting existed used the proxy's rate).
-    #[serde(default = "default_warm_lr_scale")]
+    /// Peak learning rate of a warm-started child relative to the proxy's.
     pub warm_lr_scale: f64,
     /// Children whose sources are farther than this train from scratch (`None`: no
-    /// limit, as experiments recorded before this setting).
-    #[serde(default)]
+    /// limit).
     pub max_distance: Option<f64>,
-    /// Warm starts may use entries of another task (experiments recorded before this
-    /// setting did).
-    #[serde(default = "default_other_tasks")]
+    /// Warm starts may use entries of another task.
     pub other_tasks: bool,
 }
 
-fn default_other_tasks() -> bool {
-    true
-}
-
-fn default_warm_lr_scale() -> f64 {
-    1.0
-}
-
-fn default_per_block() -> bool {
-    true
-}
-
-fn default_min_networks() -> usize {
-    8
-}
-
-/// Reads stored settings.
-pub fn migrate(config: serde_json::Value) -> Result<SearchSettings, crate::RunError> {
+/// Reads stored settings of any version up to [`SETTINGS_VERSION`], filling in what an
+/// older version lacked with the values those experiments ran with; settings of a newer
+/// version are refused (this build would run them differently from how they were
+/// meant).
+pub fn migrate(mut config: Value) -> Result<SearchSettings> {
+    let Some(obj) = config.as_object_mut() else {
+        invalid!("the stored settings are not a JSON object");
+    };
+    let version = match obj.get("version") {
+        None => 0,
+        Some(v) => match v.as_u64().and_then(|n| u32::try_from(n).ok()) {
+            Some(n) => n,
+            None => invalid!("settings version `{v}` is not a version number"),
+        },
+    };
+    if version > SETTINGS_VERSION {
+        invalid!(
+            "settings version {version} written by a newer fnas (this build reads versions up to {SETTINGS_VERSION}); upgrade fnas to run it"
+        );
+    }
+    if version < 1 {
+        v0_to_v1(obj);
+    }
     Ok(serde_json::from_value(config)?)
+}
+
+/// Inserts `value` under `key` unless the key is there.
+fn fill(obj: &mut Map<String, Value>, key: &str, value: Value) {
+    obj.entry(key).or_insert(value);
+}
+
+/// Version 0 to 1: the fields added to the settings over time, with the values that
+/// experiments recorded without them ran with (what serde defaults used to fill in).
+/// The configs of the learned parts (`ppo`, `fnas`, `select`) keep their own
+/// struct-level defaults for fields added to them, except `fnas.transfer_weighting`.
+fn v0_to_v1(obj: &mut Map<String, Value>) {
+    // `EvolutionConfig::default()` when the field was added, not `default_evolution()`
+    fill(obj, "evolution", json!({ "population": 50, "sample": 10 }));
+    fill(obj, "ppo", json!({}));
+    fill(obj, "fnas", Value::Null);
+    fill(obj, "transfer", json!([]));
+    if let Some(Value::Object(f)) = obj.get_mut("fnas") {
+        // weighing transfer sources came later: older FNAS searches pooled them
+        fill(f, "transfer_weighting", json!(false));
+    }
+    if let Some(Value::Object(t)) = obj.get_mut("training") {
+        fill(t, "device", json!("cpu"));
+        fill(t, "budget_unit", json!("evaluations"));
+        fill(t, "reward_seeds", json!(1));
+        if let Some(Value::Object(p)) = t.get_mut("pool") {
+            fill(p, "min_networks", json!(8));
+            // before these settings: block-level matching, the proxy's learning rate,
+            // no distance limit and entries of any task
+            fill(p, "per_block", json!(true));
+            fill(p, "warm_lr_scale", json!(1.0));
+            fill(p, "max_distance", Value::Null);
+            fill(p, "other_tasks", json!(true));
+        }
+    }
+    obj.insert("version".into(), json!(1));
 }

@@ -748,3 +748,48 @@ fn fnas_select_flags_and_bad_input() {
         stderr(&o)
     );
 }
+
+/// Settings stored without a version (version 0, as fnas wrote them before versions were
+/// recorded) are read through `migrate` and resume as before; settings of a newer
+/// version are refused by `search --resume` and `worker`, while `ls` and `show` still
+/// list the experiment.
+#[test]
+fn settings_versions_on_resume() {
+    let data = data_dir();
+    let d = data.to_str().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let whole = tmp.path().join("whole.db");
+    let o = run(&search_args(whole.to_str().unwrap(), "evolution", "24", d));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let reference = show_json(&whole, "exp");
+    let store = tmp.path().join("s.db");
+    let s = store.to_str().unwrap();
+    let o = run(&search_args(s, "evolution", "16", d));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let set_config = |sql: &str| {
+        let db = rusqlite::Connection::open(&store).unwrap();
+        db.execute(sql, []).unwrap();
+    };
+    set_config("UPDATE experiments SET config = json_remove(config, '$.version')");
+    let mut args = search_args(s, "evolution", "24", d);
+    args.push("--resume");
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = show_json(&store, "exp");
+    assert_eq!(total_cost(&v), 24);
+    assert_eq!(arch_sequence(&v), arch_sequence(&reference));
+
+    set_config("UPDATE experiments SET config = json_set(config, '$.version', 99)");
+    let mut args = search_args(s, "evolution", "32", d);
+    args.retain(|a| *a != "--json");
+    args.push("--resume");
+    assert_clean_error(&run(&args), "written by a newer fnas");
+    let o = run(&["worker", "--experiment", "exp", "--store", s]);
+    assert_clean_error(&o, "written by a newer fnas");
+    let o = run(&["show", "exp", "--store", s]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("newer fnas"), "{}", stderr(&o));
+    assert_eq!(total_cost(&show_json(&store, "exp")), 24);
+    let o = run(&["ls", "--store", s]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}

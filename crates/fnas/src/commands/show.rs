@@ -1,7 +1,9 @@
 //! `fnas ls` and `fnas show`.
 
 use anyhow::{Context, Result};
-use fnas_core::store::{Trial, TrialSource, TrialStatus};
+use fnas_core::search::BudgetUnit;
+use fnas_core::store::{Experiment, Trial, TrialSource, TrialStatus};
+use fnas_run::{PoolConfig, SearchSettings};
 
 use crate::cli::{LsArgs, ShowArgs};
 
@@ -22,8 +24,10 @@ pub fn ls(a: LsArgs) -> Result<()> {
     );
     for r in rows {
         let e = &r.experiment;
-        // an image budget (real training) is shown against the images spent
-        let images_budget = e.spec.config["training"]["budget_unit"] == "images";
+        // an image budget (real training) is shown against the images spent (settings
+        // this build cannot read: counted as evaluations)
+        let images_budget =
+            fnas_run::settings_of(e).is_ok_and(|s| s.budget_unit() == BudgetUnit::Images);
         let cost = if images_budget {
             store
                 .trials(e.id)?
@@ -116,14 +120,15 @@ pub fn show(a: ShowArgs) -> Result<()> {
         .count();
     let calibration = calibration(&trials);
     let images: u64 = trials.iter().map(|t| t.cost.images).sum();
-    let pool = pool_summary(&exp.spec.config, &trials);
+    let settings = readable_settings(&exp, a.json);
+    let pool = settings
+        .as_ref()
+        .and_then(|s| s.pool())
+        .map(|p| pool_summary(p, &trials));
     let workers = utilisation(&trials);
-    let transfer = exp
-        .spec
-        .config
-        .get("transfer")
-        .cloned()
-        .unwrap_or(serde_json::Value::Null);
+    let transfer = settings.as_ref().map_or(serde_json::Value::Null, |s| {
+        serde_json::to_value(&s.transfer).unwrap_or(serde_json::Value::Null)
+    });
     if a.json {
         let best: Vec<i64> = best_trials(&trials)
             .iter()
@@ -168,7 +173,10 @@ pub fn show(a: ShowArgs) -> Result<()> {
         "  task {}  space {}  strategy {}  seed {}",
         s.task, s.space, s.strategy, s.seed
     );
-    let unit_spent = if s.config["training"]["budget_unit"] == "images" {
+    let images_budget = settings
+        .as_ref()
+        .is_some_and(|s| s.budget_unit() == BudgetUnit::Images);
+    let unit_spent = if images_budget {
         format!("{images} images")
     } else {
         spent.to_string()
@@ -214,7 +222,7 @@ pub fn show(a: ShowArgs) -> Result<()> {
     if images > 0 {
         println!("  training images processed: {images}");
     }
-    let seeds = s.config["training"]["reward_seeds"].as_u64().unwrap_or(1);
+    let seeds = settings.as_ref().map_or(1, |s| s.reward_seeds());
     if seeds > 1 {
         println!("  reward: mean validation accuracy of {seeds} trainings (seeds) per child");
     }
@@ -324,11 +332,24 @@ pub struct PoolSummary {
     pub other_tasks: bool,
 }
 
-pub fn pool_summary(config: &serde_json::Value, trials: &[Trial]) -> Option<PoolSummary> {
-    let pool = config.get("training")?.get("pool")?;
-    if pool.is_null() {
-        return None;
+/// The settings of an experiment for the figures derived from them; settings this
+/// build cannot read (a newer fnas wrote them) leave those figures out, with a warning
+/// (none with `--json`: stdout stays one JSON object and stderr quiet).
+fn readable_settings(exp: &Experiment, quiet: bool) -> Option<SearchSettings> {
+    match fnas_run::settings_of(exp) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            if !quiet {
+                // anyhow prints the cause too
+                let e = anyhow::Error::from(e);
+                eprintln!("warning: {e:#}; the figures that depend on them are left out");
+            }
+            None
+        }
     }
+}
+
+pub fn pool_summary(pool: &PoolConfig, trials: &[Trial]) -> PoolSummary {
     let extras: Vec<_> = trials
         .iter()
         .filter(|t| t.source == Some(TrialSource::Evaluated))
@@ -336,12 +357,9 @@ pub fn pool_summary(config: &serde_json::Value, trials: &[Trial]) -> Option<Pool
         .collect();
     let n = extras.len().max(1) as f64;
     let get = |k: &str| extras.iter().filter_map(|e| e.get(k)).sum::<f64>();
-    Some(PoolSummary {
-        budget_class: pool.get("budget_class").and_then(|c| c.as_u64()),
-        warm_epochs: pool
-            .get("warm_epochs")
-            .and_then(|c| c.as_f64())
-            .unwrap_or(0.0),
+    PoolSummary {
+        budget_class: pool.budget_class,
+        warm_epochs: pool.warm_epochs,
         trained: extras.len(),
         warm_started: extras
             .iter()
@@ -359,12 +377,9 @@ pub fn pool_summary(config: &serde_json::Value, trials: &[Trial]) -> Option<Pool
             .iter()
             .filter(|e| e.contains_key("pool_declined_distance"))
             .count(),
-        max_distance: pool.get("max_distance").and_then(|d| d.as_f64()),
-        other_tasks: pool
-            .get("other_tasks")
-            .and_then(|o| o.as_bool())
-            .unwrap_or(true),
-    })
+        max_distance: pool.max_distance,
+        other_tasks: pool.other_tasks,
+    }
 }
 
 /// How well the critic's predictions matched the evaluated truth.

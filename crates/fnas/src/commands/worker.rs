@@ -174,7 +174,7 @@ fn with_heartbeat<T>(
         s.spawn(|| {
             // its own connection: the main one is busy recording nothing meanwhile, but a
             // store handle is not shared between threads
-            let mut beat = match fnas_run::stores::open(path) {
+            let mut beat = match fnas_run::stores::open(path).map_err(anyhow::Error::from) {
                 Ok(b) => b,
                 Err(e) => {
                     eprintln!("warning: no heartbeat for trial {}: {e:#}", lease.trial);
