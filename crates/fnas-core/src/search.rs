@@ -2,7 +2,7 @@
 //! (or serve it from the store), tell the strategy, checkpoint, until the budget in
 //! cost units is spent. Every step is persisted so a killed search resumes exactly.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 
 use crate::store::{
     Experiment, Holder, NewTrial, Trial, TrialId, TrialResult, TrialSource, TrialStatus,
@@ -64,6 +64,10 @@ pub struct SearchConfig {
     pub local_workers: bool,
     /// The driver lease this search holds, renewed as it goes (`None`: not leased).
     pub driver: Option<crate::store::DriverLease>,
+    /// Let an asynchronous strategy ([`Strategy::asynchronous`]) propose the next batch
+    /// while the last children of the current one are evaluated, so workers never idle
+    /// at a batch boundary (evaluation budgets only).
+    pub lookahead: bool,
 }
 
 impl SearchConfig {
@@ -80,6 +84,7 @@ impl SearchConfig {
             poll: std::time::Duration::from_millis(25),
             local_workers: true,
             driver: None,
+            lookahead: true,
         }
     }
 }
@@ -169,9 +174,12 @@ pub fn run_search(
         best: None,
         idle_batches: 0,
     };
+    // finished before a restart: already in the ledger, never reported again
+    let mut reported: BTreeSet<TrialId> = BTreeSet::new();
     for t in store.trials(exp)? {
         ledger.proposals += 1;
         if t.status != TrialStatus::Pending {
+            reported.insert(t.id);
             ledger.spent += cfg.unit.of(&t.cost);
             if let (Some(x), false) = (t.reward, t.source == Some(TrialSource::Critic)) {
                 ledger.best = Some(ledger.best.map_or(x, |b| b.max(x)));
@@ -184,7 +192,16 @@ pub fn run_search(
     store.reap_expired(exp, cfg.max_attempts, &|h: &Holder| {
         *h == me || h.is_dead_here()
     })?;
-    let mut batch = 0;
+    let mut d = Driver {
+        exp,
+        cfg,
+        evaluator,
+        ledger,
+        reported,
+        open: VecDeque::new(),
+        next_batch: 0,
+        lookahead: cfg.lookahead && strategy.asynchronous() && cfg.unit == BudgetUnit::Evaluations,
+    };
     if let Some(cp) = store.checkpoint(exp)? {
         if cp.state.is_empty() && !cfg.save_state {
             return Err(SearchError::Strategy(StrategyError::Other(
@@ -192,18 +209,11 @@ pub fn run_search(
             )));
         }
         strategy.restore(&cp.state)?;
-        batch = cp.batch + 1;
-        if cp.open {
-            finish_batch(
-                store,
-                exp,
-                cp.batch,
-                strategy,
-                evaluator,
-                cfg,
-                &mut ledger,
-                progress,
-            )?;
+        d.next_batch = cp.batch + 1;
+        d.open = store.open_batches(exp)?.into();
+        let open: Vec<u64> = d.open.iter().copied().collect();
+        for b in open {
+            d.prepare(store, b, progress, strategy)?;
         }
     }
     let cap = cfg
@@ -216,49 +226,50 @@ pub fn run_search(
         BudgetUnit::Evaluations => l.proposals >= cap,
         BudgetUnit::Images => l.idle_batches >= cfg.max_proposals_factor.saturating_mul(4),
     };
-    while ledger.spent < cfg.budget && !stalled(&ledger) {
-        // never propose more children than the budget can pay for (with an evaluation
-        // budget it is then never exceeded; an image budget may end inside one batch)
-        let n = match cfg.unit {
-            BudgetUnit::Evaluations => (cfg.budget - ledger.spent).min(cfg.batch_size as u64),
-            BudgetUnit::Images => cfg.batch_size as u64,
-        } as usize;
-        let spent_before = ledger.spent;
-        let proposals = strategy.ask(n)?;
-        let space = evaluator.space();
-        let new: Vec<NewTrial> = proposals
-            .iter()
-            .map(|p| NewTrial {
-                arch: space.format(&p.arch),
-                canonical: space.format(&space.canonical(&p.arch)),
-                log_prob: p.log_prob,
-                prediction: p.prediction,
-            })
-            .collect();
-        store.begin_batch(exp, batch, &new, &saved_state(strategy, cfg)?)?;
-        ledger.proposals += new.len() as u64;
-        finish_batch(
-            store,
-            exp,
-            batch,
-            strategy,
-            evaluator,
-            cfg,
-            &mut ledger,
-            progress,
-        )?;
-        if ledger.spent == spent_before {
-            ledger.idle_batches += 1;
-        } else {
-            ledger.idle_batches = 0;
+    loop {
+        if d.open.is_empty() {
+            if d.ledger.spent >= cfg.budget || stalled(&d.ledger) {
+                break;
+            }
+            // never propose more children than the budget can pay for (with an
+            // evaluation budget it is then never exceeded; an image budget may end
+            // inside one batch)
+            let n = match cfg.unit {
+                BudgetUnit::Evaluations => (cfg.budget - d.ledger.spent).min(cfg.batch_size as u64),
+                BudgetUnit::Images => cfg.batch_size as u64,
+            } as usize;
+            d.begin(store, strategy, n)?;
+            let b = d.open[0];
+            d.prepare(store, b, progress, strategy)?;
         }
-        batch += 1;
+        let b = d.open[0];
+        d.drive(store, b, strategy, progress)?;
+        let trials = store.batch_trials(exp, b)?;
+        let mut outcomes = Vec::with_capacity(trials.len());
+        let mut cost = 0;
+        for t in &trials {
+            cost += cfg.unit.of(&t.cost);
+            outcomes.push(Outcome {
+                arch: d.parse(t)?,
+                reward: t.reward,
+                log_prob: t.log_prob,
+                evaluated: t.source != Some(TrialSource::Critic),
+            });
+        }
+        strategy.tell(&outcomes)?;
+        store.end_batch(exp, b, &saved_state(strategy, cfg)?)?;
+        d.open.pop_front();
+        if cost == 0 {
+            d.ledger.idle_batches += 1;
+        } else {
+            d.ledger.idle_batches = 0;
+        }
     }
     store.set_experiment_status(exp, "finished")?;
     Ok(SearchSummary {
-        trials: ledger.proposals,
-        spent: ledger.spent,
-        best_reward: ledger.best,
+        trials: d.ledger.proposals,
+        spent: d.ledger.spent,
+        best_reward: d.ledger.best,
     })
 }
 
@@ -301,134 +312,216 @@ fn served(store: &dyn Store, exp: i64, t: &Trial) -> Result<Option<TrialResult>,
     }))
 }
 
-/// Finishes a recorded batch, tells the strategy and closes the batch. Trials that need
-/// no evaluation are served at once; the first trial of each new canonical form is
-/// queued, and claimed under a lease by this process's workers or by any `fnas worker`
-/// on the experiment; the batch waits until every trial is finished (results in any
-/// order; the strategy is told them in proposal order).
-#[allow(clippy::too_many_arguments)]
-fn finish_batch(
-    store: &mut dyn Store,
+/// The driver's state while it runs the loop: the ledger, the trials already reported,
+/// the open batches (oldest first; two while a lookahead batch is out).
+struct Driver<'a> {
     exp: i64,
-    batch: u64,
-    strategy: &mut dyn Strategy,
-    evaluator: &dyn Evaluator,
-    cfg: &SearchConfig,
-    ledger: &mut Ledger,
-    progress: &mut dyn FnMut(&TrialEvent),
-) -> Result<(), SearchError> {
-    let space = evaluator.space();
-    let holder = Holder::this_process("driver");
-    let mut report = |t: &Trial, r: &TrialResult, ledger: &mut Ledger| {
-        ledger.record(r);
+    cfg: &'a SearchConfig,
+    evaluator: &'a dyn Evaluator,
+    ledger: Ledger,
+    reported: BTreeSet<TrialId>,
+    open: VecDeque<u64>,
+    next_batch: u64,
+    /// Begin the next batch while the last children of the current one are evaluated
+    /// (asynchronous strategies, evaluation budgets): workers never wait for a `tell`.
+    lookahead: bool,
+}
+
+impl Driver<'_> {
+    fn parse(&self, t: &Trial) -> Result<crate::Architecture, SearchError> {
+        self.evaluator
+            .space()
+            .parse(&t.arch)
+            .map_err(|e| SearchError::Corrupt {
+                id: t.id,
+                message: e.to_string(),
+            })
+    }
+
+    /// Records one finished trial in the ledger and tells the progress callback.
+    fn report(
+        &mut self,
+        t: &Trial,
+        r: &TrialResult,
+        strategy: &dyn Strategy,
+        progress: &mut dyn FnMut(&TrialEvent),
+    ) {
+        if !self.reported.insert(t.id) {
+            return;
+        }
+        self.ledger.record(r);
         progress(&TrialEvent {
             trial: t,
             result: r,
-            trial_units: cfg.unit.of(&r.cost),
-            spent: ledger.spent,
-            budget: cfg.budget,
-            best_reward: ledger.best,
+            trial_units: self.cfg.unit.of(&r.cost),
+            spent: self.ledger.spent,
+            budget: self.cfg.budget,
+            best_reward: self.ledger.best,
             counters: strategy.counters(),
         });
-    };
-    let parse = |t: &Trial| {
-        space.parse(&t.arch).map_err(|e| SearchError::Corrupt {
-            id: t.id,
-            message: e.to_string(),
-        })
-    };
-    // finished before a restart: already in the ledger
-    let mut reported: BTreeSet<TrialId> = BTreeSet::new();
-    let mut queue = Vec::new();
-    let mut queued: BTreeSet<String> = BTreeSet::new();
-    for t in store.batch_trials(exp, batch)? {
-        if t.status != TrialStatus::Pending {
-            reported.insert(t.id);
-        } else if t.queued {
-            queued.insert(t.canonical.clone());
-        } else if let Some(r) = served(store, exp, &t)? {
-            store.finish_trial(t.id, &r)?;
-            reported.insert(t.id);
-            report(&t, &r, ledger);
-        } else if queued.insert(t.canonical.clone()) {
-            parse(&t)?;
-            queue.push(t.id);
-        }
     }
-    store.queue_trials(&queue)?;
-    let par = evaluator.parallelism().max(1);
-    loop {
-        if let Some(d) = &cfg.driver {
-            store.renew_driver(d, DRIVER_RENEW_SECONDS)?;
-        }
-        let trials = store.batch_trials(exp, batch)?;
-        // results other workers recorded
-        for t in trials.iter().filter(|t| t.status != TrialStatus::Pending) {
-            if reported.insert(t.id) {
-                report(t, &stored_result(t), ledger);
-            }
-        }
-        let pending: Vec<&Trial> = trials
+
+    /// Asks the strategy for `n` proposals and records them as the next batch.
+    fn begin(
+        &mut self,
+        store: &mut dyn Store,
+        strategy: &mut dyn Strategy,
+        n: usize,
+    ) -> Result<(), SearchError> {
+        let proposals = strategy.ask(n)?;
+        let space = self.evaluator.space();
+        let new: Vec<NewTrial> = proposals
             .iter()
-            .filter(|t| t.status == TrialStatus::Pending)
+            .map(|p| NewTrial {
+                arch: space.format(&p.arch),
+                canonical: space.format(&space.canonical(&p.arch)),
+                log_prob: p.log_prob,
+                prediction: p.prediction,
+            })
             .collect();
-        if pending.is_empty() {
-            break;
-        }
-        // a repeat of a canonical form whose first trial has finished meanwhile
-        let mut progressed = false;
-        for t in pending.iter().filter(|t| !t.queued) {
-            if let Some(r) = served(store, exp, t)? {
-                store.finish_trial(t.id, &r)?;
-                reported.insert(t.id);
-                report(t, &r, ledger);
-                progressed = true;
-            }
-        }
-        let mut claimed = Vec::new();
-        while cfg.local_workers && claimed.len() < par {
-            match store.claim_trial(exp, &holder, cfg.lease_seconds)? {
-                Some(c) => claimed.push(c),
-                None => break,
-            }
-        }
-        if !claimed.is_empty() {
-            let archs = claimed
-                .iter()
-                .map(|(t, _)| parse(t))
-                .collect::<Result<Vec<_>, _>>()?;
-            let results = evaluator.evaluate_many(&archs);
-            for ((t, lease), r) in claimed.iter().zip(results) {
-                let r = to_result(r, &cfg.reward)?;
-                match store.finish_leased(lease, &r) {
-                    Ok(()) => {
-                        reported.insert(t.id);
-                        report(t, &r, ledger);
-                    }
-                    // taken over meanwhile: the other worker's result stands
-                    Err(StoreError::LeaseLost(_) | StoreError::AlreadyFinished(_)) => {}
-                    Err(e) => return Err(e.into()),
+        store.begin_batch(
+            self.exp,
+            self.next_batch,
+            &new,
+            &saved_state(strategy, self.cfg)?,
+        )?;
+        self.ledger.proposals += new.len() as u64;
+        self.open.push_back(self.next_batch);
+        self.next_batch += 1;
+        Ok(())
+    }
+
+    /// Serves the trials of a recorded batch that need no evaluation and queues the
+    /// first trial of each canonical form not already queued in an open batch (a repeat
+    /// waits for that trial and is then served from the store).
+    fn prepare(
+        &mut self,
+        store: &mut dyn Store,
+        batch: u64,
+        progress: &mut dyn FnMut(&TrialEvent),
+        strategy: &dyn Strategy,
+    ) -> Result<(), SearchError> {
+        let mut queued: BTreeSet<String> = BTreeSet::new();
+        for b in self.open.iter().copied().filter(|&b| b != batch) {
+            for t in store.batch_trials(self.exp, b)? {
+                if t.status == TrialStatus::Pending && t.queued {
+                    queued.insert(t.canonical.clone());
                 }
             }
-            continue;
         }
-        let reaped = store.reap_expired(exp, cfg.max_attempts, &|h: &Holder| h.is_dead_here())?;
-        if !progressed && reaped.requeued + reaped.failed == 0 {
-            std::thread::sleep(cfg.poll);
+        let trials = store.batch_trials(self.exp, batch)?;
+        for t in trials
+            .iter()
+            .filter(|t| t.status == TrialStatus::Pending && t.queued)
+        {
+            queued.insert(t.canonical.clone());
+        }
+        let mut queue = Vec::new();
+        for t in trials
+            .iter()
+            .filter(|t| t.status == TrialStatus::Pending && !t.queued)
+        {
+            if let Some(r) = served(store, self.exp, t)? {
+                store.finish_trial(t.id, &r)?;
+                self.report(t, &r, strategy, progress);
+            } else if queued.insert(t.canonical.clone()) {
+                self.parse(t)?;
+                queue.push(t.id);
+            }
+        }
+        store.queue_trials(&queue)?;
+        Ok(())
+    }
+
+    /// Waits until every trial of `batch` is finished: reports the results other
+    /// workers record, serves repeats, evaluates with this process's workers, reaps
+    /// expired leases, and (with lookahead) begins the next batch once nothing of this
+    /// one is left to claim.
+    fn drive(
+        &mut self,
+        store: &mut dyn Store,
+        batch: u64,
+        strategy: &mut dyn Strategy,
+        progress: &mut dyn FnMut(&TrialEvent),
+    ) -> Result<(), SearchError> {
+        let holder = Holder::this_process("driver");
+        let par = self.evaluator.parallelism().max(1);
+        let cfg = self.cfg;
+        loop {
+            if let Some(d) = &cfg.driver {
+                store.renew_driver(d, DRIVER_RENEW_SECONDS)?;
+            }
+            let trials = store.batch_trials(self.exp, batch)?;
+            // results other workers recorded
+            for t in trials.iter().filter(|t| t.status != TrialStatus::Pending) {
+                if !self.reported.contains(&t.id) {
+                    self.report(t, &stored_result(t), strategy, progress);
+                }
+            }
+            let pending: Vec<&Trial> = trials
+                .iter()
+                .filter(|t| t.status == TrialStatus::Pending)
+                .collect();
+            if pending.is_empty() {
+                return Ok(());
+            }
+            // a repeat of a canonical form whose first trial has finished meanwhile
+            let mut progressed = false;
+            for t in pending.iter().filter(|t| !t.queued) {
+                if let Some(r) = served(store, self.exp, t)? {
+                    store.finish_trial(t.id, &r)?;
+                    self.report(t, &r, strategy, progress);
+                    progressed = true;
+                }
+            }
+            if self.lookahead && self.open.len() == 1 {
+                let unclaimed = pending.iter().filter(|t| t.queued && !t.leased).count();
+                let in_flight = pending.iter().filter(|t| t.queued).count() as u64;
+                let room = cfg
+                    .budget
+                    .saturating_sub(self.ledger.spent)
+                    .saturating_sub(in_flight);
+                if unclaimed == 0
+                    && room > 0
+                    && self.ledger.proposals < cfg.budget.saturating_mul(cfg.max_proposals_factor)
+                {
+                    self.begin(store, strategy, room.min(cfg.batch_size as u64) as usize)?;
+                    let next = self.next_batch - 1;
+                    self.prepare(store, next, progress, strategy)?;
+                    progressed = true;
+                }
+            }
+            let mut claimed = Vec::new();
+            while cfg.local_workers && claimed.len() < par {
+                match store.claim_trial(self.exp, &holder, cfg.lease_seconds)? {
+                    Some(c) => claimed.push(c),
+                    None => break,
+                }
+            }
+            if !claimed.is_empty() {
+                let archs = claimed
+                    .iter()
+                    .map(|(t, _)| self.parse(t))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let results = self.evaluator.evaluate_many(&archs);
+                for ((t, lease), r) in claimed.iter().zip(results) {
+                    let r = to_result(r, &cfg.reward)?;
+                    match store.finish_leased(lease, &r) {
+                        Ok(()) => self.report(t, &r, strategy, progress),
+                        // taken over meanwhile: the other worker's result stands
+                        Err(StoreError::LeaseLost(_) | StoreError::AlreadyFinished(_)) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                continue;
+            }
+            let reaped =
+                store.reap_expired(self.exp, cfg.max_attempts, &|h: &Holder| h.is_dead_here())?;
+            if !progressed && reaped.requeued + reaped.failed == 0 {
+                std::thread::sleep(cfg.poll);
+            }
         }
     }
-    let mut outcomes = Vec::new();
-    for t in store.batch_trials(exp, batch)? {
-        outcomes.push(Outcome {
-            arch: parse(&t)?,
-            reward: t.reward,
-            log_prob: t.log_prob,
-            evaluated: t.source != Some(TrialSource::Critic),
-        });
-    }
-    strategy.tell(&outcomes)?;
-    store.end_batch(exp, batch, &saved_state(strategy, cfg)?)?;
-    Ok(())
 }
 
 /// One real evaluation turned into a trial result (failures are results, not errors).

@@ -12,6 +12,10 @@
 //!   (`StoreError::AlreadyFinished`), so a resumed search can never record a trial twice.
 //! - `end_batch` saves the checkpoint taken after `tell` and marks the batch closed,
 //!   in one transaction; it fails if any trial of the batch is still pending.
+//! - At most two batches are open: an asynchronous strategy may begin the next batch
+//!   (a lookahead) while the last one's children are still evaluated. Batches end in
+//!   order, and the checkpoint always names the latest batch begun (open while it is),
+//!   with the latest state: a resumed search finishes every open batch, oldest first.
 //! - Readers never see a half-written trial, batch or checkpoint.
 //!
 //! # Trials as a queue (many workers)
@@ -180,6 +184,9 @@ pub struct Trial {
     /// `finished_at - claimed_at` is the time a worker spent on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claimed_at: Option<f64>,
+    /// A worker holds a lease on it now (pending trials only).
+    #[serde(default)]
+    pub leased: bool,
 }
 
 /// The latest strategy checkpoint of an experiment.
@@ -339,6 +346,8 @@ pub trait Store {
         checkpoint: &[u8],
     ) -> Result<(), StoreError>;
     fn checkpoint(&self, experiment: i64) -> Result<Option<Checkpoint>, StoreError>;
+    /// The batches of an experiment that are open, oldest first (at most two).
+    fn open_batches(&self, experiment: i64) -> Result<Vec<u64>, StoreError>;
     /// All trials of an experiment ordered by (batch, index).
     fn trials(&self, experiment: i64) -> Result<Vec<Trial>, StoreError>;
     /// The trials of one batch ordered by index.

@@ -37,6 +37,10 @@ pub const CHECKS: &[(&str, Check)] = &[
         end_batch_requires_finished_trials,
     ),
     (
+        "a_lookahead_batch_ends_after_the_one_before",
+        a_lookahead_batch_ends_after_the_one_before,
+    ),
+    (
         "checkpoint_is_latest_with_open_flag",
         checkpoint_is_latest_with_open_flag,
     ),
@@ -505,6 +509,36 @@ pub fn end_batch_requires_finished_trials(s: &mut dyn Store) {
         s.end_batch(e.id, 7, b"x").is_err(),
         "ending a batch never begun must fail"
     );
+}
+
+/// One lookahead batch may be begun while the last is open (never a third); batches end
+/// in order; the checkpoint names the latest batch begun, open while it is.
+pub fn a_lookahead_batch_ends_after_the_one_before(s: &mut dyn Store) {
+    let e = create(s, "lookahead");
+    let first = begin(s, e.id, 0, &new_trials("a", 1), b"ask0");
+    let next = begin(s, e.id, 1, &new_trials("b", 1), b"ask1");
+    assert!(s.begin_batch(e.id, 2, &new_trials("c", 1), b"x").is_err());
+    assert_eq!(s.open_batches(e.id).unwrap(), vec![0, 1]);
+    finish(s, next[0], &done(Some(0.3), 1, TrialSource::Evaluated));
+    assert!(
+        s.end_batch(e.id, 1, b"early").is_err(),
+        "batches end in order"
+    );
+    finish(s, first[0], &done(Some(0.1), 1, TrialSource::Evaluated));
+    s.end_batch(e.id, 0, b"tell0").unwrap();
+    let cp = s.checkpoint(e.id).unwrap().unwrap();
+    assert_eq!(
+        (cp.batch, cp.open, cp.state.as_slice()),
+        (1, true, &b"tell0"[..])
+    );
+    assert_eq!(s.open_batches(e.id).unwrap(), vec![1]);
+    s.end_batch(e.id, 1, b"tell1").unwrap();
+    let cp = s.checkpoint(e.id).unwrap().unwrap();
+    assert_eq!(
+        (cp.batch, cp.open, cp.state.as_slice()),
+        (1, false, &b"tell1"[..])
+    );
+    assert!(s.open_batches(e.id).unwrap().is_empty());
 }
 
 /// `checkpoint` is the latest one of the experiment, with the right `open` flag.

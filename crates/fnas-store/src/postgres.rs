@@ -117,7 +117,7 @@ CREATE TRIGGER trials_finished_are_immutable BEFORE UPDATE ON trials
 /// The trial columns [`PgStore::trial_from_row`] reads, in order.
 const TRIAL_COLUMNS: &str = "id, experiment_id, batch, idx, arch, canonical, log_prob, status, \
      source, metrics, reward, cost, error, created_at, finished_at, pred_mean, pred_std, \
-     pred_trusted, attempts, queued, lease_holder, claimed_at";
+     pred_trusted, attempts, queued, lease_holder, claimed_at, lease_token IS NOT NULL";
 
 const EXPERIMENT_COLUMNS: &str =
     "e.id, e.name, e.space, e.task, e.strategy, e.seed, e.budget, e.config, e.status, e.created_at";
@@ -268,13 +268,7 @@ impl PgStore {
     }
 
     fn pg(&self, e: postgres::Error) -> StoreError {
-        if connection_lost(&e) {
-            return StoreError::Unavailable {
-                path: self.url.clone(),
-                message: pg_reason(&e),
-            };
-        }
-        self.err(pg_reason(&e))
+        store_error(&self.url, &e)
     }
 
     /// The connection, re-established first when the server closed it (a restart or a
@@ -384,6 +378,7 @@ impl PgStore {
             queued: r.get(19),
             worker: r.get(20),
             claimed_at: r.get(21),
+            leased: r.get(22),
         })
     }
 
@@ -516,6 +511,17 @@ impl PgStore {
             Some(s) if s != "pending" || lease.is_none() => Err(StoreError::AlreadyFinished(trial)),
             Some(_) => Err(StoreError::LeaseLost(trial)),
         }
+    }
+}
+
+/// `e` as a store error: [`StoreError::Unavailable`] when the connection is gone (the
+/// next call reconnects), else a backend error.
+fn store_error(url: &str, e: &postgres::Error) -> StoreError {
+    let (path, message) = (url.to_string(), pg_reason(e));
+    if connection_lost(e) {
+        StoreError::Unavailable { path, message }
+    } else {
+        StoreError::Backend { path, message }
     }
 }
 
@@ -678,10 +684,7 @@ impl Store for PgStore {
             }
         }
         let url = self.url.clone();
-        let e = |e: postgres::Error| StoreError::Backend {
-            path: url.clone(),
-            message: pg_reason(&e),
-        };
+        let e = |e: postgres::Error| store_error(&url, &e);
         let mut c = self.conn()?;
         let mut tx = c.transaction().map_err(e)?;
         // the experiment row, locked: batches of one experiment are begun one at a time
@@ -716,9 +719,19 @@ impl Store for PgStore {
                 )));
             }
             if open {
-                return Err(StoreError::Invalid(format!(
-                    "batch {last} of experiment {experiment} is still open; end it before beginning batch {batch}"
-                )));
+                // one lookahead batch at most (see the contract in fnas_core::store)
+                let older_open = tx
+                    .query_opt(
+                        "SELECT 1 FROM batches WHERE experiment_id = $1 AND open AND batch < $2",
+                        &[&experiment, &last],
+                    )
+                    .map_err(e)?
+                    .is_some();
+                if older_open {
+                    return Err(StoreError::Invalid(format!(
+                        "batches of experiment {experiment} up to {last} are still open; end the older one before beginning batch {batch}"
+                    )));
+                }
             }
         }
         tx.execute(
@@ -783,10 +796,7 @@ impl Store for PgStore {
     ) -> Result<(), StoreError> {
         let b = batch_i64(batch)?;
         let url = self.url.clone();
-        let e = |e: postgres::Error| StoreError::Backend {
-            path: url.clone(),
-            message: pg_reason(&e),
-        };
+        let e = |e: postgres::Error| store_error(&url, &e);
         let mut c = self.conn()?;
         let mut tx = c.transaction().map_err(e)?;
         let open: Option<bool> = tx
@@ -819,6 +829,21 @@ impl Store for PgStore {
         if pending {
             return Err(StoreError::BatchIncomplete { experiment, batch });
         }
+        let r = tx
+            .query_one(
+                "SELECT (SELECT min(batch) FROM batches
+                          WHERE experiment_id = $1 AND open AND batch < $2),
+                        (SELECT max(batch) FROM batches
+                          WHERE experiment_id = $1 AND open AND batch > $2)",
+                &[&experiment, &b],
+            )
+            .map_err(e)?;
+        let (older, later): (Option<i64>, Option<i64>) = (r.get(0), r.get(1));
+        if let Some(older) = older {
+            return Err(StoreError::Invalid(format!(
+                "batch {older} of experiment {experiment} is still open; batches end in order"
+            )));
+        }
         tx.execute(
             &format!(
                 "UPDATE batches SET open = FALSE, closed_at = {NOW} WHERE experiment_id = $1 AND batch = $2"
@@ -826,18 +851,37 @@ impl Store for PgStore {
             &[&experiment, &b],
         )
         .map_err(e)?;
+        // the checkpoint names the latest batch begun: a lookahead batch stays open in it
+        let (cp_batch, cp_open) = match later {
+            Some(l) => (l, true),
+            None => (b, false),
+        };
         tx.execute(
             &format!(
                 "INSERT INTO checkpoints (experiment_id, batch, open, state, updated_at)
-                 VALUES ($1, $2, FALSE, $3, {NOW})
+                 VALUES ($1, $2, $4, $3, {NOW})
                  ON CONFLICT (experiment_id) DO UPDATE
-                   SET batch = excluded.batch, open = FALSE, state = excluded.state,
+                   SET batch = excluded.batch, open = excluded.open, state = excluded.state,
                        updated_at = excluded.updated_at"
             ),
-            &[&experiment, &b, &checkpoint],
+            &[&experiment, &cp_batch, &checkpoint, &cp_open],
         )
         .map_err(e)?;
         tx.commit().map_err(e)
+    }
+
+    fn open_batches(&self, experiment: i64) -> Result<Vec<u64>, StoreError> {
+        let rows = self
+            .conn()?
+            .query(
+                "SELECT batch FROM batches WHERE experiment_id = $1 AND open ORDER BY batch",
+                &[&experiment],
+            )
+            .map_err(|e| self.pg(e))?;
+        Ok(rows
+            .iter()
+            .map(|r| r.get::<_, i64>(0).max(0) as u64)
+            .collect())
     }
 
     fn checkpoint(&self, experiment: i64) -> Result<Option<Checkpoint>, StoreError> {
@@ -923,7 +967,7 @@ impl Store for PgStore {
         let trial = self.trial_from_row(&r)?;
         let lease = Lease {
             trial: trial.id,
-            token: r.get(22),
+            token: r.get(23),
             attempt: trial.attempts,
         };
         Ok(Some((trial, lease)))
@@ -958,10 +1002,7 @@ impl Store for PgStore {
         dead: &dyn Fn(&Holder) -> bool,
     ) -> Result<Reaped, StoreError> {
         let url = self.url.clone();
-        let e = |e: postgres::Error| StoreError::Backend {
-            path: url.clone(),
-            message: pg_reason(&e),
-        };
+        let e = |e: postgres::Error| store_error(&url, &e);
         let mut c = self.conn()?;
         let mut tx = c.transaction().map_err(e)?;
         let rows = tx
@@ -1021,10 +1062,7 @@ impl Store for PgStore {
         dead: &dyn Fn(&Holder) -> bool,
     ) -> Result<Result<DriverLease, DriverInfo>, StoreError> {
         let url = self.url.clone();
-        let e = |e: postgres::Error| StoreError::Backend {
-            path: url.clone(),
-            message: pg_reason(&e),
-        };
+        let e = |e: postgres::Error| store_error(&url, &e);
         let mut c = self.conn()?;
         let mut tx = c.transaction().map_err(e)?;
         let exists = tx

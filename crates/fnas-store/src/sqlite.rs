@@ -227,7 +227,7 @@ macro_rules! trial_columns {
     () => {
         "id, experiment_id, batch, idx, arch, canonical, log_prob, status, source, metrics, \
          reward, cost, error, created_at, finished_at, pred_mean, pred_std, pred_trusted, \
-         attempts, queued, lease_holder, claimed_at"
+         attempts, queued, lease_holder, claimed_at, lease_token IS NOT NULL"
     };
 }
 
@@ -920,6 +920,7 @@ impl SqliteStore {
             queued: r.get(19).map_err(g)?,
             worker: r.get(20).map_err(g)?,
             claimed_at: r.get(21).map_err(g)?,
+            leased: r.get(22).map_err(g)?,
         })
     }
 
@@ -1176,9 +1177,18 @@ impl Store for SqliteStore {
                 )));
             }
             if open {
-                return Err(StoreError::Invalid(format!(
-                    "batch {last} of experiment {experiment} is still open; end it before beginning batch {batch}"
-                )));
+                // one lookahead batch at most (see the contract in fnas_core::store)
+                let older_open = tx
+                    .prepare_cached(
+                        "SELECT 1 FROM batches WHERE experiment_id = ?1 AND open = 1 AND batch < ?2",
+                    )
+                    .and_then(|mut s| s.exists(params![experiment, last]))
+                    .map_err(e)?;
+                if older_open {
+                    return Err(StoreError::Invalid(format!(
+                        "batches of experiment {experiment} up to {last} are still open; end the older one before beginning batch {batch}"
+                    )));
+                }
             }
         }
         let at = now();
@@ -1503,22 +1513,54 @@ impl Store for SqliteStore {
         if pending {
             return Err(StoreError::BatchIncomplete { experiment, batch });
         }
+        let (older, later): (Option<i64>, Option<i64>) = tx
+            .prepare_cached(
+                "SELECT (SELECT min(batch) FROM batches
+                          WHERE experiment_id = ?1 AND open = 1 AND batch < ?2),
+                        (SELECT max(batch) FROM batches
+                          WHERE experiment_id = ?1 AND open = 1 AND batch > ?2)",
+            )
+            .and_then(|mut s| s.query_row(params![experiment, b], |r| Ok((r.get(0)?, r.get(1)?))))
+            .map_err(e)?;
+        if let Some(older) = older {
+            return Err(StoreError::Invalid(format!(
+                "batch {older} of experiment {experiment} is still open; batches end in order"
+            )));
+        }
         let at = now();
         tx.prepare_cached(
             "UPDATE batches SET open = 0, closed_at = ?3 WHERE experiment_id = ?1 AND batch = ?2",
         )
         .and_then(|mut s| s.execute(params![experiment, b, at]))
         .map_err(e)?;
+        // the checkpoint names the latest batch begun: a lookahead batch stays open in it
+        let (cp_batch, cp_open) = match later {
+            Some(l) => (l, true),
+            None => (b, false),
+        };
         tx.prepare_cached(
             "INSERT INTO checkpoints (experiment_id, batch, open, state, updated_at)
-             VALUES (?1, ?2, 0, ?3, ?4)
+             VALUES (?1, ?2, ?5, ?3, ?4)
              ON CONFLICT (experiment_id) DO UPDATE
-               SET batch = excluded.batch, open = 0, state = excluded.state,
+               SET batch = excluded.batch, open = excluded.open, state = excluded.state,
                    updated_at = excluded.updated_at",
         )
-        .and_then(|mut s| s.execute(params![experiment, b, checkpoint, at]))
+        .and_then(|mut s| s.execute(params![experiment, cp_batch, checkpoint, at, cp_open]))
         .map_err(e)?;
         tx.commit().map_err(e)
+    }
+
+    fn open_batches(&self, experiment: i64) -> Result<Vec<u64>, StoreError> {
+        self.conn
+            .prepare_cached(
+                "SELECT batch FROM batches WHERE experiment_id = ?1 AND open = 1 ORDER BY batch",
+            )
+            .and_then(|mut s| {
+                s.query_map([experiment], |r| r.get::<_, i64>(0))?
+                    .collect::<rusqlite::Result<Vec<i64>>>()
+            })
+            .map(|v| v.into_iter().map(|b| b.max(0) as u64).collect())
+            .map_err(|e| self.err(e))
     }
 
     fn checkpoint(&self, experiment: i64) -> Result<Option<Checkpoint>, StoreError> {

@@ -418,18 +418,37 @@ fn batch_numbering_rules() {
     let mut s = SqliteStore::in_memory().unwrap();
     let e = s.create_experiment(&spec("e")).unwrap();
     let ids = s.begin_batch(e.id, 0, &trials(1), b"a").unwrap();
+    // one lookahead batch may be begun while batch 0 is open, not a third
+    let next = s.begin_batch(e.id, 1, &trials(1), b"a1").unwrap();
     let m = s
-        .begin_batch(e.id, 1, &trials(1), b"a")
+        .begin_batch(e.id, 2, &trials(1), b"a")
         .unwrap_err()
         .to_string();
     assert!(m.contains("still open"), "{m}");
+    assert_eq!(s.open_batches(e.id).unwrap(), vec![0, 1]);
+    // batches end in order
+    s.finish_trial(next[0], &ok(0.3)).unwrap();
+    let m = s.end_batch(e.id, 1, b"t1").unwrap_err().to_string();
+    assert!(m.contains("end in order"), "{m}");
     s.finish_trial(ids[0], &ok(0.1)).unwrap();
     s.end_batch(e.id, 0, b"t").unwrap();
+    // the checkpoint names the latest batch begun, still open, with the latest state
+    let cp = s.checkpoint(e.id).unwrap().unwrap();
+    assert_eq!(
+        (cp.batch, cp.open, cp.state.as_slice()),
+        (1, true, &b"t"[..])
+    );
     let m = s.end_batch(e.id, 0, b"t").unwrap_err().to_string();
     assert!(m.contains("already closed"), "{m}");
-    assert_eq!(s.checkpoint(e.id).unwrap().unwrap().state, b"t");
+    s.end_batch(e.id, 1, b"t1").unwrap();
+    let cp = s.checkpoint(e.id).unwrap().unwrap();
+    assert_eq!(
+        (cp.batch, cp.open, cp.state.as_slice()),
+        (1, false, &b"t1"[..])
+    );
+    assert!(s.open_batches(e.id).unwrap().is_empty());
     let m = s
-        .begin_batch(e.id, 0, &trials(1), b"a")
+        .begin_batch(e.id, 1, &trials(1), b"a")
         .unwrap_err()
         .to_string();
     assert!(m.contains("already exists"), "{m}");
@@ -445,7 +464,7 @@ fn batch_numbering_rules() {
         .unwrap_err()
         .to_string();
     assert!(m.contains("must increase"), "{m}");
-    assert_eq!(s.trials(e.id).unwrap().len(), 3);
+    assert_eq!(s.trials(e.id).unwrap().len(), 4);
     s.integrity_check().unwrap();
 }
 

@@ -213,6 +213,9 @@ fn worker_bad_input_is_a_one_line_error_and_claims_nothing() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("0 trials evaluated"));
 }
 
+/// Random search proposes without waiting for results, so the PostgreSQL search with
+/// worker processes (which begins each next batch while the last children of the
+/// current one are evaluated) records exactly the trials of the one-process SQLite one.
 #[test]
 fn postgres_store_driver_and_workers_give_the_sqlite_result() {
     let db = PgDb::new("share");
@@ -227,7 +230,7 @@ fn postgres_store_driver_and_workers_give_the_sqlite_result() {
             "--dataset",
             "citeseer",
             "--strategy",
-            "evolution",
+            "random",
             "--budget",
             "24",
             "--seed",
@@ -414,4 +417,77 @@ fn real_training_on_postgres_keeps_its_files_in_the_artifacts_folder() {
         "{e}"
     );
     assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+}
+
+/// An asynchronous strategy (random, evolution) keeps the workers busy across batch
+/// boundaries: the next batch is begun while the last children of the current one are
+/// evaluated, and its trials are claimed before that batch has finished.
+#[test]
+fn workers_claim_the_next_batch_before_the_current_one_ends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("s.db");
+    let s = store.to_str().unwrap();
+    let mut driver = spawn(&[
+        "search",
+        "--benchmark",
+        "nas-bench-graph",
+        "--dataset",
+        "cora",
+        "--strategy",
+        "evolution",
+        "--budget",
+        "12",
+        "--batch-size",
+        "3",
+        "--seed",
+        "4",
+        "--store",
+        s,
+        "--name",
+        "e",
+        "--workers",
+        "0",
+        "--simulate-eval-seconds",
+        "0.3",
+    ]);
+    let t0 = Instant::now();
+    while !run(&["show", "e", "--store", s, "--json"]).status.success() {
+        assert!(t0.elapsed() < Duration::from_secs(20), "no experiment");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut w1 = spawn(&["worker", "--store", s, "--experiment", "e"]);
+    let mut w2 = spawn(&["worker", "--store", s, "--experiment", "e"]);
+    let d = wait_for(&mut driver, Duration::from_secs(60));
+    assert!(d.status.success(), "{}", String::from_utf8_lossy(&d.stderr));
+    wait_for(&mut w1, Duration::from_secs(20));
+    wait_for(&mut w2, Duration::from_secs(20));
+    let v = show(&store, "e");
+    let trials = v["trials"].as_array().unwrap();
+    let evaluated: Vec<&serde_json::Value> = trials
+        .iter()
+        .filter(|t| t["source"] == "evaluated")
+        .collect();
+    assert_eq!(evaluated.len(), 12, "budget exact");
+    let f = |t: &serde_json::Value, k: &str| t[k].as_f64().unwrap();
+    // with 3 trials a batch and 2 workers, one worker is free while the other finishes
+    // the third trial of a batch: it takes a trial of the next batch
+    let overlaps = evaluated
+        .iter()
+        .filter(|t| {
+            let b = t["batch"].as_u64().unwrap();
+            b > 0
+                && evaluated.iter().any(|p| {
+                    p["batch"].as_u64() == Some(b - 1) && f(t, "claimed_at") < f(p, "finished_at")
+                })
+        })
+        .count();
+    assert!(
+        overlaps > 0,
+        "no trial was claimed before the batch before it ended"
+    );
+    let u = &v["workers"];
+    assert!(
+        u["mean_utilisation"].as_f64().unwrap() > 0.6,
+        "workers busy most of the time: {u}"
+    );
 }

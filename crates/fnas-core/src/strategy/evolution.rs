@@ -130,6 +130,12 @@ impl Strategy for Evolution {
         self.st = from_state(state)?;
         Ok(())
     }
+
+    /// Regularized evolution samples parents from whatever population it has, as in
+    /// its asynchronous original (Real et al.).
+    fn asynchronous(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

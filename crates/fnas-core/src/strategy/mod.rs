@@ -85,6 +85,12 @@ pub trait Strategy: Send {
     fn counters(&self) -> Vec<(&'static str, u64)> {
         Vec::new()
     }
+    /// Whether `ask` may run before the previous batch is told (its proposals do not
+    /// wait for the latest results): the loop then keeps workers busy across batch
+    /// boundaries. `tell` still gets each batch's outcomes, in batch order.
+    fn asynchronous(&self) -> bool {
+        false
+    }
 }
 
 pub(crate) fn to_state<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StrategyError> {

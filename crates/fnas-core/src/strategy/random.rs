@@ -48,4 +48,9 @@ impl Strategy for RandomSearch {
         self.rng = from_state(state)?;
         Ok(())
     }
+
+    /// Random proposals never depend on results.
+    fn asynchronous(&self) -> bool {
+        true
+    }
 }
