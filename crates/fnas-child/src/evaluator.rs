@@ -24,6 +24,7 @@ use fnas_core::pool::{BlockPool, DistanceWeights, PoolEntry};
 use crate::latency::measure_latency;
 use crate::net::ChildNet;
 use crate::plan::ChildPlan;
+pub use crate::pool::PoolPolicy;
 use crate::task::TaskData;
 use crate::train::{
     train, training_images, Classifier, TrainError, TrainOptions, TrainProgress, Trained,
@@ -120,12 +121,12 @@ impl Default for TrainingSettings {
     }
 }
 
-/// Default [`PoolSettings::warm_lr_scale`]: on near neighbours of stored networks, half
+/// Default [`PoolPolicy::warm_lr_scale`]: on near neighbours of stored networks, half
 /// the proxy at 0.3x the rate beat the full proxy from scratch, at 1x it lost
 /// (scripts/warm_near_study.sh).
 pub const DEFAULT_WARM_LR_SCALE: f64 = 0.3;
 
-/// Default [`PoolSettings::max_distance`]: near neighbours of stored networks (one
+/// Default [`PoolPolicy::max_distance`]: near neighbours of stored networks (one
 /// decision changed; mean block distance 0-0.8 to the most similar network) warm-started
 /// at least as well as the full proxy from scratch; random architectures (1.8-3.4) lost
 /// about 2 points (scripts/warm_near_study.sh, scripts/warm_start_study.sh).
@@ -143,66 +144,36 @@ pub struct PoolSettings {
     pub pool: Arc<dyn BlockPool>,
     /// Experiment name written into the entries of trained children.
     pub experiment: String,
-    /// Initialise children from the pool (then they train `warm_epochs`).
+    /// Initialise children from the pool (then they train `policy.warm_epochs`).
     pub warm_start: bool,
     /// Store trained children's blocks in the pool.
     pub contribute: bool,
-    /// The budget class children are initialised from (fairness: one class per search);
-    /// `None`: one from-scratch training of this task's proxy.
-    pub budget_images: Option<u64>,
-    /// Epochs of a warm-started child (default: half the proxy's, at least 1; a fraction
-    /// stops the last epoch early).
-    pub warm_epochs: f64,
     /// Experiments whose entries may initialise children besides `experiment` itself;
     /// `None`: every experiment in the store.
     pub sources: Option<Vec<String>>,
     pub weights: DistanceWeights,
-    /// Warm starts begin once the budget class holds this many networks; until then
-    /// children train from scratch and seed the pool (so a new search does not start all
-    /// its children from the first one or two networks).
-    pub min_networks: usize,
-    /// Choose each block from any stored network (block-level) instead of all blocks
-    /// from the most similar network (the default: the blocks of one network keep the
-    /// channel meanings they were trained with, which transfers better).
-    pub per_block: bool,
-    /// Peak learning rate of a warm-started child relative to the task's (no warm-up):
-    /// transferred weights are fine-tuned, not retrained.
-    pub warm_lr_scale: f64,
-    /// A child whose sources are farther than this (mean block distance without the
-    /// other-task term) trains from scratch instead: far transfers lose accuracy.
-    /// `None`: no limit, every child with a usable source is warm-started.
-    pub max_distance: Option<f64>,
-    /// Also warm-start from entries trained on another task (their classifier is
-    /// dropped). Off by default: at half the proxy such children scored 3.5 points below
-    /// the same architectures from scratch
-    /// (docs/results/transfer-between-tasks-other-tasks.txt).
-    pub other_tasks: bool,
+    /// Which entries warm-start a child and how it then trains.
+    pub policy: PoolPolicy,
 }
 
 impl PoolSettings {
-    /// Warm start and contribute, half the proxy's epochs, entries of any experiment.
-    pub fn new(pool: Arc<dyn BlockPool>, experiment: &str, proxy_epochs: usize) -> Self {
+    /// Warm start and contribute following `policy`, entries of any experiment.
+    pub fn new(pool: Arc<dyn BlockPool>, experiment: &str, policy: PoolPolicy) -> Self {
         Self {
             pool,
             experiment: experiment.to_string(),
             warm_start: true,
             contribute: true,
-            budget_images: None,
-            warm_epochs: default_warm_epochs(proxy_epochs),
             sources: None,
             weights: DistanceWeights::default(),
-            min_networks: 8,
-            per_block: false,
-            warm_lr_scale: DEFAULT_WARM_LR_SCALE,
-            max_distance: Some(DEFAULT_WARM_MAX_DISTANCE),
-            other_tasks: false,
+            policy,
         }
     }
 
     /// Whether entry `e` may initialise a child of `task`: from this experiment or an
     /// allowed source, and of `task` unless `other_tasks`.
     fn allows(&self, e: &PoolEntry, task: &str) -> bool {
-        (self.other_tasks || e.task == task)
+        (self.policy.other_tasks || e.task == task)
             && (e.experiment == self.experiment
                 || self
                     .sources
@@ -265,7 +236,7 @@ impl TrainingEvaluator {
     pub fn pool_class(&self) -> u64 {
         self.pool
             .as_ref()
-            .and_then(|p| p.budget_images)
+            .and_then(|p| p.policy.budget_class)
             .unwrap_or_else(|| training_images(&self.data, self.data.task.epochs as f64))
     }
 
@@ -365,9 +336,9 @@ impl TrainingEvaluator {
                 };
                 let rule = ChooseRule {
                     weights: &p.weights,
-                    min_networks: p.min_networks,
-                    per_block: p.per_block,
-                    max_distance: p.max_distance,
+                    min_networks: p.policy.min_networks,
+                    per_block: p.policy.per_block,
+                    max_distance: p.policy.max_distance,
                 };
                 // the pool speeds a search up; a pool that cannot be read right now (a
                 // database restarting, a damaged file) costs this child its warm start,
@@ -396,8 +367,8 @@ impl TrainingEvaluator {
         let declined = choice.declined_distance();
         let warm = choice.into_warm();
         if let (Some(_), Some(p)) = (&warm, &self.pool) {
-            opts.epochs = Some(p.warm_epochs);
-            opts.lr_scale = p.warm_lr_scale;
+            opts.epochs = Some(p.policy.warm_epochs);
+            opts.lr_scale = p.policy.warm_lr_scale;
             opts.warmup_epochs = Some(0.0);
         }
         let label = format!("{hash:016x}");

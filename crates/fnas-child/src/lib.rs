@@ -10,9 +10,11 @@ pub mod idx;
 pub mod latency;
 pub mod net;
 pub mod plan;
+pub mod pool;
 pub mod task;
 pub mod train;
 pub mod transfer;
 pub mod warm;
 
 pub use evaluator::{TrainingEvaluator, TrainingSettings};
+pub use pool::PoolPolicy;

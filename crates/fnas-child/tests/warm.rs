@@ -337,6 +337,7 @@ fn far_sources_are_declined_without_reading_them() {
 fn a_batch_warm_starts_only_from_networks_stored_before_it() {
     use fnas_child::evaluator::PoolSettings;
     use fnas_child::task::ProxyTask;
+    use fnas_child::PoolPolicy;
     use fnas_child::{TrainingEvaluator, TrainingSettings};
     use fnas_core::Evaluator;
 
@@ -352,11 +353,13 @@ fn a_batch_warm_starts_only_from_networks_stored_before_it() {
         latency_warmup: 0,
         ..TrainingSettings::default()
     };
-    let eval = TrainingEvaluator::new(space(), Arc::new(data), settings).with_pool(PoolSettings {
+    let policy = PoolPolicy {
         min_networks: 1,
         max_distance: None,
-        ..PoolSettings::new(pool.clone(), "e", epochs)
-    });
+        ..PoolPolicy::new(epochs)
+    };
+    let eval = TrainingEvaluator::new(space(), Arc::new(data), settings)
+        .with_pool(PoolSettings::new(pool.clone(), "e", policy));
     let arch = |edit: &[(&str, &str)]| space().parse(&plan(edit).1).unwrap();
     let (a, b, c) = (
         arch(&[]),

@@ -23,6 +23,7 @@ pub mod transfer;
 
 pub use artifacts::Artifacts;
 pub use error::{Result, RunError};
+pub use fnas_child::PoolPolicy;
 pub use new_search::{
     default_name, BudgetOptions, CriticOptions, Draft, NewSearch, PoolMode, PoolOptions,
     RewardOptions, SearchOptions, SelectOptions, TaskOptions, WorkerOptions,
@@ -30,6 +31,6 @@ pub use new_search::{
 pub use prepare::{
     prepare, prepare_evaluator, settings_of, PrepareOptions, PreparedEvaluator, PreparedSearch,
 };
-pub use settings::{migrate, PoolConfig, SearchSettings, TrainingConfig, TransferSource};
+pub use settings::{migrate, SearchSettings, TrainingConfig, TransferSource};
 pub use strategy::{make_strategy, StrategyKind};
 pub use target::{SearchEvaluator, Target};

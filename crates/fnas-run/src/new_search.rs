@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use fnas_child::PoolPolicy;
 use fnas_core::search::BudgetUnit;
 use fnas_core::space::Encoding;
 use fnas_core::store::{Experiment, ExperimentSpec};
@@ -13,7 +14,7 @@ use fnas_learn::select::SelectConfig;
 
 use crate::artifacts::Artifacts;
 use crate::error::{invalid, Result, RunError};
-use crate::settings::{PoolConfig, SearchSettings, TrainingConfig, TRAIN_BENCHMARK};
+use crate::settings::{SearchSettings, TrainingConfig, TRAIN_BENCHMARK};
 use crate::strategy::StrategyKind;
 use crate::target::{target, Target};
 use crate::task::{default_workers, is_training_task, parse_task, resolve_task, reward_config};
@@ -216,8 +217,8 @@ impl Default for PoolOptions {
             warm_lr_scale: fnas_child::evaluator::DEFAULT_WARM_LR_SCALE,
             warm_max_distance: fnas_child::evaluator::DEFAULT_WARM_MAX_DISTANCE,
             other_tasks: false,
-            limit_mb: 2048,
-            min_networks: 8,
+            limit_mb: fnas_child::pool::DEFAULT_POOL_LIMIT_MB,
+            min_networks: fnas_child::pool::DEFAULT_MIN_NETWORKS,
             per_block: false,
         }
     }
@@ -426,7 +427,7 @@ impl NewSearch {
                     PoolMode::On => true,
                     PoolMode::Off => false,
                 };
-                let pool = pool_on.then(|| PoolConfig {
+                let pool = pool_on.then(|| PoolPolicy {
                     warm_epochs: o
                         .pool
                         .warm_epochs

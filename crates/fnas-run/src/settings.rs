@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use fnas_bench::Benchmark;
 use fnas_child::task::ProxyTask;
+use fnas_child::PoolPolicy;
 use fnas_core::search::BudgetUnit;
 use fnas_core::strategy::EvolutionConfig;
 use fnas_core::RewardConfig;
@@ -114,7 +115,7 @@ impl SearchSettings {
     }
 
     /// The knowledge pool settings, on a real-training search that uses the pool.
-    pub fn pool(&self) -> Option<&PoolConfig> {
+    pub fn pool(&self) -> Option<&PoolPolicy> {
         self.training.as_ref().and_then(|t| t.pool.as_ref())
     }
 
@@ -154,38 +155,12 @@ pub struct TrainingConfig {
     pub device: String,
     /// The knowledge pool, when the search uses it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub pool: Option<PoolConfig>,
+    pub pool: Option<PoolPolicy>,
     /// What the budget counts (children, or training images).
     pub budget_unit: BudgetUnit,
     /// Trainings per child (different seeds); the reward is their mean validation
     /// accuracy.
     pub reward_seeds: usize,
-}
-
-/// A search's use of the knowledge pool, recorded with the experiment.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PoolConfig {
-    /// Epochs of a child initialised from the pool (a fraction stops the last epoch
-    /// early; experiments recorded before fractions were allowed hold whole numbers).
-    pub warm_epochs: f64,
-    /// Fairness: the one budget class (training images behind an entry's weights) every
-    /// child of this search is initialised from; set when the search starts.
-    pub budget_class: Option<u64>,
-    /// Size limit of the pool's files in MB (least recently used networks are evicted).
-    pub limit_mb: u64,
-    /// Warm starts begin once the class holds this many networks (earlier children train
-    /// from scratch and seed the pool).
-    pub min_networks: usize,
-    /// Each block from the most similar stored block (true, the paper's choice) or all
-    /// blocks from the most similar network.
-    pub per_block: bool,
-    /// Peak learning rate of a warm-started child relative to the proxy's.
-    pub warm_lr_scale: f64,
-    /// Children whose sources are farther than this train from scratch (`None`: no
-    /// limit).
-    pub max_distance: Option<f64>,
-    /// Warm starts may use entries of another task.
-    pub other_tasks: bool,
 }
 
 /// Reads stored settings of any version up to [`SETTINGS_VERSION`], filling in what an

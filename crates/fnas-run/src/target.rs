@@ -11,7 +11,7 @@ use fnas_core::{Architecture, EvalError, Evaluation, Evaluator, SearchSpace};
 
 use crate::artifacts::Artifacts;
 use crate::error::{invalid, Context, Result, RunError};
-use crate::settings::{PoolConfig, SearchSettings, TrainingConfig};
+use crate::settings::{SearchSettings, TrainingConfig};
 use crate::task::{load_benchmark, parse_task};
 
 /// What evaluates a search's architectures: a tabular benchmark or real child training.
@@ -76,36 +76,17 @@ pub fn with_pool(
     let Some(pc) = settings.pool() else {
         return Ok(ev);
     };
+    let backend = Artifacts::new(store, settings.artifacts.as_deref())?.pool(pc.limit_bytes())?;
+    // warm starts from this search's entries and those of its transfer sources
     let sources = settings
         .transfer
         .iter()
         .map(|t| t.experiment.clone())
         .collect();
-    let epochs = ev.data().task.epochs;
-    let backend = Artifacts::new(store, settings.artifacts.as_deref())?
-        .pool(pc.limit_mb.saturating_mul(1 << 20))?;
-    Ok(ev.with_pool(pool_settings(pc, backend, experiment, epochs, sources)))
-}
-
-/// The evaluator's pool settings for `experiment` (`pool`: the store's knowledge pool,
-/// see [`Artifacts::pool`]).
-pub fn pool_settings(
-    config: &PoolConfig,
-    pool: Arc<dyn fnas_core::pool::BlockPool>,
-    experiment: &str,
-    proxy_epochs: usize,
-    sources: Vec<String>,
-) -> PoolSettings {
-    let mut s = PoolSettings::new(pool, experiment, proxy_epochs);
-    s.warm_epochs = config.warm_epochs;
-    s.budget_images = config.budget_class;
-    s.sources = Some(sources);
-    s.min_networks = config.min_networks;
-    s.per_block = config.per_block;
-    s.warm_lr_scale = config.warm_lr_scale;
-    s.max_distance = config.max_distance;
-    s.other_tasks = config.other_tasks;
-    s
+    Ok(ev.with_pool(PoolSettings {
+        sources: Some(sources),
+        ..PoolSettings::new(backend, experiment, pc.clone())
+    }))
 }
 
 /// Loads the task's images and builds the training evaluator; `weights_dir` receives

@@ -9,7 +9,7 @@ use fnas_core::RewardConfig;
 use fnas_learn::fnas::FnasConfig;
 use fnas_learn::ppo::PpoConfig;
 use fnas_run::settings::{default_evolution, SETTINGS_VERSION};
-use fnas_run::{migrate, PoolConfig, SearchSettings, StrategyKind, TrainingConfig};
+use fnas_run::{migrate, PoolPolicy, SearchSettings, StrategyKind, TrainingConfig};
 use serde_json::{json, Value};
 
 fn reward() -> Value {
@@ -79,7 +79,7 @@ fn v0_real_training_with_pool() {
         workers: 2,
         latency_runs: 20,
         device: "cpu".into(),
-        pool: Some(PoolConfig {
+        pool: Some(PoolPolicy {
             warm_epochs: 2.0,
             budget_class: Some(123_456),
             limit_mb: 512,
@@ -159,7 +159,7 @@ fn current_settings_round_trip() {
         workers: 1,
         latency_runs: 5,
         device: "cpu".into(),
-        pool: Some(PoolConfig {
+        pool: Some(PoolPolicy {
             warm_epochs: 0.5,
             budget_class: None,
             limit_mb: 2048,

@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use fnas_core::search::BudgetUnit;
 use fnas_core::store::{Experiment, Trial, TrialSource, TrialStatus};
-use fnas_run::{PoolConfig, SearchSettings};
+use fnas_run::{PoolPolicy, SearchSettings};
 
 use crate::cli::{LsArgs, ShowArgs};
 
@@ -349,7 +349,7 @@ fn readable_settings(exp: &Experiment, quiet: bool) -> Option<SearchSettings> {
     }
 }
 
-pub fn pool_summary(pool: &PoolConfig, trials: &[Trial]) -> PoolSummary {
+pub fn pool_summary(pool: &PoolPolicy, trials: &[Trial]) -> PoolSummary {
     let extras: Vec<_> = trials
         .iter()
         .filter(|t| t.source == Some(TrialSource::Evaluated))

@@ -7,9 +7,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use fnas_run::target::{pool_settings, training_evaluator};
+use fnas_child::evaluator::PoolSettings;
+use fnas_run::target::training_evaluator;
 use fnas_run::task::resolve_task;
-use fnas_run::{PoolConfig, TrainingConfig};
+use fnas_run::{PoolPolicy, TrainingConfig};
 
 use crate::cli::TrainArgs;
 use crate::progress::progress_hook;
@@ -49,13 +50,14 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let mut ev = training_evaluator(&cfg, a.seed, a.weights_dir.clone(), a.test)?;
     if let Some(store) = &a.pool {
         let epochs = ev.data().task.epochs;
-        let pool = PoolConfig {
+        let policy = PoolPolicy {
             warm_epochs: a
                 .warm_epochs
                 .or(a.epochs.map(|e| e.max(1) as f64))
                 .unwrap_or_else(|| fnas_child::evaluator::default_warm_epochs(epochs)),
             budget_class: None,
-            limit_mb: 2048,
+            limit_mb: fnas_child::pool::DEFAULT_POOL_LIMIT_MB,
+            // one child warm-started on request: any stored network will do
             min_networks: 1,
             per_block: a.pool_match == crate::cli::PoolMatch::Block,
             warm_lr_scale: a.warm_lr_scale,
@@ -63,14 +65,11 @@ pub fn run(a: TrainArgs) -> Result<()> {
             // one child warm-started on request: the nearest entry of any task
             other_tasks: true,
         };
-        let backend =
-            fnas_run::Artifacts::new(store, None)?.pool(pool.limit_mb.saturating_mul(1 << 20))?;
-        let mut ps = pool_settings(&pool, backend, &a.pool_experiment, epochs, Vec::new());
-        ps.sources = None;
-        ps.min_networks = 1;
-        ps.per_block = a.pool_match == crate::cli::PoolMatch::Block;
-        ps.warm_start = a.warm_start;
-        ev = ev.with_pool(ps);
+        let backend = fnas_run::Artifacts::new(store, None)?.pool(policy.limit_bytes())?;
+        ev = ev.with_pool(PoolSettings {
+            warm_start: a.warm_start,
+            ..PoolSettings::new(backend, &a.pool_experiment, policy)
+        });
     }
     let plan = ev.plan(&arch).map_err(|e| anyhow::anyhow!("{e}"))?;
     let (task_name, steps, epochs) = (
