@@ -24,7 +24,7 @@ use fnas_core::pool::{BlockPool, DistanceWeights, PoolEntry};
 use crate::latency::measure_latency;
 use crate::net::ChildNet;
 use crate::plan::ChildPlan;
-pub use crate::pool::PoolPolicy;
+pub use crate::pool::{PoolFigures, PoolPolicy};
 use crate::task::TaskData;
 use crate::train::{
     train, training_images, Classifier, TrainError, TrainOptions, TrainProgress, Trained,
@@ -464,25 +464,18 @@ impl TrainingEvaluator {
             .insert("train_seconds".into(), r.train_seconds);
         if let Some(p) = &self.pool {
             let init = warm.as_ref().map(|w| w.init.clone()).unwrap_or_default();
-            metrics
-                .extra
-                .insert("pool_hit_ratio".into(), init.hit_ratio);
-            metrics
-                .extra
-                .insert("pool_distance".into(), init.mean_distance);
-            metrics
-                .extra
-                .insert("pool_max_distance".into(), init.max_distance);
-            metrics
-                .extra
-                .insert("warm_start".into(), if warm.is_some() { 1.0 } else { 0.0 });
-            if let Some(d) = declined {
-                metrics.extra.insert("pool_declined_distance".into(), d);
-            }
             let lineage = warm.as_ref().map_or(0, |w| w.budget_images);
             let budget = lineage + r.images_processed as u64;
-            metrics.extra.insert("pool_class".into(), class as f64);
-            metrics.extra.insert("budget_images".into(), budget as f64);
+            let mut figures = PoolFigures {
+                warm_start: warm.is_some(),
+                hit_ratio: init.hit_ratio,
+                mean_distance: init.mean_distance,
+                max_distance: init.max_distance,
+                declined_distance: declined,
+                class,
+                budget_images: budget,
+                error: false,
+            };
             // a child retrained after a resume (same seed, same weights) is stored once
             let arch_text = self.space.format(&self.space.canonical(arch));
             let stored = p.contribute
@@ -511,10 +504,9 @@ impl TrainingEvaluator {
                     pool_trouble = true;
                 }
             }
-            if pool_trouble {
-                // counted by `fnas show`: children the pool could not serve or store
-                metrics.extra.insert("pool_error".into(), 1.0);
-            }
+            // counted by `fnas show`: children the pool could not serve or store
+            figures.error = pool_trouble;
+            figures.write(&mut metrics);
         }
         if let Some(path) = self.weights_path(arch) {
             save_weights(&trained.model, &path, &self.space.format(arch), &plan).map_err(|e| {

@@ -17,4 +17,4 @@ pub mod transfer;
 pub mod warm;
 
 pub use evaluator::{TrainingEvaluator, TrainingSettings};
-pub use pool::PoolPolicy;
+pub use pool::{PoolFigures, PoolPolicy};

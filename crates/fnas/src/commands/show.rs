@@ -1,6 +1,7 @@
 //! `fnas ls` and `fnas show`.
 
 use anyhow::{Context, Result};
+use fnas_child::PoolFigures;
 use fnas_core::search::BudgetUnit;
 use fnas_core::store::{Experiment, Trial, TrialSource, TrialStatus};
 use fnas_run::{PoolPolicy, SearchSettings};
@@ -140,15 +141,22 @@ pub fn show(a: ShowArgs) -> Result<()> {
             .iter()
             .map(|t| {
                 let mut v = serde_json::to_value(t).unwrap_or(serde_json::Value::Null);
-                let extra = t.metrics.as_ref().map(|m| &m.extra);
+                let f = t.metrics.as_ref().and_then(PoolFigures::from_metrics);
                 if let Some(obj) = v.as_object_mut() {
-                    for key in [
-                        "pool_hit_ratio",
-                        "pool_distance",
-                        "warm_start",
-                        "pool_declined_distance",
-                    ] {
-                        let x = extra.and_then(|e| e.get(key)).copied();
+                    let f = f.as_ref();
+                    let figures = [
+                        ("pool_hit_ratio", f.map(|f| f.hit_ratio)),
+                        ("pool_distance", f.map(|f| f.mean_distance)),
+                        (
+                            "warm_start",
+                            f.map(|f| if f.warm_start { 1.0 } else { 0.0 }),
+                        ),
+                        (
+                            "pool_declined_distance",
+                            f.and_then(|f| f.declined_distance),
+                        ),
+                    ];
+                    for (key, x) in figures {
                         obj.insert(key.into(), serde_json::json!(x));
                     }
                 }
@@ -350,33 +358,25 @@ fn readable_settings(exp: &Experiment, quiet: bool) -> Option<SearchSettings> {
 }
 
 pub fn pool_summary(pool: &PoolPolicy, trials: &[Trial]) -> PoolSummary {
-    let extras: Vec<_> = trials
+    // every evaluated child; `None`: trained without the pool's figures
+    let figures: Vec<Option<PoolFigures>> = trials
         .iter()
         .filter(|t| t.source == Some(TrialSource::Evaluated))
-        .filter_map(|t| t.metrics.as_ref().map(|m| &m.extra))
+        .filter_map(|t| t.metrics.as_ref().map(PoolFigures::from_metrics))
         .collect();
-    let n = extras.len().max(1) as f64;
-    let get = |k: &str| extras.iter().filter_map(|e| e.get(k)).sum::<f64>();
+    let recorded = || figures.iter().flatten();
+    let n = figures.len().max(1) as f64;
+    let warm_started = recorded().filter(|f| f.warm_start).count();
     PoolSummary {
         budget_class: pool.budget_class,
         warm_epochs: pool.warm_epochs,
-        trained: extras.len(),
-        warm_started: extras
-            .iter()
-            .filter(|e| e.get("warm_start").is_some_and(|w| *w > 0.0))
-            .count(),
-        mean_hit_ratio: get("pool_hit_ratio") / n,
+        trained: figures.len(),
+        warm_started,
+        mean_hit_ratio: recorded().map(|f| f.hit_ratio).sum::<f64>() / n,
         // over the warm-started children (a from-scratch child has no distance)
-        mean_distance: get("pool_distance")
-            / extras
-                .iter()
-                .filter(|e| e.get("warm_start").is_some_and(|w| *w > 0.0))
-                .count()
-                .max(1) as f64,
-        declined: extras
-            .iter()
-            .filter(|e| e.contains_key("pool_declined_distance"))
-            .count(),
+        mean_distance: recorded().map(|f| f.mean_distance).sum::<f64>()
+            / warm_started.max(1) as f64,
+        declined: recorded().filter(|f| f.declined_distance.is_some()).count(),
         max_distance: pool.max_distance,
         other_tasks: pool.other_tasks,
     }

@@ -8,6 +8,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use fnas_child::evaluator::PoolSettings;
+use fnas_child::PoolFigures;
 use fnas_run::target::training_evaluator;
 use fnas_run::task::resolve_task;
 use fnas_run::{PoolPolicy, TrainingConfig};
@@ -120,6 +121,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         Err(EvalError::Fatal(m)) => bail!("{m}"),
     };
     let m = &eval.metrics;
+    let pool = PoolFigures::from_metrics(m);
     let weights = ev.weights_path(&arch);
     if a.json {
         let v = serde_json::json!({
@@ -135,10 +137,10 @@ pub fn run(a: TrainArgs) -> Result<()> {
             "val_loss": m.extra.get("val_loss"),
             "cost": eval.cost,
             "weights": weights,
-            "warm_start": m.extra.get("warm_start").map(|w| *w > 0.0),
-            "pool_hit_ratio": m.extra.get("pool_hit_ratio"),
-            "pool_distance": m.extra.get("pool_distance"),
-            "pool_declined_distance": m.extra.get("pool_declined_distance"),
+            "warm_start": pool.as_ref().map(|p| p.warm_start),
+            "pool_hit_ratio": pool.as_ref().map(|p| p.hit_ratio),
+            "pool_distance": pool.as_ref().map(|p| p.mean_distance),
+            "pool_declined_distance": pool.as_ref().and_then(|p| p.declined_distance),
         });
         println!("{}", serde_json::to_string(&v)?);
         return Ok(());
@@ -166,20 +168,24 @@ pub fn run(a: TrainArgs) -> Result<()> {
     if let Some(w) = weights {
         println!("weights        {}", w.display());
     }
-    if let Some(d) = m.extra.get("pool_declined_distance") {
-        println!(
+    match &pool {
+        Some(PoolFigures {
+            declined_distance: Some(d),
+            ..
+        }) => println!(
             "pool           sources too far (mean block distance {d:.2} > --warm-max-distance): trained from scratch"
-        );
-    } else if let Some(h) = m.extra.get("pool_hit_ratio") {
-        println!(
-            "pool           {} (hit ratio {h:.2}, mean block distance {:.2})",
-            if m.extra.get("warm_start").is_some_and(|w| *w > 0.0) {
+        ),
+        Some(p) => println!(
+            "pool           {} (hit ratio {:.2}, mean block distance {:.2})",
+            if p.warm_start {
                 "warm start"
             } else {
                 "nothing usable: trained from scratch"
             },
-            m.extra.get("pool_distance").copied().unwrap_or(0.0)
-        );
+            p.hit_ratio,
+            p.mean_distance
+        ),
+        None => {}
     }
     Ok(())
 }
