@@ -30,7 +30,7 @@ use serde::Serialize;
 use fnas_run::transfer::normalise_source;
 use fnas_run::{make_strategy, SearchSettings, SelectOptions, StrategyKind};
 
-use crate::cli::BenchArgs;
+use crate::cli::{BenchArgs, GateArgs};
 
 /// Query counts at which test regret is reported.
 pub const REGRET_AT: [u64; 4] = [50, 100, 200, 500];
@@ -178,13 +178,11 @@ struct Job<'a> {
     transfer: Vec<fnas_learn::transfer::SourcePoints>,
 }
 
-/// The critic flags of `bench`, applied to every strategy that has the part they set.
-#[derive(Clone)]
-struct GateOptions {
-    trust_contenders: bool,
-    after_calibration: bool,
-    tau: Option<f64>,
-    screen: usize,
+/// What every search of a bench shares besides its strategy: the reward, and the critic
+/// flags, applied to every strategy that has the part they set.
+struct Common {
+    reward: RewardConfig,
+    gate: GateArgs,
     select: SelectOptions,
 }
 
@@ -196,26 +194,28 @@ fn run_one(
     tables: &[(String, Arc<dyn TabularBenchmark>, Targets)],
     budget: u64,
     batch_size: usize,
-    gate: &GateOptions,
+    common: &Common,
 ) -> Result<Done> {
     let t0 = Instant::now();
     let (dataset, table, targets) = &tables[job.dataset];
     let mut store = SqliteStore::in_memory()?;
-    let mut settings = SearchSettings::new(bench, dataset, batch_size, RewardConfig::default());
+    let mut settings = SearchSettings::new(bench, dataset, batch_size, common.reward.clone());
     settings.fnas = job.strategy.fnas_preset(&settings.ppo);
+    let gate = &common.gate;
     if let Some(f) = settings.fnas.as_mut().filter(|f| f.gate) {
         f.trust_contenders = gate.trust_contenders;
-        f.gate_after_calibration = gate.after_calibration;
-        if let Some(t) = gate.tau {
+        f.gate_after_calibration = gate.gate_after_calibration;
+        if let Some(t) = gate.gate_tau {
             f.tau = t;
         }
     }
     if let Some(f) = settings.fnas.as_mut().filter(|f| f.critic.is_some()) {
-        f.screen = gate.screen;
+        // the range 1..=64 is enforced by clap
+        f.screen = gate.screen as usize;
     }
     settings.select = job.strategy.select_preset(&settings.ppo);
     if let Some(c) = settings.select.as_mut() {
-        gate.select.apply(c);
+        common.select.apply(c);
     }
     let evaluator: &dyn Evaluator = table.as_ref();
     let space = evaluator.space();
@@ -320,6 +320,7 @@ fn transfer_sources(bench: Benchmark, target: &str, datasets: &[String]) -> Vec<
 
 pub fn run(a: BenchArgs) -> Result<()> {
     let bench: Benchmark = a.benchmark.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let reward = a.reward.config()?;
     let datasets: Vec<String> = if a.datasets == "all" {
         bench.datasets().iter().map(|s| s.to_string()).collect()
     } else {
@@ -355,13 +356,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
     {
         bail!("--seeds, --budget, --batch-size, --datasets and --strategies must be non-empty / at least 1");
     }
-    if a.trust_contenders && !any_gate {
+    if a.gate.trust_contenders && !any_gate {
         bail!("--trust-contenders needs a strategy with the critic's gate among --strategies (fnas, fnas-gate)");
     }
-    if a.gate_after_calibration && !any_gate {
+    if a.gate.gate_after_calibration && !any_gate {
         bail!("--gate-after-calibration needs a strategy with the critic's gate among --strategies (fnas, fnas-gate)");
     }
-    if a.gate_tau.is_some() && !any_gate {
+    if a.gate.gate_tau.is_some() && !any_gate {
         bail!("--gate-tau needs a strategy with the critic's gate among --strategies (fnas, fnas-gate)");
     }
     if a.select.options().any() && !kinds.values().any(|k| k.is_select()) {
@@ -379,7 +380,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             .find(|s| labels.contains(s))
             .unwrap_or_else(|| labels[0].clone()),
     };
-    if a.screen > 1 && !any_critic {
+    if a.gate.screen > 1 && !any_critic {
         bail!("--screen needs a strategy with a critic among --strategies (fnas, fnas-value, fnas-gate)");
     }
     let any_transfer = labels.iter().any(|l| l.ends_with("+transfer"));
@@ -455,18 +456,16 @@ pub fn run(a: BenchArgs) -> Result<()> {
         bar.set_style(style);
     }
     let t0 = Instant::now();
-    let gate = GateOptions {
-        trust_contenders: a.trust_contenders,
-        after_calibration: a.gate_after_calibration,
-        tau: a.gate_tau,
-        screen: a.screen as usize,
+    let common = Common {
+        reward,
+        gate: a.gate.clone(),
         select: a.select.options(),
     };
     let run_jobs = |jobs: &[Job]| -> Result<Vec<Done>> {
         pool.install(|| {
             jobs.par_iter()
                 .map(|j| {
-                    let r = run_one(j, bench, &tables, a.budget, a.batch_size, &gate);
+                    let r = run_one(j, bench, &tables, a.budget, a.batch_size, &common);
                     bar.inc(1);
                     r
                 })
@@ -521,19 +520,19 @@ pub fn run(a: BenchArgs) -> Result<()> {
         a.budget,
         wall
     );
-    if a.screen > 1 {
+    if a.gate.screen > 1 {
         println!(
             "critic-ranked proposals: --screen {} (the strategies with a critic train the best-rated batch of {}x as many draws)",
-            a.screen, a.screen
+            a.gate.screen, a.gate.screen
         );
     }
-    if a.trust_contenders {
+    if a.gate.trust_contenders {
         println!("gate rule: --trust-contenders (a confident prediction is trusted even when it might beat the best)");
     }
-    if let Some(t) = a.gate_tau {
+    if let Some(t) = a.gate.gate_tau {
         println!("gate confidence threshold: --gate-tau {t}");
     }
-    if a.gate_after_calibration {
+    if a.gate.gate_after_calibration {
         println!("gate rule: --gate-after-calibration (nothing is trusted before the critic's std is calibrated on 16 measured errors)");
     }
     if let Some(path) = &a.json {

@@ -29,6 +29,9 @@ pub enum Command {
         command: SpaceCommand,
     },
     /// Compare strategies on a tabular benchmark over seeds and datasets.
+    ///
+    /// The critic and fnas-select flags apply to every strategy among --strategies that
+    /// has the part they set (and are refused when none has it).
     Bench(BenchArgs),
     /// Train one child network of an MNAS space on a proxy task and print its metrics.
     Train(TrainArgs),
@@ -186,6 +189,58 @@ pub struct StoreArg {
 
 #[derive(Args, Debug)]
 pub struct SearchArgs {
+    /// Search strategy: random, evolution, evolution-gate (evolution with the FNAS
+    /// critic's train-or-trust gate), ppo (vanilla MnasNet-style RL), fnas (PPO +
+    /// critic gate and value + experience replay with off-policy correction, as in the
+    /// paper), fnas-select (the critic chooses what is evaluated from mutants of the best,
+    /// controller and uniform draws), or one ablation: fnas-value, fnas-gate,
+    /// fnas-replay, fnas-replay-nocorr, fnas-pooled (transfer sources not weighed),
+    /// fnas-select-{onehot,ucb,ei,noneighbours,
+    /// nomutants,nocontroller,nouniform,ppo-own}.
+    #[arg(long, default_value = "ppo")]
+    pub strategy: String,
+    /// Random seed (same seed, same sequence of architectures).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Architectures per strategy batch (one PPO update per batch).
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    #[command(flatten)]
+    pub store: StoreArg,
+    /// Experiment name (default: STRATEGY-DATASET-sSEED).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Continue the experiment named by --name (or the default name) where it stopped;
+    /// settings then come from the store. Starts it if it does not exist yet. A --budget
+    /// (or --budget-images) given with it replaces the stored one, so a finished search
+    /// can be extended: it continues as a search started with that budget would have.
+    #[arg(long)]
+    pub resume: bool,
+    /// Print a JSON summary instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub task: TaskArgs,
+    #[command(flatten)]
+    pub reward: RewardArgs,
+    #[command(flatten)]
+    pub reward_seeds: RewardSeedsArgs,
+    #[command(flatten)]
+    pub critic: CriticArgs,
+    #[command(flatten)]
+    pub select: SelectArgs,
+    #[command(flatten)]
+    pub pool: PoolArgs,
+    #[command(flatten)]
+    pub budget: BudgetArgs,
+    #[command(flatten)]
+    pub workers: WorkersArgs,
+}
+
+/// What `search` runs on.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Task")]
+pub struct TaskArgs {
     /// Tabular benchmark: nas-bench-graph or analog-nasbench.
     #[arg(long, conflicts_with = "task")]
     pub benchmark: Option<String>,
@@ -201,44 +256,58 @@ pub struct SearchArgs {
     /// MNAS search space of a real-training task: mnas-28 or a space TOML file.
     #[arg(long, default_value = "mnas-28")]
     pub space: String,
-    /// Children trained at once in this process, one thread each (default: one per core
-    /// on real training, 1 on a benchmark); 0: this process only drives the search and
-    /// `fnas worker` processes on the same store evaluate.
-    #[arg(long)]
-    pub workers: Option<usize>,
-    /// Testing and benchmarking: every evaluation first sleeps this many seconds (stored
-    /// with the experiment, so `fnas worker`s sleep too).
-    #[arg(long, hide_short_help = true)]
-    pub simulate_eval_seconds: Option<f64>,
-    /// Real training: the folder for trained weights and the knowledge pool's files,
-    /// recorded with the experiment (default: beside a SQLite store; required with a
-    /// PostgreSQL store, on a file system that every worker mounts).
-    #[arg(long)]
-    pub artifacts: Option<PathBuf>,
-    /// Leases a trial may lose (its worker died or stopped reporting) before it is
-    /// recorded as failed, with the reason.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub max_attempts: u32,
-    /// When another live `fnas search` drives this experiment, wait for it to finish or
-    /// die instead of exiting.
-    #[arg(long)]
-    pub wait: bool,
     /// Real training: epochs per child (default: the task's).
     #[arg(long)]
     pub epochs: Option<usize>,
     /// Real training: device, cpu (burn flex) or cuda / cuda:N (build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// Search strategy: random, evolution, evolution-gate (evolution with the FNAS
-    /// critic's train-or-trust gate), ppo (vanilla MnasNet-style RL), fnas (PPO +
-    /// critic gate and value + experience replay with off-policy correction, as in the
-    /// paper), fnas-select (the critic chooses what is evaluated from mutants of the best,
-    /// controller and uniform draws), or one ablation: fnas-value, fnas-gate,
-    /// fnas-replay, fnas-replay-nocorr, fnas-pooled (transfer sources not weighed),
-    /// fnas-select-{onehot,ucb,ei,noneighbours,
-    /// nomutants,nocontroller,nouniform,ppo-own}.
-    #[arg(long, default_value = "ppo")]
-    pub strategy: String,
+    /// Where the benchmark data is (default: $FNAS_DATA_DIR, ./data, or the repo's data/).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// The reward, shared by `search` and `bench`.
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Reward")]
+pub struct RewardArgs {
+    /// Latency (or params) target T of the MnasNet reward ACC x (LAT/T)^w; none = accuracy only.
+    #[arg(long)]
+    pub target: Option<f64>,
+    /// Constraint form when a target is set.
+    #[arg(long, value_enum, default_value_t = Constraint::Soft)]
+    pub constraint: Constraint,
+    /// What LAT is in the reward.
+    #[arg(long, value_enum, default_value_t = ObjectiveArg::Latency)]
+    pub objective: ObjectiveArg,
+}
+
+impl RewardArgs {
+    /// The reward these flags ask for.
+    pub fn config(&self) -> fnas_run::Result<fnas_core::RewardConfig> {
+        fnas_run::task::reward_config(
+            self.target,
+            self.constraint == Constraint::Hard,
+            self.objective == ObjectiveArg::Params,
+        )
+    }
+}
+
+/// The reward of real training (`search` only).
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Reward")]
+pub struct RewardSeedsArgs {
+    /// Real training: train each child this many times with different seeds and reward
+    /// the mean validation accuracy (less training noise, that many times the cost; the
+    /// first training's weights are kept, timed and stored in the pool).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=16))]
+    pub reward_seeds: u64,
+}
+
+/// The FNAS critic of a search: its pre-training and when it acts, plus its gate.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Critic")]
+pub struct CriticArgs {
     /// Pre-train the FNAS critic on earlier experiments of this store that share the
     /// search space: `all`, or comma-separated experiment names.
     #[arg(long)]
@@ -249,6 +318,15 @@ pub struct SearchArgs {
     /// main job trains about 24.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub critic_min_points: Option<u64>,
+    #[command(flatten)]
+    pub gate: GateArgs,
+}
+
+/// The critic's gate and critic-ranked proposals, shared by `search` and `bench` (which
+/// applies them to every strategy among --strategies that has the part they set).
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Critic")]
+pub struct GateArgs {
     /// FNAS gate: trust a confident prediction even when it might beat the best reward so
     /// far (the paper's plain rule). By default such a proposal is always trained, so a
     /// trusted prediction never hides a winner; late in a search that is most proposals.
@@ -269,17 +347,12 @@ pub struct SearchArgs {
     /// critic rates best (mean + std); 1 = off (FNAS as in the paper).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub screen: u64,
-    #[command(flatten)]
-    pub select: SelectArgs,
-    /// Budget in cost units: distinct architectures evaluated (queried, or trained).
-    /// Default 500 on a benchmark; on real training the default is --budget-images.
-    #[arg(long, conflicts_with = "budget_images")]
-    pub budget: Option<u64>,
-    /// Real training: budget in training images processed instead of children (a child
-    /// warm-started from the pool trains fewer epochs, so it costs less). Default on real
-    /// training: 300000 (the main job: about 14 minutes of `fashion-mnist` children on 2 cores).
-    #[arg(long)]
-    pub budget_images: Option<u64>,
+}
+
+/// The architecture knowledge pool of real training.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Knowledge pool")]
+pub struct PoolArgs {
     /// Real training: the architecture knowledge pool (trained block weights warm-start
     /// similar blocks of new children, which then train --warm-epochs). auto: on for
     /// --strategy fnas, off for the others.
@@ -290,11 +363,6 @@ pub struct SearchArgs {
     /// start can cost less than one epoch.
     #[arg(long, value_parser = epochs)]
     pub warm_epochs: Option<f64>,
-    /// Real training: train each child this many times with different seeds and reward
-    /// the mean validation accuracy (less training noise, that many times the cost; the
-    /// first training's weights are kept, timed and stored in the pool).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=16))]
-    pub reward_seeds: u64,
     /// Real training: peak learning rate of a child initialised from the pool, relative
     /// to the proxy's (no warm-up): transferred weights are fine-tuned, not retrained.
     #[arg(long, default_value_t = fnas_child::evaluator::DEFAULT_WARM_LR_SCALE, value_parser = lr_scale)]
@@ -312,12 +380,12 @@ pub struct SearchArgs {
     pub warm_other_tasks: bool,
     /// Size limit of the knowledge pool's weight files in MB; beyond it the least
     /// recently used networks are evicted.
-    #[arg(long, default_value_t = 2048)]
+    #[arg(long, default_value_t = fnas_child::pool::DEFAULT_POOL_LIMIT_MB)]
     pub pool_limit_mb: u64,
     /// Warm starts begin once the pool holds this many networks of the search's budget
     /// class (from this search or --transfer-from ones); the children before train from
     /// scratch and seed it.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = fnas_child::pool::DEFAULT_MIN_NETWORKS)]
     pub pool_min_networks: usize,
     /// How warm starts pick sources: network = every block from the most similar stored
     /// network, adapted block by block (consecutive blocks keep the channel meanings they
@@ -325,38 +393,49 @@ pub struct SearchArgs {
     /// stored block of any network.
     #[arg(long, value_enum, default_value_t = PoolMatch::Network)]
     pub pool_match: PoolMatch,
-    /// Random seed (same seed, same sequence of architectures).
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Architectures per strategy batch (one PPO update per batch).
-    #[arg(long, default_value_t = 8)]
-    pub batch_size: usize,
-    #[command(flatten)]
-    pub store: StoreArg,
-    /// Experiment name (default: STRATEGY-DATASET-sSEED).
+}
+
+/// What a search may spend.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Budget")]
+pub struct BudgetArgs {
+    /// Budget in cost units: distinct architectures evaluated (queried, or trained).
+    /// Default 500 on a benchmark; on real training the default is --budget-images.
+    #[arg(long, conflicts_with = "budget_images")]
+    pub budget: Option<u64>,
+    /// Real training: budget in training images processed instead of children (a child
+    /// warm-started from the pool trains fewer epochs, so it costs less). Default on real
+    /// training: 300000 (the main job: about 14 minutes of `fashion-mnist` children on 2 cores).
     #[arg(long)]
-    pub name: Option<String>,
-    /// Where the benchmark data is (default: $FNAS_DATA_DIR, ./data, or the repo's data/).
+    pub budget_images: Option<u64>,
+}
+
+/// Who evaluates, and where their files go.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Workers")]
+pub struct WorkersArgs {
+    /// Children trained at once in this process, one thread each (default: one per core
+    /// on real training, 1 on a benchmark); 0: this process only drives the search and
+    /// `fnas worker` processes on the same store evaluate.
     #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// Continue the experiment named by --name (or the default name) where it stopped;
-    /// settings then come from the store. Starts it if it does not exist yet. A --budget
-    /// (or --budget-images) given with it replaces the stored one, so a finished search
-    /// can be extended: it continues as a search started with that budget would have.
+    pub workers: Option<usize>,
+    /// Real training: the folder for trained weights and the knowledge pool's files,
+    /// recorded with the experiment (default: beside a SQLite store; required with a
+    /// PostgreSQL store, on a file system that every worker mounts).
     #[arg(long)]
-    pub resume: bool,
-    /// Latency (or params) target T of the MnasNet reward ACC x (LAT/T)^w; none = accuracy only.
+    pub artifacts: Option<PathBuf>,
+    /// Leases a trial may lose (its worker died or stopped reporting) before it is
+    /// recorded as failed, with the reason.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_attempts: u32,
+    /// When another live `fnas search` drives this experiment, wait for it to finish or
+    /// die instead of exiting.
     #[arg(long)]
-    pub target: Option<f64>,
-    /// Constraint form when a target is set.
-    #[arg(long, value_enum, default_value_t = Constraint::Soft)]
-    pub constraint: Constraint,
-    /// What LAT is in the reward.
-    #[arg(long, value_enum, default_value_t = ObjectiveArg::Latency)]
-    pub objective: ObjectiveArg,
-    /// Print a JSON summary instead of the table.
-    #[arg(long)]
-    pub json: bool,
+    pub wait: bool,
+    /// Testing and benchmarking: every evaluation first sleeps this many seconds (stored
+    /// with the experiment, so `fnas worker`s sleep too).
+    #[arg(long, hide_short_help = true)]
+    pub simulate_eval_seconds: Option<f64>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -465,28 +544,16 @@ pub struct BenchArgs {
     /// Write one JSON record per (strategy, dataset, seed) to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// The strategies with the critic's gate (fnas, fnas-gate) trust a confident
-    /// prediction even when it might beat the best so far (as `search --trust-contenders`).
-    #[arg(long)]
-    pub trust_contenders: bool,
-    /// The strategies with the critic's gate trust nothing until the critic's std is
-    /// calibrated (as `search --gate-after-calibration`).
-    #[arg(long)]
-    pub gate_after_calibration: bool,
-    /// The strategies with the critic's gate use this confidence threshold (as `search
-    /// --gate-tau`).
-    #[arg(long, value_parser = parse_gate_tau)]
-    pub gate_tau: Option<f64>,
-    /// The strategies with a critic rank this many times the batch of draws and evaluate
-    /// the best-rated batch (as `search --screen`); 1 = off.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
-    pub screen: u64,
-    #[command(flatten)]
-    pub select: SelectArgs,
     /// The strategy every ratio column divides by (per seed pair): default evolution
     /// when it is among --strategies, else ppo, else the first one.
     #[arg(long)]
     pub baseline: Option<String>,
+    #[command(flatten)]
+    pub reward: RewardArgs,
+    #[command(flatten)]
+    pub gate: GateArgs,
+    #[command(flatten)]
+    pub select: SelectArgs,
 }
 
 /// The settings of critic-chosen proposals (`fnas-select` strategies), shared by
@@ -523,54 +590,55 @@ impl SelectArgs {
 impl SearchArgs {
     /// The library's form of every flag but strategy, seed and name.
     pub fn options(&self) -> fnas_run::SearchOptions {
+        let (t, c, p) = (&self.task, &self.critic, &self.pool);
         fnas_run::SearchOptions {
             batch_size: self.batch_size,
             task: fnas_run::TaskOptions {
-                benchmark: self.benchmark.clone(),
-                dataset: self.dataset.clone(),
-                task: self.task.clone(),
-                space: self.space.clone(),
-                epochs: self.epochs,
-                device: self.device.clone(),
-                data_dir: self.data_dir.clone(),
+                benchmark: t.benchmark.clone(),
+                dataset: t.dataset.clone(),
+                task: t.task.clone(),
+                space: t.space.clone(),
+                epochs: t.epochs,
+                device: t.device.clone(),
+                data_dir: t.data_dir.clone(),
             },
             reward: fnas_run::RewardOptions {
-                target: self.target,
-                hard: self.constraint == Constraint::Hard,
-                params: self.objective == ObjectiveArg::Params,
-                seeds: self.reward_seeds,
+                target: self.reward.target,
+                hard: self.reward.constraint == Constraint::Hard,
+                params: self.reward.objective == ObjectiveArg::Params,
+                seeds: self.reward_seeds.reward_seeds,
             },
             critic: fnas_run::CriticOptions {
-                transfer_from: self.transfer_from.clone(),
-                min_points: self.critic_min_points,
-                trust_contenders: self.trust_contenders,
-                gate_after_calibration: self.gate_after_calibration,
-                gate_tau: self.gate_tau,
-                screen: self.screen,
+                transfer_from: c.transfer_from.clone(),
+                min_points: c.critic_min_points,
+                trust_contenders: c.gate.trust_contenders,
+                gate_after_calibration: c.gate.gate_after_calibration,
+                gate_tau: c.gate.gate_tau,
+                screen: c.gate.screen,
             },
             select: self.select.options(),
             pool: fnas_run::PoolOptions {
-                mode: match self.pool {
+                mode: match p.pool {
                     PoolArg::Auto => fnas_run::PoolMode::Auto,
                     PoolArg::On => fnas_run::PoolMode::On,
                     PoolArg::Off => fnas_run::PoolMode::Off,
                 },
-                warm_epochs: self.warm_epochs,
-                warm_lr_scale: self.warm_lr_scale,
-                warm_max_distance: self.warm_max_distance,
-                other_tasks: self.warm_other_tasks,
-                limit_mb: self.pool_limit_mb,
-                min_networks: self.pool_min_networks,
-                per_block: self.pool_match == PoolMatch::Block,
+                warm_epochs: p.warm_epochs,
+                warm_lr_scale: p.warm_lr_scale,
+                warm_max_distance: p.warm_max_distance,
+                other_tasks: p.warm_other_tasks,
+                limit_mb: p.pool_limit_mb,
+                min_networks: p.pool_min_networks,
+                per_block: p.pool_match == PoolMatch::Block,
             },
             budget: fnas_run::BudgetOptions {
-                evaluations: self.budget,
-                images: self.budget_images,
+                evaluations: self.budget.budget,
+                images: self.budget.budget_images,
             },
             workers: fnas_run::WorkerOptions {
-                workers: self.workers,
-                artifacts: self.artifacts.clone(),
-                simulate_eval_seconds: self.simulate_eval_seconds,
+                workers: self.workers.workers,
+                artifacts: self.workers.artifacts.clone(),
+                simulate_eval_seconds: self.workers.simulate_eval_seconds,
             },
         }
     }

@@ -793,3 +793,45 @@ fn settings_versions_on_resume() {
     let o = run(&["ls", "--store", s]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// `search --help` groups its flags under headings; `bench` shares the reward, critic
+/// and fnas-select groups.
+#[test]
+fn help_groups_the_flags() {
+    let o = run(&["search", "--help"]);
+    assert!(o.status.success());
+    let help = String::from_utf8_lossy(&o.stdout);
+    let at = |s: &str| {
+        help.find(s)
+            .unwrap_or_else(|| panic!("`{s}` not in search --help:\n{help}"))
+    };
+    let headings = [
+        "\nTask:",
+        "\nReward:",
+        "\nCritic:",
+        "\nCritic-chosen proposals (fnas-select):",
+        "\nKnowledge pool:",
+        "\nBudget:",
+        "\nWorkers:",
+    ];
+    let flags = [
+        "--task <TASK>",
+        "--target <TARGET>",
+        "--gate-tau <GATE_TAU>",
+        "--acquisition <ACQUISITION>",
+        "--warm-epochs <WARM_EPOCHS>",
+        "--budget-images <BUDGET_IMAGES>",
+        "--max-attempts <MAX_ATTEMPTS>",
+    ];
+    for (i, (h, f)) in headings.iter().zip(flags).enumerate() {
+        assert!(at(h) < at(f), "{f} is not under {h}");
+        if let Some(next) = headings.get(i + 1) {
+            assert!(at(f) < at(next), "{f} is not under {h}");
+        }
+    }
+    let o = run(&["bench", "--help"]);
+    let help = String::from_utf8_lossy(&o.stdout);
+    for s in ["\nReward:", "\nCritic:", "--trust-contenders", "--target"] {
+        assert!(help.contains(s), "`{s}` not in bench --help:\n{help}");
+    }
+}

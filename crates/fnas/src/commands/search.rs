@@ -16,17 +16,17 @@ use crate::cli::SearchArgs;
 use crate::progress::{budget_bar, progress_hook_shared, LogLines};
 
 pub fn run(a: SearchArgs) -> Result<()> {
-    if a.budget == Some(0) || a.batch_size == 0 || a.budget_images == Some(0) {
+    if a.budget.budget == Some(0) || a.batch_size == 0 || a.budget.budget_images == Some(0) {
         bail!("--budget, --budget-images and --batch-size must be at least 1");
     }
     let options = a.options();
     let store_path = &a.store.store;
-    let data_dir = a.data_dir.as_deref();
+    let data_dir = a.task.data_dir.as_deref();
     let resumable = if a.resume { find_resumable(&a)? } else { None };
     let (mut store, exp, mut prepared, driver) = match resumable {
         Some((mut store, mut exp)) => {
             let name = exp.spec.name.clone();
-            let driver = drive(store.as_mut(), exp.id, &name, a.wait, a.json)?;
+            let driver = drive(store.as_mut(), exp.id, &name, a.workers.wait, a.json)?;
             let settings = fnas_run::settings_of(&exp)?;
             let new_budget = options.resumed_budget(&settings, &name)?;
             let mut prepared = fnas_run::prepare(
@@ -65,7 +65,13 @@ pub fn run(a: SearchArgs) -> Result<()> {
             let draft = new.draft(store_path)?;
             let mut store = fnas_run::stores::open(store_path)?;
             let (exp, target) = draft.record(store.as_mut())?;
-            let driver = drive(store.as_mut(), exp.id, &exp.spec.name, a.wait, a.json)?;
+            let driver = drive(
+                store.as_mut(),
+                exp.id,
+                &exp.spec.name,
+                a.workers.wait,
+                a.json,
+            )?;
             let opts = PrepareOptions {
                 target: Some(target),
                 ..PrepareOptions::new(store_path, data_dir)
@@ -106,8 +112,8 @@ pub fn run(a: SearchArgs) -> Result<()> {
     let mut log = LogLines::for_stderr(a.json, std::time::Duration::from_secs(30));
     // cost spent at the last trial of this run (None: no trial ran), for the final line
     let mut last_spent = None;
-    prepared.config.local_workers = a.workers != Some(0);
-    prepared.config.max_attempts = a.max_attempts;
+    prepared.config.local_workers = a.workers.workers != Some(0);
+    prepared.config.max_attempts = a.workers.max_attempts;
     prepared.config.driver = Some(driver.clone());
     let mut progress = |ev: &fnas_core::search::TrialEvent| {
         bar.set_position(ev.spent);
