@@ -5,15 +5,22 @@
 //! worker`, tests and other programs build a search the same way:
 //!
 //! - [`NewSearch`] checks a new search's options and turns them into the
-//!   [`SearchSettings`] recorded with it ([`NewSearch::draft`], [`Draft::record`]);
-//! - [`prepare`] builds a recorded experiment's [`PreparedSearch`], [`prepare_evaluator`]
-//!   only its evaluator (what a worker needs);
+//!   [`SearchSettings`] recorded with it, then records and prepares it
+//!   ([`NewSearch::start`]; in steps: [`NewSearch::draft`], [`Draft::record`]);
+//! - [`prepare`] builds a recorded experiment's [`PreparedSearch`] (strategy, evaluator,
+//!   search configuration), [`prepare_evaluator`] only its evaluator (what a worker
+//!   needs); [`resume`] prepares one to continue with the user's options;
+//! - [`PreparedSearch::run`] runs it, riding out a store server's restart;
 //! - [`migrate`] reads stored settings of any version this build knows.
+//!
+//! Progress display is the caller's: the training evaluator takes a progress hook
+//! ([`Target::set_progress`]) and the search loop a callback per trial.
 
 pub mod artifacts;
 pub mod error;
 pub mod new_search;
 pub mod prepare;
+pub mod resume;
 pub mod settings;
 pub mod stores;
 pub mod strategy;
@@ -26,11 +33,13 @@ pub use error::{Result, RunError};
 pub use fnas_child::PoolPolicy;
 pub use new_search::{
     default_name, BudgetOptions, CriticOptions, Draft, NewSearch, PoolMode, PoolOptions,
-    RewardOptions, SearchOptions, SelectOptions, TaskOptions, WorkerOptions,
+    RewardOptions, SearchOptions, SelectOptions, Started, TaskOptions, WorkerOptions,
 };
 pub use prepare::{
     prepare, prepare_evaluator, settings_of, PrepareOptions, PreparedEvaluator, PreparedSearch,
+    RECONNECT_SECONDS,
 };
+pub use resume::{find_resumable, resume, Resumed};
 pub use settings::{migrate, SearchSettings, TrainingConfig, TransferSource};
 pub use strategy::{make_strategy, StrategyKind};
 pub use target::{SearchEvaluator, Target};

@@ -14,7 +14,9 @@ use fnas_learn::select::SelectConfig;
 
 use crate::artifacts::Artifacts;
 use crate::error::{invalid, Result, RunError};
+use crate::prepare::{prepare, PrepareOptions, PreparedSearch};
 use crate::settings::{SearchSettings, TrainingConfig, TRAIN_BENCHMARK};
+use crate::stores;
 use crate::strategy::StrategyKind;
 use crate::target::{target, Target};
 use crate::task::{default_workers, is_training_task, parse_task, resolve_task, reward_config};
@@ -580,6 +582,34 @@ impl NewSearch {
             transfer_from: self.options.critic.transfer_from.clone(),
             settings,
             target,
+        })
+    }
+}
+
+/// A new search recorded in its store and prepared to run.
+pub struct Started {
+    pub store: Box<dyn Store>,
+    pub experiment: Experiment,
+    pub search: PreparedSearch,
+}
+
+impl NewSearch {
+    /// Starts the search in `store`: checks the options and loads the data
+    /// ([`Self::draft`]) before the store is opened (a SQLite file is created then),
+    /// records the experiment and prepares it.
+    pub fn start(&self, store: &Path) -> Result<Started> {
+        let draft = self.draft(store)?;
+        let mut opened = stores::open(store)?;
+        let (experiment, target) = draft.record(opened.as_mut())?;
+        let opts = PrepareOptions {
+            target: Some(target),
+            ..PrepareOptions::new(store, self.options.task.data_dir.as_deref())
+        };
+        let search = prepare(opened.as_ref(), &experiment, opts)?;
+        Ok(Started {
+            store: opened,
+            experiment,
+            search,
         })
     }
 }

@@ -4,15 +4,21 @@
 
 use std::path::Path;
 
-use fnas_core::search::SearchConfig;
+use std::time::{Duration, Instant};
+
+use fnas_core::search::{run_search, SearchConfig, SearchError, SearchSummary, TrialEvent};
 use fnas_core::store::Experiment;
-use fnas_core::{Evaluator, Store, Strategy};
+use fnas_core::{Evaluator, Store, StoreError, Strategy};
 
 use crate::error::{Context, Result};
 use crate::settings::SearchSettings;
 use crate::strategy::{make_strategy, StrategyKind};
 use crate::target::{target, with_pool, SearchEvaluator, Target};
 use crate::transfer::{recorded_points, TransferPoints};
+
+/// How long a search or worker keeps trying to reach a store server that went away (a
+/// restart, a failover) before it gives up.
+pub const RECONNECT_SECONDS: u64 = 300;
 
 /// Where a prepared search finds what the store does not hold.
 pub struct PrepareOptions<'a> {
@@ -97,6 +103,43 @@ pub struct PreparedSearch {
 }
 
 impl PreparedSearch {
+    /// Runs the search until its budget is spent (see [`run_search`]; `progress` hears of
+    /// every finished trial). A store server that goes away (a restart, a failover) is
+    /// waited for up to [`RECONNECT_SECONDS`]: `on_lost` hears of it once (the store and
+    /// the server's message), and the search then continues from its last checkpoint, as
+    /// a new resume would.
+    pub fn run(
+        &mut self,
+        store: &mut dyn Store,
+        experiment: &Experiment,
+        progress: &mut dyn FnMut(&TrialEvent),
+        on_lost: &mut dyn FnMut(&str, &str),
+    ) -> Result<SearchSummary> {
+        let mut lost_since: Option<Instant> = None;
+        loop {
+            match run_search(
+                store,
+                experiment,
+                self.strategy.as_mut(),
+                &self.evaluator,
+                &self.config,
+                progress,
+            ) {
+                Err(SearchError::Store(StoreError::Unavailable { path, message }))
+                    if lost_since.is_none_or(|t| t.elapsed().as_secs() < RECONNECT_SECONDS) =>
+                {
+                    if lost_since.is_none() {
+                        on_lost(&path, &message);
+                        lost_since = Some(Instant::now());
+                    }
+                    std::thread::sleep(Duration::from_secs(1));
+                    self.strategy = self.fresh_strategy()?;
+                }
+                r => return Ok(r?),
+            }
+        }
+    }
+
     /// A fresh strategy as the search starts it (a checkpoint in the store restores its
     /// state): after a lost store connection the search is run again from there.
     pub fn fresh_strategy(&self) -> Result<Box<dyn Strategy>> {

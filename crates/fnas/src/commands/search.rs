@@ -7,9 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Result};
 use fnas_child::TrainingEvaluator;
-use fnas_core::search::{run_search, SearchError};
 use fnas_core::store::{Holder, TrialSource};
-use fnas_core::{Evaluator, Store, StoreError};
+use fnas_core::{Evaluator, Store};
 use fnas_run::{NewSearch, PrepareOptions, StrategyKind};
 
 use crate::cli::SearchArgs;
@@ -21,38 +20,32 @@ pub fn run(a: SearchArgs) -> Result<()> {
     }
     let options = a.options();
     let store_path = &a.store.store;
-    let data_dir = a.task.data_dir.as_deref();
-    let resumable = if a.resume { find_resumable(&a)? } else { None };
-    let (mut store, exp, mut prepared, driver) = match resumable {
+    let resumable = match a.resume {
+        true => fnas_run::find_resumable(
+            store_path,
+            a.name.as_deref(),
+            &a.strategy,
+            a.seed,
+            &options.task,
+        )?,
+        false => None,
+    };
+    let (mut store, exp, mut search, driver) = match resumable {
         Some((mut store, mut exp)) => {
             let name = exp.spec.name.clone();
             let driver = drive(store.as_mut(), exp.id, &name, a.workers.wait, a.json)?;
-            let settings = fnas_run::settings_of(&exp)?;
-            let new_budget = options.resumed_budget(&settings, &name)?;
-            let mut prepared = fnas_run::prepare(
-                store.as_ref(),
-                &exp,
-                PrepareOptions::new(store_path, data_dir),
-            )?;
+            let opts = PrepareOptions::new(store_path, options.task.data_dir.as_deref());
+            let resumed = fnas_run::resume(store.as_mut(), &mut exp, &options, opts)?;
             if !a.json {
                 eprintln!("resuming experiment `{name}` (settings from the store)");
-                for w in options.ignored_on_resume(&settings) {
+                for w in &resumed.ignored {
                     eprintln!("warning: {w} (a resumed search keeps the settings stored with `{name}`; start a new experiment with --name to change them)");
                 }
-            }
-            if let Some(budget) = new_budget.filter(|b| *b != exp.spec.budget) {
-                store.set_experiment_budget(exp.id, budget)?;
-                store.set_experiment_status(exp.id, "running")?;
-                if !a.json {
-                    eprintln!(
-                        "budget of `{name}` changed from {} to {budget}",
-                        exp.spec.budget
-                    );
+                if let Some((old, new)) = resumed.budget_changed {
+                    eprintln!("budget of `{name}` changed from {old} to {new}");
                 }
-                exp.spec.budget = budget;
-                prepared.config.budget = budget;
             }
-            (store, exp, prepared, driver)
+            (store, exp, resumed.search, driver)
         }
         None => {
             let new = NewSearch {
@@ -61,26 +54,19 @@ pub fn run(a: SearchArgs) -> Result<()> {
                 name: a.name.clone(),
                 options,
             };
-            // data first: missing data must not leave an empty experiment behind
-            let draft = new.draft(store_path)?;
-            let mut store = fnas_run::stores::open(store_path)?;
-            let (exp, target) = draft.record(store.as_mut())?;
+            let mut started = new.start(store_path)?;
+            let exp = started.experiment;
             let driver = drive(
-                store.as_mut(),
+                started.store.as_mut(),
                 exp.id,
                 &exp.spec.name,
                 a.workers.wait,
                 a.json,
             )?;
-            let opts = PrepareOptions {
-                target: Some(target),
-                ..PrepareOptions::new(store_path, data_dir)
-            };
-            let prepared = fnas_run::prepare(store.as_ref(), &exp, opts)?;
-            (store, exp, prepared, driver)
+            (started.store, exp, started.search, driver)
         }
     };
-    let settings = &prepared.settings;
+    let settings = &search.settings;
     if !settings.transfer.is_empty() && !a.json {
         let list: Vec<String> = settings
             .transfer
@@ -89,17 +75,6 @@ pub fn run(a: SearchArgs) -> Result<()> {
             .collect();
         eprintln!("critic pre-trained on {}", list.join(", "));
     }
-    let bar = budget_bar(exp.spec.budget, a.json);
-    bar.set_message(format!("{} on {}", exp.spec.strategy, exp.spec.task));
-    // "trained 12 trusted 3 replayed 40 best 0.81", shared with the workers' step messages
-    let status = Arc::new(Mutex::new(format!(
-        "{} on {}",
-        exp.spec.strategy, exp.spec.task
-    )));
-    prepared
-        .evaluator
-        .target
-        .set_progress(progress_hook_shared(bar.clone(), status.clone()));
     if let (Some(pc), false) = (settings.pool(), a.json) {
         eprintln!(
             "knowledge pool: warm starts from entries of budget class {} images (one from-scratch proxy training), a warm-started child trains {} epoch{}",
@@ -108,13 +83,20 @@ pub fn run(a: SearchArgs) -> Result<()> {
             if pc.warm_epochs == 1.0 { "" } else { "s" }
         );
     }
+    let bar = budget_bar(exp.spec.budget, a.json);
+    let title = format!("{} on {}", exp.spec.strategy, exp.spec.task);
+    bar.set_message(title.clone());
+    // "trained 12 trusted 3 replayed 40 best 0.81", shared with the workers' step messages
+    let status = Arc::new(Mutex::new(title));
+    let hook = progress_hook_shared(bar.clone(), status.clone());
+    search.evaluator.target.set_progress(hook);
+    search.config.local_workers = a.workers.workers != Some(0);
+    search.config.max_attempts = a.workers.max_attempts;
+    search.config.driver = Some(driver.clone());
     let mut counts = SourceCounts::default();
     let mut log = LogLines::for_stderr(a.json, std::time::Duration::from_secs(30));
     // cost spent at the last trial of this run (None: no trial ran), for the final line
     let mut last_spent = None;
-    prepared.config.local_workers = a.workers.workers != Some(0);
-    prepared.config.max_attempts = a.workers.max_attempts;
-    prepared.config.driver = Some(driver.clone());
     let mut progress = |ev: &fnas_core::search::TrialEvent| {
         bar.set_position(ev.spent);
         counts.add(ev.result.source);
@@ -139,41 +121,19 @@ pub fn run(a: SearchArgs) -> Result<()> {
         }
         last_spent = Some(ev.spent);
     };
-    // a store server that went away (restart, failover): reconnect and resume from the
-    // last checkpoint, as a new `--resume` would
-    let mut lost_since: Option<std::time::Instant> = None;
-    let summary = loop {
-        match run_search(
-            store.as_mut(),
-            &exp,
-            prepared.strategy.as_mut(),
-            &prepared.evaluator,
-            &prepared.config,
-            &mut progress,
-        ) {
-            Err(SearchError::Store(StoreError::Unavailable { path, message }))
-                if lost_since
-                    .is_none_or(|t| t.elapsed().as_secs() < super::worker::RECONNECT_SECONDS) =>
-            {
-                if lost_since.is_none() {
-                    bar.suspend(|| {
-                        eprintln!("warning: store {path} unavailable ({message}); reconnecting, then resuming from the last checkpoint")
-                    });
-                    lost_since = Some(std::time::Instant::now());
-                }
-                std::thread::sleep(std::time::Duration::from_secs(1));
-                prepared.strategy = prepared.fresh_strategy()?;
-            }
-            r => break r?,
-        }
+    let mut on_lost = |path: &str, message: &str| {
+        bar.suspend(|| {
+            eprintln!("warning: store {path} unavailable ({message}); reconnecting, then resuming from the last checkpoint")
+        })
     };
+    let summary = search.run(store.as_mut(), &exp, &mut progress, &mut on_lost)?;
     bar.finish_and_clear();
     store.release_driver(&driver)?;
     if let (Some(spent), Ok(line)) = (last_spent, status.lock()) {
         log.update(spent, exp.spec.budget, &line, true);
     }
     let trials = store.trials(exp.id)?;
-    let best_child = prepared
+    let best_child = search
         .evaluator
         .target
         .training()
@@ -217,33 +177,6 @@ pub fn run(a: SearchArgs) -> Result<()> {
         a.store.store.display()
     );
     Ok(())
-}
-
-/// With `--resume`: the named experiment if it exists; `None` (start it) if it does not
-/// but the task is given; an error if neither.
-fn find_resumable(
-    a: &SearchArgs,
-) -> Result<Option<(Box<dyn Store>, fnas_core::store::Experiment)>> {
-    let task = a.options().task.key();
-    let name = match (&a.name, &task) {
-        (Some(n), _) => n.clone(),
-        (None, Some((b, d))) => fnas_run::default_name(&a.strategy, b, d, a.seed),
-        (None, None) => {
-            bail!("--resume needs --name EXP (see `fnas ls`) or the task options of the search")
-        }
-    };
-    if !fnas_run::stores::is_url(&a.store.store) && !a.store.store.exists() && task.is_some() {
-        return Ok(None);
-    }
-    let store = fnas_run::stores::open(&a.store.store)?;
-    match store.experiment(&name)? {
-        Some(exp) => Ok(Some((store, exp))),
-        None if task.is_some() => Ok(None),
-        None => bail!(
-            "no experiment `{name}` in {} to resume; give the task options (--task, or --benchmark/--dataset) to start it",
-            a.store.store.display()
-        ),
-    }
 }
 
 /// Seconds a driver lease lasts without renewal (the driver renews it at every step;

@@ -12,23 +12,16 @@ use anyhow::{anyhow, bail, Result};
 use fnas_core::search::evaluate;
 use fnas_core::store::{Holder, Lease};
 use fnas_core::{Evaluator, StoreError};
-use fnas_run::PrepareOptions;
+use fnas_run::{PrepareOptions, RECONNECT_SECONDS};
 
 use crate::cli::WorkerArgs;
 
 /// How often an idle worker looks for a queued trial.
 const POLL: Duration = Duration::from_millis(50);
 
-/// How long a worker keeps trying to reach a store server that went away (a restart,
-/// a failover) before it gives up.
-pub(crate) const RECONNECT_SECONDS: u64 = 300;
-
 /// Runs `op` until it succeeds, fails otherwise than by an unreachable store, or the
 /// store has been unreachable for [`RECONNECT_SECONDS`].
-pub(crate) fn retrying<T>(
-    what: &str,
-    mut op: impl FnMut() -> Result<T, StoreError>,
-) -> Result<T, StoreError> {
+fn retrying<T>(what: &str, mut op: impl FnMut() -> Result<T, StoreError>) -> Result<T, StoreError> {
     let mut since: Option<Instant> = None;
     loop {
         match op() {
