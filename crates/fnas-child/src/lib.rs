@@ -3,7 +3,8 @@
 //! ([`task`] draws the seeded data splits from IDX files read by [`idx`], [`train`] runs
 //! the recipe) and measured ([`latency`], FLOPs and params from [`plan`]). [`warm`]
 //! initialises a child from the knowledge pool, adapting stored weights with the rules of
-//! [`transfer`], and splits a trained child into pool entries.
+//! [`transfer`], and splits a trained child into pool entries; [`pool`] holds the policy
+//! a search records for the pool and the figures each trained child reports.
 
 pub mod evaluator;
 pub mod idx;

@@ -7,9 +7,9 @@
 //! - [`NewSearch`] checks a new search's options and turns them into the
 //!   [`SearchSettings`] recorded with it, then records and prepares it
 //!   ([`NewSearch::start`]; in steps: [`NewSearch::draft`], [`Draft::record`]);
-//! - [`prepare`] builds a recorded experiment's [`PreparedSearch`] (strategy, evaluator,
+//! - [`prepare()`] builds a recorded experiment's [`PreparedSearch`] (strategy, evaluator,
 //!   search configuration), [`prepare_evaluator`] only its evaluator (what a worker
-//!   needs); [`resume`] prepares one to continue with the user's options;
+//!   needs); [`resume()`] prepares one to continue with the user's options;
 //! - [`PreparedSearch::run`] runs it, riding out a store server's restart;
 //! - [`migrate`] reads stored settings of any version this build knows.
 //!
