@@ -538,4 +538,12 @@ impl Strategy for PpoController {
             serde_json::from_slice(state).map_err(|e| StrategyError::BadState(e.to_string()))?;
         self.set_raw_state(st)
     }
+
+    /// The next batch may be sampled from the current policy before the last batch's
+    /// rewards are in: `tell` learns from each proposal's recorded sampling log-prob, so
+    /// a batch drawn one update earlier is an off-policy batch that PPO's clipped ratio
+    /// is built for.
+    fn asynchronous(&self) -> bool {
+        true
+    }
 }

@@ -491,3 +491,39 @@ fn workers_claim_the_next_batch_before_the_current_one_ends() {
         "workers busy most of the time: {u}"
     );
 }
+
+/// Wrong credentials: a one-line error that names the URL and never the password;
+/// nothing is created or claimed.
+#[test]
+fn wrong_postgres_credentials_are_a_one_line_error_without_the_password() {
+    let secret = "not-the-password-4711";
+    for args in [
+        vec!["worker", "--experiment", "e"],
+        vec!["ls"],
+        vec![
+            "search",
+            "--benchmark",
+            "nas-bench-graph",
+            "--dataset",
+            "cora",
+            "--budget",
+            "2",
+        ],
+    ] {
+        let mut full = args.clone();
+        let server = pg_server();
+        full.extend(["--store", server.as_str()]);
+        let o = fnas()
+            .env("PGPASSWORD", secret)
+            .args(&full)
+            .output()
+            .expect("fnas binary runs");
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{full:?}");
+        assert!(
+            e.contains("password authentication failed") && !e.contains(secret),
+            "{full:?}: {e}"
+        );
+        assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    }
+}
