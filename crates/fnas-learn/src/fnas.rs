@@ -620,6 +620,14 @@ impl Strategy for FnasStrategy {
         "fnas"
     }
 
+    /// The next batch may be drawn from the current policy (and scored by the current
+    /// critic) before the last batch's rewards are in: `tell` learns from each
+    /// proposal's recorded sampling log-prob, and the experience buffer keeps it as the
+    /// behaviour probability of its importance weight.
+    fn asynchronous(&self) -> bool {
+        true
+    }
+
     fn counters(&self) -> Vec<(&'static str, u64)> {
         let s = &self.ex.stats;
         let mut c = vec![("replayed", s.replayed), ("audited", s.audited)];
