@@ -5,9 +5,16 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Fast neural architecture search: RL-based NAS (MnasNet-style PPO) accelerated by
-/// FNAS, on real tabular NAS benchmarks and (later) real child training.
+/// FNAS, on tabular NAS benchmarks and on real child training.
 #[derive(Parser, Debug)]
-#[command(name = "fnas", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "fnas",
+    version,
+    about,
+    long_about = None,
+    propagate_version = true,
+    after_help = "Examples:\n  fnas search --task fashion-mnist --strategy fnas-select --resume\n  fnas show fnas-select-train-fashion-mnist-s0\n  fnas search --task nas-bench-graph/cora --strategy evolution --budget 300 --store runs.db"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -18,12 +25,22 @@ pub struct Cli {
 #[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Run (or resume) one architecture search and record it in the store.
+    #[command(
+        after_help = "Examples:\n  fnas search --task fashion-mnist --strategy fnas-select --resume\n  fnas search --task nas-bench-graph/arxiv --strategy fnas-select --budget 300 --store runs.db --name arxiv\n  fnas search --store runs.db --name arxiv --resume --budget 600      # extend a finished search"
+    )]
     Search(SearchArgs),
     /// List the experiments of a store.
+    #[command(after_help = "Examples:\n  fnas ls\n  fnas ls --store runs.db --json")]
     Ls(LsArgs),
     /// Show one experiment: its best architectures and metrics (all trials with --json).
+    #[command(
+        after_help = "Examples:\n  fnas show arxiv --store runs.db\n  fnas show arxiv --store runs.db --top 20\n  fnas show arxiv --store postgresql://fnas@dbhost/fnas --json"
+    )]
     Show(ShowArgs),
     /// Inspect search spaces.
+    #[command(
+        after_help = "Examples:\n  fnas space show mnas-28\n  fnas space sample nas-bench-graph --seed 3 --count 5\n  fnas space show spaces/mnas-28.toml --json"
+    )]
     Space {
         #[command(subcommand)]
         command: SpaceCommand,
@@ -32,14 +49,26 @@ pub enum Command {
     ///
     /// The critic and fnas-select flags apply to every strategy among --strategies that
     /// has the part they set (and are refused when none has it).
+    #[command(
+        after_help = "Examples:\n  fnas bench --benchmark nas-bench-graph --datasets cora,pubmed --strategies evolution,fnas-select --seeds 20\n  fnas bench --benchmark analog-nasbench --datasets analog --strategies ppo,fnas --seeds 10 --json bench.json"
+    )]
     Bench(BenchArgs),
     /// Train one child network of an MNAS space on a proxy task and print its metrics.
+    #[command(
+        after_help = "Examples:\n  fnas train --arch median --task fashion-mnist-full --test\n  fnas train --arch random:7 --task fashion-mnist --weights-dir weights --json"
+    )]
     Train(TrainArgs),
     /// Evaluate the queued trials of an experiment that a `fnas search` drives (on this
     /// or another machine sharing the store), until the search ends.
+    #[command(
+        after_help = "Examples:\n  fnas worker --store runs.db --experiment fm\n  fnas worker --store postgresql://fnas@dbhost/fnas --experiment fm --lease-seconds 120"
+    )]
     Worker(WorkerArgs),
     /// Write (and with --submit, submit) a Slurm job array whose tasks run `fnas worker`
     /// on an experiment.
+    #[command(
+        after_help = "Examples:\n  fnas slurm --store postgresql://fnas@dbhost/fnas --experiment fm --workers 16 --gpus-per-worker 1 --time 4:00:00 --submit\n  fnas slurm --store /shared/runs.db --experiment fm --workers 2 --out fm.sbatch     # write only"
+    )]
     Slurm(SlurmArgs),
 }
 

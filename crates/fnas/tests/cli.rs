@@ -835,3 +835,35 @@ fn help_groups_the_flags() {
         assert!(help.contains(s), "`{s}` not in bench --help:\n{help}");
     }
 }
+
+/// Every command's help ends with examples a user can copy.
+#[test]
+fn every_command_help_ends_with_examples() {
+    for cmd in [
+        vec!["--help"],
+        vec!["search", "--help"],
+        vec!["ls", "--help"],
+        vec!["show", "--help"],
+        vec!["space", "--help"],
+        vec!["bench", "--help"],
+        vec!["train", "--help"],
+        vec!["worker", "--help"],
+        vec!["slurm", "--help"],
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_fnas"))
+            .args(&cmd)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{cmd:?}");
+        let text = String::from_utf8_lossy(&o.stdout);
+        let (_, examples) = text
+            .split_once("Examples:\n")
+            .unwrap_or_else(|| panic!("{cmd:?}: no examples in\n{text}"));
+        let lines: Vec<&str> = examples.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert!(lines.len() >= 2, "{cmd:?}: {lines:?}");
+        assert!(
+            lines.iter().all(|l| l.trim_start().starts_with("fnas ")),
+            "{cmd:?}: {lines:?}"
+        );
+    }
+}
