@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what fnas needs on a fresh machine. Idempotent: run it as often as you like.
 #   - Fashion-MNIST (Debian package dataset-fashion-mnist, for real child training)
+#   - PyTorch for /usr/bin/python3 (Debian package python3-torch, for the export test)
 #   - NAS-Bench-Graph 1.4.0 and AnalogNAS-Bench 0.1.3 data, from their Python wheels
 #     (pip download, unzipped into the data directory; never committed)
 # Data directory: $FNAS_DATA_DIR, or data/ in the repository (git-ignored).
@@ -26,6 +27,18 @@ elif command -v apt-get >/dev/null 2>&1; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null
 else
   say "warning: no apt-get; install Fashion-MNIST (IDX .gz files) yourself and pass --data-dir"
+fi
+
+# 1b. Debian's PyTorch (python3-torch), which the `fnas export` test runs an exported
+#     model in (with /usr/bin/python3, not a venv's python)
+if /usr/bin/python3 -c 'import torch' >/dev/null 2>&1; then
+  say "PyTorch present for /usr/bin/python3"
+elif command -v apt-get >/dev/null 2>&1; then
+  say "installing python3-torch (apt)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-torch >/dev/null
+else
+  say "warning: no apt-get; install PyTorch for /usr/bin/python3 yourself (fnas export test)"
 fi
 
 # 2. Tabular benchmarks from their wheels

@@ -521,6 +521,15 @@ impl TrainingEvaluator {
     /// Test accuracy of a child whose weights this evaluator saved (`weights_path`):
     /// loads them into the child network and evaluates the t10k test split.
     pub fn test_saved(&self, arch: &Architecture) -> Result<f64, EvalError> {
+        let (_, net) = self.load_saved(arch)?;
+        let path = self.weights_path(arch).unwrap_or_default();
+        crate::train::test_accuracy(&net, &self.data, &self.settings.device)
+            .map_err(|e| EvalError::Fatal(format!("testing {}: {e}", path.display())))
+    }
+
+    /// The plan and the trained network of a child whose weights this evaluator saved
+    /// (inference mode, on the evaluator's device): what reports and exports start from.
+    pub fn load_saved(&self, arch: &Architecture) -> Result<(ChildPlan, ChildNet), EvalError> {
         let path = self
             .weights_path(arch)
             .ok_or_else(|| EvalError::Fatal("no weights folder: nothing was saved".into()))?;
@@ -536,8 +545,7 @@ impl TrainingEvaluator {
         let mut st = SafetensorsStore::from_file(&path);
         net.load_from(&mut st)
             .map_err(|e| EvalError::Fatal(format!("loading {}: {e:?}", path.display())))?;
-        crate::train::test_accuracy(&net, &self.data, &device)
-            .map_err(|e| EvalError::Fatal(format!("testing {}: {e}", path.display())))
+        Ok((plan, net))
     }
 }
 

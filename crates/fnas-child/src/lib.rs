@@ -7,6 +7,7 @@
 //! a search records for the pool and the figures each trained child reports.
 
 pub mod evaluator;
+pub mod export;
 pub mod idx;
 pub mod latency;
 pub mod net;

@@ -575,6 +575,7 @@ impl ProxyTask {
             data_dir: dir.to_path_buf(),
             classes: class_map.len(),
             class_map,
+            source_size: [set.rows, set.cols],
             train_indices,
             val_indices,
             test: OnceLock::new(),
@@ -692,6 +693,9 @@ pub struct TaskData {
     pub classes: usize,
     /// Original label of each task label.
     pub class_map: Vec<u8>,
+    /// Height and width of the original images, before any resizing (an export's
+    /// preprocessing must repeat the resize).
+    pub source_size: [usize; 2],
     /// Indices into the original train set of the training images, in split order.
     pub train_indices: Vec<usize>,
     /// Indices into the original train set of the validation images, in split order.

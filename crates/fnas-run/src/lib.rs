@@ -11,13 +11,15 @@
 //!   search configuration), [`prepare_evaluator`] only its evaluator (what a worker
 //!   needs); [`resume()`] prepares one to continue with the user's options;
 //! - [`PreparedSearch::run`] runs it, riding out a store server's restart;
-//! - [`migrate`] reads stored settings of any version this build knows.
+//! - [`migrate`] reads stored settings of any version this build knows;
+//! - [`export()`] writes one trial's architecture, weights and standalone PyTorch model.
 //!
 //! Progress display is the caller's: the training evaluator takes a progress hook
 //! ([`Target::set_progress`]) and the search loop a callback per trial.
 
 pub mod artifacts;
 pub mod error;
+pub mod export;
 pub mod new_search;
 pub mod prepare;
 pub mod resume;
@@ -30,6 +32,7 @@ pub mod transfer;
 
 pub use artifacts::Artifacts;
 pub use error::{Result, RunError};
+pub use export::{export, ExportError, ExportOptions, ExportReport, TrialChoice};
 pub use fnas_child::PoolPolicy;
 pub use new_search::{
     default_name, BudgetOptions, CriticOptions, Draft, NewSearch, PoolMode, PoolOptions,

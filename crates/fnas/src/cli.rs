@@ -70,6 +70,17 @@ pub enum Command {
         after_help = "Examples:\n  fnas slurm --store postgresql://fnas@dbhost/fnas --experiment fm --workers 16 --gpus-per-worker 1 --time 4:00:00 --submit\n  fnas slurm --store /shared/runs.db --experiment fm --workers 2 --out fm.sbatch     # write only"
     )]
     Slurm(SlurmArgs),
+    /// Export a trial for use outside fnas: for real training the architecture, layer
+    /// plan, trained weights (safetensors, PyTorch names), a standalone PyTorch model.py
+    /// and the preprocessing; for a tabular benchmark the architecture and its record.
+    ///
+    /// Files of a real-training trial: arch.txt, plan.json, weights.safetensors,
+    /// model.py, preprocess.json, record.json. In Python: `import model; net =
+    /// model.load(); logits = net(model.preprocess(uint8_images))`.
+    #[command(
+        after_help = "Examples:\n  fnas export fm --best --store runs.db --out fm-best\n  fnas export fm --trial 17 --store runs.db --out fm-17 --force"
+    )]
+    Export(ExportArgs),
 }
 
 #[derive(Args, Debug)]
@@ -732,4 +743,35 @@ fn parse_gate_tau(text: &str) -> Result<f64, String> {
         |v| v > 0.0,
         "a positive number of reward standard deviations",
     )
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Experiment name.
+    pub experiment: String,
+    /// The trial to export (ids: `fnas show EXPERIMENT --json`); a cached trial exports
+    /// the trial whose result it reused.
+    #[arg(long, conflicts_with = "best", required_unless_present = "best")]
+    pub trial: Option<i64>,
+    /// Export the evaluated trial with the best reward.
+    #[arg(long)]
+    pub best: bool,
+    #[command(flatten)]
+    pub store: StoreArg,
+    /// The folder to write (created; it must not exist or be empty, unless --force).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Replace a non-empty output folder.
+    #[arg(long)]
+    pub force: bool,
+    /// Directory of the benchmark data (default: the data/ folder of the set-up).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Also write, as JSON, the logits fnas computes for the first --check-images test
+    /// (t10k) images, to check the exported model against.
+    #[arg(long, hide = true)]
+    pub check_logits: Option<PathBuf>,
+    /// Test images for --check-logits.
+    #[arg(long, hide = true, default_value_t = 64)]
+    pub check_images: usize,
 }

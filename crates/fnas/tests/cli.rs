@@ -849,6 +849,7 @@ fn every_command_help_ends_with_examples() {
         vec!["train", "--help"],
         vec!["worker", "--help"],
         vec!["slurm", "--help"],
+        vec!["export", "--help"],
     ] {
         let o = Command::new(env!("CARGO_BIN_EXE_fnas"))
             .args(&cmd)

@@ -1,5 +1,6 @@
 //! One module per command.
 
+mod export;
 mod search;
 pub mod show;
 mod slurm;
@@ -27,5 +28,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Train(a) => train::run(a),
         Command::Worker(a) => worker::run(a),
         Command::Slurm(a) => slurm::run(a),
+        Command::Export(a) => export::run(a),
     }
 }
