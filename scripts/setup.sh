@@ -77,3 +77,10 @@ say "data ready in $data"
 
 # 4. A single-node Slurm cluster (Debian's slurm-wlm + munge) for the `fnas slurm` test
 "$root/scripts/slurm.sh"
+
+# 5. Headless Chromium (Debian's chromium) for the test that opens `fnas report`'s page
+if ! command -v chromium >/dev/null 2>&1; then
+  say "installing chromium (apt)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi

@@ -81,6 +81,27 @@ pub enum Command {
         after_help = "Examples:\n  fnas export fm --best --store runs.db --out fm-best\n  fnas export fm --trial 17 --store runs.db --out fm-17 --force"
     )]
     Export(ExportArgs),
+    /// Write one self-contained HTML report (charts inline, nothing fetched) about the
+    /// experiments of a store: how each search went, the accuracy/latency trade-off, the
+    /// critic, the knowledge pool and the top architectures.
+    #[command(
+        after_help = "Examples:\n  fnas report --store runs.db --out report.html\n  fnas report arxiv arxiv-evo --store runs.db --out arxiv.html --top 20"
+    )]
+    Report(ReportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Experiments to report (default: every experiment of the store).
+    pub experiments: Vec<String>,
+    #[command(flatten)]
+    pub store: StoreArg,
+    /// The HTML file to write.
+    #[arg(long, default_value = "report.html")]
+    pub out: PathBuf,
+    /// How many of the best architectures to list.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
 }
 
 #[derive(Args, Debug)]

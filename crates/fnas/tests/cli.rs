@@ -850,6 +850,7 @@ fn every_command_help_ends_with_examples() {
         vec!["worker", "--help"],
         vec!["slurm", "--help"],
         vec!["export", "--help"],
+        vec!["report", "--help"],
     ] {
         let o = Command::new(env!("CARGO_BIN_EXE_fnas"))
             .args(&cmd)

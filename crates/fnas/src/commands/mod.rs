@@ -1,6 +1,7 @@
 //! One module per command.
 
 mod export;
+mod report;
 mod search;
 pub mod show;
 mod slurm;
@@ -29,5 +30,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Worker(a) => worker::run(a),
         Command::Slurm(a) => slurm::run(a),
         Command::Export(a) => export::run(a),
+        Command::Report(a) => report::run(a),
     }
 }

@@ -95,6 +95,18 @@ pub fn best_so_far(curves: &[Curve], cost_label: &str) -> Result<String, String>
                 band_lo.push((x, ys[0]));
                 band_hi.push((x, ys[ys.len() - 1]));
             }
+            // best-so-far is a step function: hold each value until the next step
+            let steps = |pts: Vec<(f64, f64)>| -> Vec<(f64, f64)> {
+                let mut out = Vec::with_capacity(pts.len() * 2);
+                for (i, &(x, y)) in pts.iter().enumerate() {
+                    if i > 0 {
+                        out.push((x, pts[i - 1].1));
+                    }
+                    out.push((x, y));
+                }
+                out
+            };
+            let (med, band_lo, band_hi) = (steps(med), steps(band_lo), steps(band_hi));
             if c.runs.len() > 1 && !band_lo.is_empty() {
                 let mut poly = band_hi.clone();
                 poly.extend(band_lo.iter().rev());
