@@ -85,7 +85,7 @@ pub enum Command {
     /// experiments of a store: how each search went, the accuracy/latency trade-off, the
     /// critic, the knowledge pool and the top architectures.
     #[command(
-        after_help = "Examples:\n  fnas report --store runs.db --out report.html\n  fnas report arxiv arxiv-evo --store runs.db --out arxiv.html --top 20"
+        after_help = "Examples:\n  fnas report --store runs.db --out report.html\n  fnas report arxiv arxiv-evo --store runs.db --out arxiv.html --top 20\n  fnas report --bench bench.json --out bench.html"
     )]
     Report(ReportArgs),
 }
@@ -102,6 +102,9 @@ pub struct ReportArgs {
     /// How many of the best architectures to list.
     #[arg(long, default_value_t = 10)]
     pub top: usize,
+    /// Report these `fnas bench --json` files instead of a store's experiments.
+    #[arg(long, value_name = "FILE")]
+    pub bench: Vec<PathBuf>,
 }
 
 #[derive(Args, Debug)]

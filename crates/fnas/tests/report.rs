@@ -145,3 +145,56 @@ fn report_bad_input_is_a_one_line_error_and_writes_nothing() {
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && e.contains("cannot write"), "{e}");
 }
+
+/// `fnas bench --json` output is a report input too.
+#[test]
+fn bench_results_make_a_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let json = tmp.path().join("b.json");
+    let o = run(&[
+        "bench",
+        "--benchmark",
+        "nas-bench-graph",
+        "--datasets",
+        "cora",
+        "--strategies",
+        "evolution,random",
+        "--seeds",
+        "3",
+        "--budget",
+        "60",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = tmp.path().join("bench.html");
+    let o = run(&[
+        "report",
+        "--bench",
+        json.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let html = std::fs::read_to_string(&out).unwrap();
+    assert!(html.contains("nas-bench-graph/cora") && html.contains("<svg"));
+    assert!(html.contains(">evolution<") && html.contains(">random<"));
+    // not a bench file: a one-line error naming it, nothing written
+    let bad = tmp.path().join("bad.json");
+    std::fs::write(&bad, "{\"x\": 1}").unwrap();
+    let out2 = tmp.path().join("bad.html");
+    let o = run(&[
+        "report",
+        "--bench",
+        bad.to_str().unwrap(),
+        "--out",
+        out2.to_str().unwrap(),
+    ]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && e.contains("bad.json") && e.contains("fnas bench --json"),
+        "{e}"
+    );
+    assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    assert!(!out2.exists());
+}

@@ -51,7 +51,7 @@ fn draw_err(e: impl std::fmt::Display) -> String {
 }
 
 /// Best reward so far against cost, one median line and min-max band per curve.
-pub fn best_so_far(curves: &[Curve], cost_label: &str) -> Result<String, String> {
+pub fn best_so_far(curves: &[Curve], cost_label: &str, y_label: &str) -> Result<String, String> {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
@@ -74,7 +74,7 @@ pub fn best_so_far(curves: &[Curve], cost_label: &str) -> Result<String, String>
         chart
             .configure_mesh()
             .x_desc(cost_label)
-            .y_desc("best reward so far")
+            .y_desc(y_label)
             .draw()
             .map_err(draw_err)?;
         for (i, c) in curves.iter().enumerate() {

@@ -2,7 +2,10 @@
 //! fetched) about the experiments of a store, for looking at how a search went and
 //! choosing an architecture to take away.
 
+mod bench;
 mod charts;
+
+pub use bench::write_bench;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -259,7 +262,8 @@ pub fn write(
     } else {
         "evaluations"
     };
-    let best_chart = charts::best_so_far(&curves, cost_label).map_err(|e| anyhow!(e))?;
+    let best_chart =
+        charts::best_so_far(&curves, cost_label, "best reward so far").map_err(|e| anyhow!(e))?;
     // the Pareto front: sorted by cost, each point more accurate than every cheaper one
     candidates.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.total_cmp(&a.1)));
     let mut front_rows = Vec::new();
@@ -364,7 +368,7 @@ pub fn write(
 
 /// Writes `bytes` to `out` through a temporary file beside it, so a failed write never
 /// leaves half a report.
-fn write_atomically(out: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_atomically(out: &Path, bytes: &[u8]) -> Result<()> {
     let dir = out
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
