@@ -1148,3 +1148,73 @@ impl Store for PgStore {
         Ok(())
     }
 }
+
+/// The server the PostgreSQL tests use: `$FNAS_TEST_POSTGRES`, by default the one
+/// `scripts/postgres.sh` starts (password from `PGPASSWORD` or `~/.pgpass`).
+pub fn test_server() -> String {
+    std::env::var("FNAS_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgresql://fnas@127.0.0.1:5432/fnas".to_string())
+}
+
+/// A fresh database on [`test_server`] with a unique name, dropped when this goes: every
+/// test and benchmark run gets a store of its own.
+pub struct TestDatabase {
+    name: String,
+}
+
+impl TestDatabase {
+    /// Creates `fnas_<tag>_<pid>_<nanos>_<n>` (tag: lowercase letters, digits, `_`).
+    pub fn create(tag: &str) -> Result<Self, StoreError> {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let tag: String = tag
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let name = format!(
+            "fnas_{tag}_{}_{nanos}_{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let server = test_server();
+        let mut admin = client(&server)?;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .map_err(|e| StoreError::Backend {
+                path: redact(&server),
+                message: pg_reason(&e),
+            })?;
+        Ok(Self { name })
+    }
+
+    /// The database's URL (the server's, with this database).
+    pub fn url(&self) -> String {
+        let base = test_server();
+        let cut = base.rfind('/').unwrap_or(base.len());
+        format!("{}/{}", &base[..cut], self.name)
+    }
+
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = client(&test_server()) {
+            let _ = admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}

@@ -7,59 +7,24 @@
 
 use std::any::Any;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use fnas_core::pool::{BlockPool, PoolError};
 use fnas_store::pool_conformance::{self, network, Backend, PoolUnderTest};
-use fnas_store::postgres::client;
+use fnas_store::postgres::{client, TestDatabase};
 use fnas_store::{PgPool, PgStore, Store};
 
-fn server() -> String {
-    std::env::var("FNAS_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgresql://fnas@127.0.0.1:5432/fnas".to_string())
-}
-
-/// A fresh database on the server; dropped when the guard goes.
-struct Db {
-    name: String,
-}
+/// A fresh database on the test server; dropped when the guard goes.
+struct Db(TestDatabase);
 
 impl Db {
     fn new() -> Self {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let name = format!(
-            "fnas_pool_test_{}_{nanos}_{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let mut admin = client(&server()).unwrap_or_else(|e| {
+        Self(TestDatabase::create("pool_test").unwrap_or_else(|e| {
             panic!("PostgreSQL server for the pool tests: {e} (start it with scripts/postgres.sh)")
-        });
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .unwrap();
-        Self { name }
+        }))
     }
 
     fn url(&self) -> String {
-        let base = server();
-        let cut = base.rfind('/').unwrap();
-        format!("{}/{}", &base[..cut], self.name)
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        if let Ok(mut admin) = client(&server()) {
-            let _ = admin.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ));
-        }
+        self.0.url()
     }
 }
 
@@ -212,7 +177,7 @@ fn bad_urls_are_clear_errors_without_the_password() {
     let pool = PgPool::connect(&pg.db.url(), &pg.dir, 7).unwrap();
     let shown = format!("{pool:?}");
     assert!(
-        shown.contains(&pg.db.name) && shown.contains("max_bytes: 7"),
+        shown.contains(pg.db.0.name()) && shown.contains("max_bytes: 7"),
         "{shown}"
     );
 }

@@ -3,55 +3,21 @@
 //! own, dropped afterwards. The server: `$FNAS_TEST_POSTGRES`, by default
 //! `postgresql://fnas@127.0.0.1:5432/fnas`, password from `PGPASSWORD` or `~/.pgpass`.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use fnas_store::postgres::TestDatabase;
+use fnas_store::{conformance, PgStore, Store};
 
-use fnas_store::{conformance, postgres::client, PgStore, Store};
-
-fn server() -> String {
-    std::env::var("FNAS_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgresql://fnas@127.0.0.1:5432/fnas".to_string())
-}
-
-/// A fresh database on the server; dropped when the guard goes.
-struct Db {
-    name: String,
-}
+/// A fresh database on the test server; dropped when the guard goes.
+struct Db(TestDatabase);
 
 impl Db {
     fn new() -> Self {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "fnas_test_{}_{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let mut admin = client(&server()).unwrap_or_else(|e| {
+        Self(TestDatabase::create("test").unwrap_or_else(|e| {
             panic!("PostgreSQL server for the store tests: {e} (start it with scripts/postgres.sh)")
-        });
-        admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
-            .unwrap();
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .unwrap();
-        Self { name }
+        }))
     }
 
     fn url(&self) -> String {
-        let base = server();
-        let cut = base.rfind('/').unwrap();
-        format!("{}/{}", &base[..cut], self.name)
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        if let Ok(mut admin) = client(&server()) {
-            let _ = admin.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ));
-        }
+        self.0.url()
     }
 }
 

@@ -90,43 +90,22 @@ pub fn wait_for(child: &mut Child, limit: Duration) -> Output {
 }
 
 /// A fresh database on the test PostgreSQL server (scripts/postgres.sh), dropped after.
-pub struct PgDb {
-    pub name: String,
-}
+pub struct PgDb(fnas_store::postgres::TestDatabase);
 
 pub fn pg_server() -> String {
-    std::env::var("FNAS_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgresql://fnas@127.0.0.1:5432/fnas".to_string())
+    fnas_store::postgres::test_server()
 }
 
 impl PgDb {
     pub fn new(tag: &str) -> Self {
-        let name = format!("fnas_cli_{tag}_{}", std::process::id());
-        let mut admin = fnas_store::postgres::client(&pg_server()).unwrap_or_else(|e| {
-            panic!("PostgreSQL server for the tests: {e} (start it with scripts/postgres.sh)")
-        });
-        admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
-            .unwrap();
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .unwrap();
-        Self { name }
+        Self(
+            fnas_store::postgres::TestDatabase::create(&format!("cli_{tag}")).unwrap_or_else(|e| {
+                panic!("PostgreSQL server for the tests: {e} (start it with scripts/postgres.sh)")
+            }),
+        )
     }
 
     pub fn url(&self) -> String {
-        let base = pg_server();
-        format!("{}/{}", &base[..base.rfind('/').unwrap()], self.name)
-    }
-}
-
-impl Drop for PgDb {
-    fn drop(&mut self) {
-        if let Ok(mut admin) = fnas_store::postgres::client(&pg_server()) {
-            let _ = admin.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ));
-        }
+        self.0.url()
     }
 }
