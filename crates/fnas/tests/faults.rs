@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::process::Child;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use rand::{Rng, SeedableRng};
@@ -91,14 +91,7 @@ fn trials(store: &str) -> Vec<serde_json::Value> {
 fn search_under_kills(store: &str, kills: usize, seed: u64) -> usize {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut driver = spawn_owned(&search_args(store, false));
-    let t0 = Instant::now();
-    while !run(&["show", "e", "--store", store, "--json"])
-        .status
-        .success()
-    {
-        assert!(t0.elapsed() < Duration::from_secs(30), "no experiment");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_experiment(store, "e", Duration::from_secs(30));
     let mut workers: Vec<Child> = (0..8).map(|_| worker(store)).collect();
     let (mut done, mut driver_kills) = (0, 0);
     while done < kills {
@@ -257,14 +250,7 @@ fn postgres_restart_mid_search_workers_and_driver_reconnect() {
     let db = PgDb::new("restart");
     let url = db.url();
     let mut driver = spawn_owned(&search_args(&url, false));
-    let t0 = Instant::now();
-    while !run(&["show", "e", "--store", &url, "--json"])
-        .status
-        .success()
-    {
-        assert!(t0.elapsed() < Duration::from_secs(30), "no experiment");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_experiment(&url, "e", Duration::from_secs(30));
     let mut workers: Vec<Child> = (0..4).map(|_| worker(&url)).collect();
     std::thread::sleep(Duration::from_secs(2));
     restart_postgres();

@@ -39,14 +39,7 @@ fn start_driver(store: &str, budget: &str) -> std::process::Child {
         "--simulate-eval-seconds",
         "0.2",
     ]);
-    let t0 = Instant::now();
-    while !run(&["show", "e", "--store", store, "--json"])
-        .status
-        .success()
-    {
-        assert!(t0.elapsed() < Duration::from_secs(30), "no experiment");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_experiment(store, "e", Duration::from_secs(30));
     child
 }
 

@@ -35,11 +35,7 @@ fn worker_processes_share_an_experiment_and_a_second_driver_is_refused() {
         "0.1",
     ]);
     // the experiment exists once the driver has recorded its first batch
-    let t0 = Instant::now();
-    while !run(&["show", "e", "--store", s, "--json"]).status.success() {
-        assert!(t0.elapsed() < Duration::from_secs(20), "no experiment");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_experiment(s, "e", Duration::from_secs(20));
     // a second driver is refused, naming the live one
     let o = run(&["search", "--store", s, "--name", "e", "--resume"]);
     let e = String::from_utf8_lossy(&o.stderr);
@@ -102,11 +98,7 @@ fn a_stopped_worker_loses_its_trial_and_its_late_result_is_refused() {
         "--simulate-eval-seconds",
         "2",
     ]);
-    let t0 = Instant::now();
-    while !run(&["show", "e", "--store", s, "--json"]).status.success() {
-        assert!(t0.elapsed() < Duration::from_secs(20), "no experiment");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_experiment(s, "e", Duration::from_secs(20));
     let mut slow = spawn(&[
         "worker",
         "--store",
@@ -256,14 +248,7 @@ fn postgres_store_driver_and_workers_give_the_sqlite_result() {
     let args = search(&url, "0");
     let mut driver = spawn(&args.iter().map(String::as_str).collect::<Vec<_>>());
     // workers join an experiment that exists
-    let t0 = Instant::now();
-    while !run(&["show", "e", "--store", &url, "--json"])
-        .status
-        .success()
-    {
-        assert!(t0.elapsed() < Duration::from_secs(30), "no experiment");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_experiment(&url, "e", Duration::from_secs(30));
     let mut w1 = spawn(&["worker", "--store", &url, "--experiment", "e", "--json"]);
     let mut w2 = spawn(&["worker", "--store", &url, "--experiment", "e", "--json"]);
     let d = wait_for(&mut driver, Duration::from_secs(90));
@@ -358,14 +343,7 @@ fn real_training_on_postgres_keeps_its_files_in_the_artifacts_folder() {
     );
     let full = args(&["--artifacts", art.to_str().unwrap()]);
     let mut driver = spawn(&full.iter().map(String::as_str).collect::<Vec<_>>());
-    let t0 = Instant::now();
-    while !run(&["show", "t", "--store", &url, "--json"])
-        .status
-        .success()
-    {
-        assert!(t0.elapsed() < Duration::from_secs(60), "no experiment");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_experiment(&url, "t", Duration::from_secs(60));
     let mut w1 = spawn(&["worker", "--store", &url, "--experiment", "t"]);
     let mut w2 = spawn(&["worker", "--store", &url, "--experiment", "t"]);
     let d = wait_for(&mut driver, Duration::from_secs(300));
@@ -450,11 +428,7 @@ fn workers_claim_the_next_batch_before_the_current_one_ends() {
         "--simulate-eval-seconds",
         "0.3",
     ]);
-    let t0 = Instant::now();
-    while !run(&["show", "e", "--store", s, "--json"]).status.success() {
-        assert!(t0.elapsed() < Duration::from_secs(20), "no experiment");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_experiment(s, "e", Duration::from_secs(20));
     let mut w1 = spawn(&["worker", "--store", s, "--experiment", "e"]);
     let mut w2 = spawn(&["worker", "--store", s, "--experiment", "e"]);
     let d = wait_for(&mut driver, Duration::from_secs(60));

@@ -68,6 +68,21 @@ pub fn holders_any(store: &Path) -> Vec<String> {
         .unwrap()
 }
 
+/// Waits until the driver has recorded experiment `name` (workers refuse an unknown one).
+pub fn wait_for_experiment(store: &str, name: &str, limit: Duration) {
+    let t0 = Instant::now();
+    while !run(&["show", name, "--store", store, "--json"])
+        .status
+        .success()
+    {
+        assert!(
+            t0.elapsed() < limit,
+            "no experiment `{name}` after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 pub fn wait_for(child: &mut Child, limit: Duration) -> Output {
     let t0 = Instant::now();
     while child.try_wait().unwrap().is_none() {
