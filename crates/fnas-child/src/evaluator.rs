@@ -29,7 +29,8 @@ use crate::task::TaskData;
 use crate::train::{
     train, training_images, Classifier, TrainError, TrainOptions, TrainProgress, Trained,
 };
-use crate::warm::{choose, entries_of, Choice, ChooseRule, EntryMeta};
+use crate::command::TrialCommand;
+use crate::warm::{choose, entries_of, Choice, ChooseRule, EntryMeta, WarmStart};
 
 impl Classifier for ChildNet {
     fn forward(&self, x: Tensor<4>) -> Tensor<2> {
@@ -74,6 +75,9 @@ pub struct TrainingSettings {
     /// exceed the gaps between good children; averaging n seeds divides it by sqrt(n)
     /// at n times the cost.
     pub reward_seeds: usize,
+    /// Train children with the user's own command instead of burn (see
+    /// [`crate::command`]); `reward_seeds` does not apply then.
+    pub command: Option<TrialCommand>,
 }
 
 /// The training device of a name: `cpu` (burn flex), or `cuda` / `cuda:N` in a build
@@ -117,6 +121,7 @@ impl Default for TrainingSettings {
             evaluate_test: false,
             device: Device::flex(),
             reward_seeds: 1,
+            command: None,
         }
     }
 }
@@ -252,6 +257,11 @@ impl TrainingEvaluator {
         self.progress = Some(hook);
     }
 
+    /// Trains children with the user's trial command instead of burn.
+    pub fn set_command(&mut self, command: TrialCommand) {
+        self.settings.command = Some(command);
+    }
+
     pub fn settings(&self) -> &TrainingSettings {
         &self.settings
     }
@@ -371,7 +381,102 @@ impl TrainingEvaluator {
             opts.lr_scale = p.policy.warm_lr_scale;
             opts.warmup_epochs = Some(0.0);
         }
-        let label = format!("{hash:016x}");
+        let out = match &self.settings.command {
+            Some(cmd) => self.run_command(cmd, arch, &plan, warm.as_ref(), &opts, class)?,
+            None => self.train_burn(arch, &plan, warm.as_ref(), &opts, worker)?,
+        };
+        let Outcome {
+            mut metrics,
+            cost,
+            model,
+            images,
+            val_accuracy,
+            weights_trouble,
+        } = out;
+        pool_trouble |= weights_trouble;
+        if let Some(p) = &self.pool {
+            let init = warm.as_ref().map(|w| w.init.clone()).unwrap_or_default();
+            let lineage = warm.as_ref().map_or(0, |w| w.budget_images);
+            let budget = lineage + images;
+            let mut figures = PoolFigures {
+                warm_start: warm.is_some(),
+                hit_ratio: init.hit_ratio,
+                mean_distance: init.mean_distance,
+                max_distance: init.max_distance,
+                declined_distance: declined,
+                class,
+                budget_images: budget,
+                error: false,
+            };
+            // a child retrained after a resume (same seed, same weights) is stored once
+            let arch_text = self.space.format(&self.space.canonical(arch));
+            let stored = p.contribute
+                && p.pool
+                    .entries(&plan.space)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|e| {
+                        e.experiment == p.experiment
+                            && e.arch == arch_text
+                            && e.budget_images == budget
+                    });
+            if let (true, false, Some(model)) = (p.contribute, stored, &model) {
+                let meta = EntryMeta {
+                    task: task_name.clone(),
+                    classes,
+                    experiment: p.experiment.clone(),
+                    arch: arch_text,
+                    budget_images: budget,
+                    val_accuracy,
+                };
+                if let Err(e) =
+                    entries_of(model, &plan, &meta).and_then(|parts| p.pool.insert(parts))
+                {
+                    eprintln!("warning: knowledge pool: {e}; this child's blocks are not stored");
+                    pool_trouble = true;
+                }
+            }
+            // counted by `fnas show`: children the pool could not serve or store
+            figures.error = pool_trouble;
+            figures.write(&mut metrics);
+        }
+        if let (Some(path), Some(model)) = (self.weights_path(arch), &model) {
+            save_weights(model, &path, &self.space.format(arch), &plan).map_err(|e| {
+                EvalError::Fatal(format!("saving weights to {}: {e}", path.display()))
+            })?;
+        }
+        Ok(Evaluation { metrics, cost })
+    }
+}
+
+/// What training one child gave, whichever trainer ran it.
+struct Outcome {
+    /// The metrics (the pool's figures are added by the caller).
+    metrics: Metrics,
+    cost: Cost,
+    /// The trained network: the pool entry and the saved weights come from it (`None`
+    /// when a trial command returned no weights).
+    model: Option<ChildNet>,
+    /// Images this child's own training processed (its pool entries' budget adds the
+    /// warm start's lineage).
+    images: u64,
+    /// Validation accuracy of the training whose weights `model` holds.
+    val_accuracy: f64,
+    /// Weights were returned but could not be used (counted as a pool error).
+    weights_trouble: bool,
+}
+
+impl TrainingEvaluator {
+    /// Trains the child in burn, once per reward seed.
+    fn train_burn(
+        &self,
+        arch: &Architecture,
+        plan: &ChildPlan,
+        warm: Option<&WarmStart>,
+        opts: &TrainOptions,
+        worker: usize,
+    ) -> Result<Outcome, EvalError> {
+        let label = format!("{:016x}", arch.stable_hash());
         let hook = self.progress.clone();
         let mut on_progress = |event: TrainProgress| {
             if let Some(h) = &hook {
@@ -399,8 +504,8 @@ impl TrainingEvaluator {
             o.evaluate_test = opts.evaluate_test && run == 0;
             let apply_error: Mutex<Option<String>> = Mutex::new(None);
             let build = |d: &Device| {
-                let mut net = ChildNet::new(&plan, d);
-                if let Some(w) = &warm {
+                let mut net = ChildNet::new(plan, d);
+                if let Some(w) = warm {
                     if let Err(e) = w.apply(&mut net) {
                         if let Ok(mut slot) = apply_error.lock() {
                             *slot = Some(e.to_string());
@@ -462,58 +567,163 @@ impl TrainingEvaluator {
         metrics
             .extra
             .insert("train_seconds".into(), r.train_seconds);
-        if let Some(p) = &self.pool {
-            let init = warm.as_ref().map(|w| w.init.clone()).unwrap_or_default();
-            let lineage = warm.as_ref().map_or(0, |w| w.budget_images);
-            let budget = lineage + r.images_processed as u64;
-            let mut figures = PoolFigures {
-                warm_start: warm.is_some(),
-                hit_ratio: init.hit_ratio,
-                mean_distance: init.mean_distance,
-                max_distance: init.max_distance,
-                declined_distance: declined,
-                class,
-                budget_images: budget,
-                error: false,
-            };
-            // a child retrained after a resume (same seed, same weights) is stored once
-            let arch_text = self.space.format(&self.space.canonical(arch));
-            let stored = p.contribute
-                && p.pool
-                    .entries(&plan.space)
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|e| {
-                        e.experiment == p.experiment
-                            && e.arch == arch_text
-                            && e.budget_images == budget
-                    });
-            if p.contribute && !stored {
-                let meta = EntryMeta {
-                    task: task_name.clone(),
-                    classes,
-                    experiment: p.experiment.clone(),
-                    arch: arch_text,
-                    budget_images: budget,
-                    val_accuracy: r.val_accuracy,
-                };
-                if let Err(e) =
-                    entries_of(&trained.model, &plan, &meta).and_then(|parts| p.pool.insert(parts))
-                {
-                    eprintln!("warning: knowledge pool: {e}; this child's blocks are not stored");
-                    pool_trouble = true;
+        Ok(Outcome {
+            metrics,
+            cost,
+            images: r.images_processed as u64,
+            val_accuracy: r.val_accuracy,
+            model: Some(trained.model),
+            weights_trouble: false,
+        })
+    }
+
+    /// Has the trial command train the child: writes its trial folder, runs it, reads
+    /// its result and (when returned) its weights.
+    fn run_command(
+        &self,
+        cmd: &TrialCommand,
+        arch: &Architecture,
+        plan: &ChildPlan,
+        warm: Option<&WarmStart>,
+        opts: &TrainOptions,
+        class: u64,
+    ) -> Result<Outcome, EvalError> {
+        let hash = arch.stable_hash();
+        let dir = cmd.trial_dir(hash);
+        let fatal = |e: &dyn std::fmt::Display| EvalError::Fatal(e.to_string());
+        let task = &self.data.task;
+        let epochs = opts.epochs.unwrap_or(task.epochs as f64);
+        let init = warm.map(|_| dir.join(crate::command::INIT_WEIGHTS_FILE));
+        let threads = (std::thread::available_parallelism().map_or(1, |n| n.get())
+            / self.settings.workers.max(1))
+        .max(1);
+        let mut task_json = serde_json::to_value(task).map_err(|e| fatal(&e))?;
+        if let Some(obj) = task_json.as_object_mut() {
+            // the folder the images were read from, absolute, whatever the task file said
+            let data_dir = std::path::absolute(&self.data.data_dir)
+                .unwrap_or_else(|_| self.data.data_dir.clone());
+            obj.insert("data_dir".into(), serde_json::json!(data_dir));
+        }
+        let trial = serde_json::json!({
+            "fnas_trial": 1,
+            "trial": format!("{hash:016x}"),
+            "experiment": self.pool.as_ref().map(|p| p.experiment.clone()),
+            "arch": self.space.format(arch),
+            "plan": plan,
+            "seed": opts.seed,
+            "budget_class": class,
+            "epochs": epochs,
+            "lr_scale": opts.lr_scale,
+            "warmup_epochs": opts.warmup_epochs.unwrap_or(task.warmup_epochs),
+            "init_weights": init,
+            "input": {
+                "channels": self.data.train.channels,
+                "resolution": self.data.resolution(),
+                "classes": self.data.classes,
+            },
+            "class_map": self.data.class_map,
+            "task": task_json,
+            "threads": threads,
+            "result": dir.join(crate::command::RESULT_FILE),
+        });
+        let model_py = crate::export::model_py(plan).map_err(|e| fatal(&e))?;
+        cmd.prepare(&dir, &trial, &model_py).map_err(|e| fatal(&e))?;
+        if let (Some(w), Some(path)) = (warm, &init) {
+            let mut net = ChildNet::new(plan, &self.settings.device);
+            w.apply(&mut net).map_err(|e| fatal(&e))?;
+            crate::export::torch_state(&net)
+                .and_then(|t| crate::export::write_safetensors(&t, path))
+                .map_err(|e| fatal(&e))?;
+        }
+        let started = std::time::Instant::now();
+        let result = cmd.run(&dir, threads);
+        let wall = started.elapsed().as_secs_f64();
+        let report = match result {
+            Ok(r) => r,
+            Err(e) if e.is_fatal() => return Err(fatal(&e)),
+            Err(e) => {
+                return Err(EvalError::Failed {
+                    reason: e.to_string(),
+                    cost: Cost {
+                        evaluations: 1,
+                        wall_seconds: wall,
+                        ..Cost::default()
+                    },
+                })
+            }
+        };
+        // the trained weights, for the pool and for `fnas export`: a file that does not
+        // fit the child costs its pool entry, not the trial
+        let mut weights_trouble = false;
+        let model = report.weights.as_ref().and_then(|path| {
+            let mut net = ChildNet::new(plan, &self.settings.device);
+            match crate::export::load_torch_weights(&mut net, path) {
+                Ok(()) => Some(net),
+                Err(e) => {
+                    eprintln!(
+                        "warning: trial {hash:016x}: returned weights not used ({e}); this child's blocks are not stored"
+                    );
+                    weights_trouble = true;
+                    None
                 }
             }
-            // counted by `fnas show`: children the pool could not serve or store
-            figures.error = pool_trouble;
-            figures.write(&mut metrics);
-        }
-        if let Some(path) = self.weights_path(arch) {
-            save_weights(&trained.model, &path, &self.space.format(arch), &plan).map_err(|e| {
-                EvalError::Fatal(format!("saving weights to {}: {e}", path.display()))
+        });
+        let planned = training_images(&self.data, epochs);
+        let images = report.images.unwrap_or(planned);
+        let mut metrics = Metrics {
+            val_accuracy: report.val_accuracy,
+            test_accuracy: report.test_accuracy,
+            latency_ms: report.latency_ms,
+            params: Some(report.params.unwrap_or(plan.params() as f64)),
+            flops: Some(report.flops.unwrap_or(plan.flops() as f64)),
+            ..Metrics::default()
+        };
+        if metrics.latency_ms.is_none() {
+            // not reported: measured here, batch 1, like a child fnas trains itself
+            let net = match &model {
+                Some(m) => m.clone(),
+                None => ChildNet::new(plan, &self.settings.device),
+            };
+            let lat = measure_latency(
+                &net,
+                self.settings.latency_runs.max(1),
+                self.settings.latency_warmup,
+            )
+            .map_err(|e| EvalError::Failed {
+                reason: format!("latency measurement failed: {e}"),
+                cost: Cost {
+                    evaluations: 1,
+                    images,
+                    wall_seconds: wall,
+                    ..Cost::default()
+                },
             })?;
+            metrics.latency_ms = Some(lat.median_ms);
+            metrics.extra.insert("latency_p10_ms".into(), lat.p10_ms);
+            metrics.extra.insert("latency_p90_ms".into(), lat.p90_ms);
         }
-        Ok(Evaluation { metrics, cost })
+        if report.images.is_none() {
+            // the ledger counts the planned images when the command does not say
+            metrics.extra.insert("images_planned".into(), 1.0);
+        }
+        metrics.extra.insert("train_seconds".into(), wall);
+        for (k, v) in &report.extra {
+            metrics.extra.entry(k.clone()).or_insert(*v);
+        }
+        Ok(Outcome {
+            metrics,
+            cost: Cost {
+                evaluations: 1,
+                images,
+                epochs: report.epochs.unwrap_or(epochs),
+                wall_seconds: wall,
+                ..Cost::default()
+            },
+            images,
+            val_accuracy: report.val_accuracy,
+            model,
+            weights_trouble,
+        })
     }
 }
 

@@ -131,6 +131,80 @@ pub fn torch_state(net: &ChildNet) -> Result<Vec<TorchTensor>, ExportError> {
     Ok(out)
 }
 
+/// burn's name of a PyTorch parameter: the inverse of [`torch_name`].
+pub fn burn_name(torch: &str) -> String {
+    if let Some(p) = torch.strip_suffix(".bn.weight") {
+        format!("{p}.bn.gamma")
+    } else if let Some(p) = torch.strip_suffix(".bn.bias") {
+        format!("{p}.bn.beta")
+    } else {
+        torch.to_string()
+    }
+}
+
+/// Loads weights written in the naming of [`torch_state`] (by the generated
+/// `model.py`'s `state_dict()`, e.g. after a user's own training) into `net`: every
+/// parameter and running statistic must be there, f32, with the plan's shape.
+pub fn load_torch_weights(net: &mut ChildNet, path: &Path) -> Result<(), ExportError> {
+    let bytes = std::fs::read(path).map_err(io(path))?;
+    let bad = |name: &str, message: String| ExportError::Tensor {
+        name: format!("{} in {}", name, path.display()),
+        message,
+    };
+    let file = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| bad("(header)", format!("not a safetensors file: {e}")))?;
+    let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (name, view) in file.tensors() {
+        if name.ends_with(".num_batches_tracked") {
+            continue;
+        }
+        if view.dtype() != safetensors::Dtype::F32 {
+            return Err(bad(
+                &name,
+                format!("is {:?}, expected F32 (save the model in float32)", view.dtype()),
+            ));
+        }
+        let mut shape = view.shape().to_vec();
+        let mut data = view.data().to_vec();
+        if name == "classifier.weight" {
+            let [rows, cols] = shape[..] else {
+                return Err(bad(&name, format!("expected 2 dimensions, got {shape:?}")));
+            };
+            let mut tr = vec![0u8; data.len()];
+            for r in 0..rows {
+                for c in 0..cols {
+                    let (src, dst) = (4 * (r * cols + c), 4 * (c * rows + r));
+                    tr[dst..dst + 4].copy_from_slice(&data[src..src + 4]);
+                }
+            }
+            data = tr;
+            shape = vec![cols, rows];
+        }
+        owned.push((burn_name(&name), shape, data));
+    }
+    let views = owned
+        .iter()
+        .map(|(n, s, d)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| bad(n, e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let burn_bytes = safetensors::serialize(views, None)
+        .map_err(|e| bad("(all)", format!("re-encoding: {e}")))?;
+    let mut store = burn::store::SafetensorsStore::from_bytes(Some(burn_bytes));
+    net.load_from(&mut store).map_err(|e| {
+        bad(
+            "(weights)",
+            format!(
+                "do not fit the child's plan: {}",
+                format!("{e:?}").split_whitespace().collect::<Vec<_>>().join(" ")
+            ),
+        )
+    })?;
+    Ok(())
+}
+
 /// Writes `tensors` as a safetensors file (8-byte header length, JSON header, data), the
 /// format torch users read with `safetensors.torch.load_file` (or the reader in
 /// `model.py`, which needs no package beyond torch).

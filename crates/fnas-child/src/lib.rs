@@ -4,8 +4,10 @@
 //! the recipe) and measured ([`latency`], FLOPs and params from [`plan`]). [`warm`]
 //! initialises a child from the knowledge pool, adapting stored weights with the rules of
 //! [`transfer`], and splits a trained child into pool entries; [`pool`] holds the policy
-//! a search records for the pool and the figures each trained child reports.
+//! a search records for the pool and the figures each trained child reports. [`command`]
+//! trains children with the user's own script instead (a trial folder per child).
 
+pub mod command;
 pub mod evaluator;
 pub mod export;
 pub mod idx;

@@ -2,7 +2,8 @@
 //! knowledge pool's tensors. With a SQLite store they sit beside the store file by
 //! default (`STORE.weights/EXP/`, `STORE.pool/`); a PostgreSQL store has no file to sit
 //! beside, so its experiments record an artifacts folder (`--artifacts DIR`, on a file
-//! system every worker mounts: `DIR/weights/EXP/`, `DIR/pool/`).
+//! system every worker mounts: `DIR/weights/EXP/`, `DIR/pool/`). Children trained by a
+//! trial command get a trial folder each (`STORE.trials/EXP/HASH/`, `DIR/trials/EXP/HASH/`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -62,6 +63,18 @@ impl Artifacts {
             None => {
                 let mut name = self.store.file_name().unwrap_or_default().to_os_string();
                 name.push(".weights");
+                self.store.with_file_name(name).join(experiment)
+            }
+        }
+    }
+
+    /// The folder of a search's trial folders (children trained by a trial command).
+    pub fn trials_dir(&self, experiment: &str) -> PathBuf {
+        match &self.root {
+            Some(r) => r.join("trials").join(experiment),
+            None => {
+                let mut name = self.store.file_name().unwrap_or_default().to_os_string();
+                name.push(".trials");
                 self.store.with_file_name(name).join(experiment)
             }
         }

@@ -36,13 +36,13 @@ pub use export::{export, ExportError, ExportOptions, ExportReport, TrialChoice};
 pub use fnas_child::PoolPolicy;
 pub use new_search::{
     default_name, BudgetOptions, CriticOptions, Draft, NewSearch, PoolMode, PoolOptions,
-    RewardOptions, SearchOptions, SelectOptions, Started, TaskOptions, WorkerOptions,
+    RewardOptions, SearchOptions, SelectOptions, Started, TaskOptions, TrialOptions, WorkerOptions,
 };
 pub use prepare::{
     prepare, prepare_evaluator, settings_of, PrepareOptions, PreparedEvaluator, PreparedSearch,
     RECONNECT_SECONDS,
 };
 pub use resume::{find_resumable, resume, Resumed};
-pub use settings::{migrate, SearchSettings, TrainingConfig, TransferSource};
+pub use settings::{migrate, SearchSettings, TrainingConfig, TransferSource, TrialCommandConfig};
 pub use strategy::{make_strategy, StrategyKind};
 pub use target::{SearchEvaluator, Target};

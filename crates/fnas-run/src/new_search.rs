@@ -15,7 +15,7 @@ use fnas_learn::select::SelectConfig;
 use crate::artifacts::Artifacts;
 use crate::error::{invalid, Result, RunError};
 use crate::prepare::{prepare, PrepareOptions, PreparedSearch};
-use crate::settings::{SearchSettings, TrainingConfig, TRAIN_BENCHMARK};
+use crate::settings::{SearchSettings, TrainingConfig, TrialCommandConfig, TRAIN_BENCHMARK};
 use crate::stores;
 use crate::strategy::StrategyKind;
 use crate::target::{target, Target};
@@ -257,6 +257,54 @@ pub struct SearchOptions {
     pub pool: PoolOptions,
     pub budget: BudgetOptions,
     pub workers: WorkerOptions,
+    pub trial: TrialOptions,
+}
+
+/// The user's own trial command (real training only).
+#[derive(Clone, Debug, Default)]
+pub struct TrialOptions {
+    /// A shell command line that trains one child (see [`fnas_child::command`]).
+    pub command: Option<String>,
+    /// The folder it runs in (default: the current folder).
+    pub code_dir: Option<PathBuf>,
+    /// Seconds after which a run is killed and its trial failed.
+    pub timeout_seconds: Option<f64>,
+}
+
+impl TrialOptions {
+    /// The settings' form, checked: a non-empty command, an existing code folder (made
+    /// absolute: workers elsewhere read it from the store), a positive timeout.
+    pub fn config(&self) -> Result<Option<TrialCommandConfig>> {
+        let Some(command) = &self.command else {
+            if self.code_dir.is_some() || self.timeout_seconds.is_some() {
+                invalid!("--trial-code-dir and --trial-timeout need --trial-command");
+            }
+            return Ok(None);
+        };
+        if command.trim().is_empty() {
+            invalid!("--trial-command is empty: give the command line that trains one child, e.g. 'python3 train.py'");
+        }
+        let dir = match &self.code_dir {
+            Some(d) => d.clone(),
+            None => std::env::current_dir()
+                .map_err(|e| RunError::invalid(format!("the current folder: {e}")))?,
+        };
+        if !dir.is_dir() {
+            invalid!("--trial-code-dir {}: not a folder", dir.display());
+        }
+        let code_dir = std::path::absolute(&dir)
+            .map_err(|e| RunError::invalid(format!("--trial-code-dir {}: {e}", dir.display())))?;
+        if let Some(t) = self.timeout_seconds {
+            if !(t.is_finite() && t > 0.0) {
+                invalid!("--trial-timeout must be a positive number of seconds, got {t}");
+            }
+        }
+        Ok(Some(TrialCommandConfig {
+            command: command.clone(),
+            code_dir,
+            timeout_seconds: self.timeout_seconds,
+        }))
+    }
 }
 
 impl Default for SearchOptions {
@@ -270,6 +318,7 @@ impl Default for SearchOptions {
             pool: PoolOptions::default(),
             budget: BudgetOptions::default(),
             workers: WorkerOptions::default(),
+            trial: TrialOptions::default(),
         }
     }
 }
@@ -452,10 +501,17 @@ impl NewSearch {
                     budget_unit: o.budget(true).1,
                     reward_seeds: usize::try_from(o.reward.seeds)
                         .map_err(|_| RunError::invalid("--reward-seeds is too large"))?,
+                    command: o.trial.config()?,
                 };
+                if tc.command.is_some() && tc.reward_seeds > 1 {
+                    invalid!("--reward-seeds is for children fnas trains itself; with --trial-command, average seeds inside your script");
+                }
                 SearchSettings::training(tc, o.batch_size, reward)
             }
             None => {
+                if o.trial.command.is_some() {
+                    invalid!("--trial-command is for real-training tasks (e.g. --task fashion-mnist-tiny); a benchmark search trains nothing");
+                }
                 if o.pool.mode == PoolMode::On
                     || o.budget.images.is_some()
                     || o.pool.warm_epochs.is_some()

@@ -161,6 +161,22 @@ pub struct TrainingConfig {
     /// Trainings per child (different seeds); the reward is their mean validation
     /// accuracy.
     pub reward_seeds: usize,
+    /// The user's own trial command trains the children (absent: fnas trains them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<TrialCommandConfig>,
+}
+
+/// An external trial command recorded with the experiment, so every worker runs the same.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrialCommandConfig {
+    /// The shell command line.
+    pub command: String,
+    /// The folder it runs in (absolute): the user's code.
+    pub code_dir: PathBuf,
+    /// Seconds after which a run is killed and its trial failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<f64>,
 }
 
 /// Reads stored settings of any version up to [`SETTINGS_VERSION`], filling in what an

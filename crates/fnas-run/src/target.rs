@@ -11,7 +11,8 @@ use fnas_core::{Architecture, EvalError, Evaluation, Evaluator, SearchSpace};
 
 use crate::artifacts::Artifacts;
 use crate::error::{invalid, Context, Result, RunError};
-use crate::settings::{SearchSettings, TrainingConfig};
+use crate::settings::{SearchSettings, TrainingConfig, TrialCommandConfig};
+use fnas_child::command::TrialCommand;
 use crate::task::{load_benchmark, parse_task};
 
 /// What evaluates a search's architectures: a tabular benchmark or real child training.
@@ -58,7 +59,10 @@ pub fn target(
     if let Some(tc) = &settings.training {
         let art = Artifacts::new(store, settings.artifacts.as_deref())?;
         art.check()?;
-        let ev = training_evaluator(tc, seed, Some(art.weights_dir(experiment)), false)?;
+        let mut ev = training_evaluator(tc, seed, Some(art.weights_dir(experiment)), false)?;
+        if let Some(c) = &tc.command {
+            ev.set_command(trial_command(c, art.trials_dir(experiment))?);
+        }
         return Ok(Target::Train(Box::new(ev)));
     }
     let (bench, dataset) = parse_task(Some(&settings.benchmark), Some(&settings.dataset), None)?;
@@ -121,6 +125,25 @@ pub fn training_evaluator(
         ..TrainingSettings::default()
     };
     Ok(TrainingEvaluator::new(space, Arc::new(data), settings))
+}
+
+/// The trial command of the settings, its trial folders in `trials_dir`; the code folder
+/// must exist here (a worker on a machine without the user's code stops before claiming).
+pub fn trial_command(c: &TrialCommandConfig, trials_dir: PathBuf) -> Result<TrialCommand> {
+    if !c.code_dir.is_dir() {
+        invalid!(
+            "trial command: code folder {} not found here (the command runs in it; every worker needs it at the same path)",
+            c.code_dir.display()
+        );
+    }
+    Ok(TrialCommand {
+        command: c.command.clone(),
+        code_dir: c.code_dir.clone(),
+        timeout: c
+            .timeout_seconds
+            .map(|s| std::time::Duration::from_secs_f64(s.max(0.0))),
+        trials_dir,
+    })
 }
 
 /// A search's evaluator as every process of it uses it: the target, slowed down by the

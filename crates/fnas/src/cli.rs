@@ -299,6 +299,27 @@ pub struct SearchArgs {
     pub budget: BudgetArgs,
     #[command(flatten)]
     pub workers: WorkersArgs,
+    #[command(flatten)]
+    pub trial: TrialArgs,
+}
+
+/// The user's own training script (real-training tasks).
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Trial command")]
+pub struct TrialArgs {
+    /// Train each child with this shell command instead of fnas's own trainer: it runs in
+    /// --trial-code-dir with FNAS_TRIAL_DIR set to the child's trial folder, reads
+    /// trial.json there and writes result.json (val_accuracy required); see
+    /// examples/pytorch-trainer/.
+    #[arg(long, alias = "task-command", value_name = "CMD")]
+    pub trial_command: Option<String>,
+    /// Folder the trial command runs in (default: the current folder; recorded, so
+    /// workers on other machines need it at the same path).
+    #[arg(long, value_name = "DIR")]
+    pub trial_code_dir: Option<PathBuf>,
+    /// Seconds after which a trial command is killed and its trial failed (default: no limit).
+    #[arg(long, value_name = "SECONDS")]
+    pub trial_timeout: Option<f64>,
 }
 
 /// What `search` runs on.
@@ -703,6 +724,11 @@ impl SearchArgs {
                 workers: self.workers.workers,
                 artifacts: self.workers.artifacts.clone(),
                 simulate_eval_seconds: self.workers.simulate_eval_seconds,
+            },
+            trial: fnas_run::TrialOptions {
+                command: self.trial.trial_command.clone(),
+                code_dir: self.trial.trial_code_dir.clone(),
+                timeout_seconds: self.trial.trial_timeout,
             },
         }
     }

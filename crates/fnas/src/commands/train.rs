@@ -45,6 +45,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         pool: None,
         budget_unit: Default::default(),
         reward_seeds: 1,
+        command: None,
     };
     let space = SearchSpace::by_name_or_path(&a.space)?;
     let arch = parse_arch(&space, &a.arch)?;
