@@ -80,7 +80,10 @@ pub enum CommandError {
 impl CommandError {
     /// Whether the search must stop (rather than record a failed trial).
     pub fn is_fatal(&self) -> bool {
-        matches!(self, CommandError::NotRunnable { .. } | CommandError::Io { .. })
+        matches!(
+            self,
+            CommandError::NotRunnable { .. } | CommandError::Io { .. }
+        )
     }
 }
 
@@ -117,13 +120,11 @@ impl TrialCommand {
 
     /// Makes (or cleans) the trial folder and writes `trial.json` (atomically) and the
     /// child's `model.py`.
-    pub fn prepare(
-        &self,
-        dir: &Path,
-        trial: &Value,
-        model_py: &str,
-    ) -> Result<(), CommandError> {
+    pub fn prepare(&self, dir: &Path, trial: &Value, model_py: &str) -> Result<(), CommandError> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
+        // a former run of this trial may still be training (fnas was killed and the
+        // command's children outlived it): stop it before starting again
+        kill_leftovers(dir);
         // a former run's output must not pass for this run's
         for name in [RESULT_FILE, STDOUT_FILE, STDERR_FILE, INIT_WEIGHTS_FILE] {
             let p = dir.join(name);
@@ -173,9 +174,8 @@ impl TrialCommand {
         })?;
         let started = Instant::now();
         let status = loop {
-            match child.try_wait().map_err(io(dir))? {
-                Some(s) => break s,
-                None => {}
+            if let Some(s) = child.try_wait().map_err(io(dir))? {
+                break s;
             }
             if let Some(t) = self.timeout {
                 if started.elapsed() > t {
@@ -222,6 +222,40 @@ fn isolate(cmd: &mut Command) {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             Ok(())
         });
+    }
+}
+
+/// Kills every process of this machine still running for trial folder `dir` (they all
+/// carry `FNAS_TRIAL_DIR=dir` in their environment, whatever they were started by).
+fn kill_leftovers(dir: &Path) {
+    let mut marker = b"FNAS_TRIAL_DIR=".to_vec();
+    marker.extend_from_slice(dir.as_os_str().as_encoded_bytes());
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    let me = std::process::id();
+    for entry in procs.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(env) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if env.split(|&b| b == 0).any(|v| v == marker.as_slice()) {
+            if let Ok(pid) = i32::try_from(pid) {
+                // SAFETY: signals one process that runs for this very trial folder.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+        }
     }
 }
 
@@ -284,7 +318,9 @@ pub fn read_result(path: &Path) -> Result<TrialReport, CommandError> {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Number(n)) => match n.as_f64() {
                 Some(v) if v.is_finite() && v >= 0.0 => Ok(Some(v)),
-                _ => Err(bad(format!("`{key}` must be a finite number >= 0 (found {n})"))),
+                _ => Err(bad(format!(
+                    "`{key}` must be a finite number >= 0 (found {n})"
+                ))),
             },
             Some(other) => Err(bad(format!("`{key}` must be a number (found {other})"))),
         }
@@ -363,8 +399,10 @@ mod tests {
 
     #[test]
     fn result_fields_are_checked() {
-        let r = result(r#"{"val_accuracy": 0.8, "images": 1200, "weights": "w.safetensors", "loss": 0.3}"#)
-            .unwrap();
+        let r = result(
+            r#"{"val_accuracy": 0.8, "images": 1200, "weights": "w.safetensors", "loss": 0.3}"#,
+        )
+        .unwrap();
         assert_eq!(r.val_accuracy, 0.8);
         assert_eq!(r.images, Some(1200));
         assert!(r.weights.unwrap().ends_with("w.safetensors"));
@@ -397,7 +435,10 @@ mod tests {
         std::fs::create_dir_all(&t).unwrap();
         let e = mk("echo boom >&2; exit 3", None).run(&t, 1).unwrap_err();
         assert!(!e.is_fatal());
-        assert!(e.to_string().contains("status 3") && e.to_string().contains("boom"), "{e}");
+        assert!(
+            e.to_string().contains("status 3") && e.to_string().contains("boom"),
+            "{e}"
+        );
         let e = mk("true", None).run(&t, 1).unwrap_err();
         assert!(e.to_string().contains("wrote no result.json"), "{e}");
         let start = Instant::now();
@@ -405,7 +446,10 @@ mod tests {
             .run(&t, 1)
             .unwrap_err();
         assert!(start.elapsed() < Duration::from_secs(10));
-        assert!(e.to_string().contains("--trial-timeout") && e.to_string().contains("slow"), "{e}");
+        assert!(
+            e.to_string().contains("--trial-timeout") && e.to_string().contains("slow"),
+            "{e}"
+        );
         let e = mk("no-such-program-xyz", None).run(&t, 1).unwrap_err();
         assert!(e.is_fatal(), "{e}");
         let ok = mk(

@@ -21,6 +21,7 @@ use fnas_core::{Architecture, Cost, EvalError, Evaluation, Evaluator, Metrics, S
 
 use fnas_core::pool::{BlockPool, DistanceWeights, PoolEntry};
 
+use crate::command::TrialCommand;
 use crate::latency::measure_latency;
 use crate::net::ChildNet;
 use crate::plan::ChildPlan;
@@ -29,7 +30,6 @@ use crate::task::TaskData;
 use crate::train::{
     train, training_images, Classifier, TrainError, TrainOptions, TrainProgress, Trained,
 };
-use crate::command::TrialCommand;
 use crate::warm::{choose, entries_of, Choice, ChooseRule, EntryMeta, WarmStart};
 
 impl Classifier for ChildNet {
@@ -627,7 +627,8 @@ impl TrainingEvaluator {
             "result": dir.join(crate::command::RESULT_FILE),
         });
         let model_py = crate::export::model_py(plan).map_err(|e| fatal(&e))?;
-        cmd.prepare(&dir, &trial, &model_py).map_err(|e| fatal(&e))?;
+        cmd.prepare(&dir, &trial, &model_py)
+            .map_err(|e| fatal(&e))?;
         if let (Some(w), Some(path)) = (warm, &init) {
             let mut net = ChildNet::new(plan, &self.settings.device);
             w.apply(&mut net).map_err(|e| fatal(&e))?;

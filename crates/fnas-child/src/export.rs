@@ -161,7 +161,10 @@ pub fn load_torch_weights(net: &mut ChildNet, path: &Path) -> Result<(), ExportE
         if view.dtype() != safetensors::Dtype::F32 {
             return Err(bad(
                 &name,
-                format!("is {:?}, expected F32 (save the model in float32)", view.dtype()),
+                format!(
+                    "is {:?}, expected F32 (save the model in float32)",
+                    view.dtype()
+                ),
             ));
         }
         let mut shape = view.shape().to_vec();
@@ -192,16 +195,31 @@ pub fn load_torch_weights(net: &mut ChildNet, path: &Path) -> Result<(), ExportE
         .collect::<Result<Vec<_>, _>>()?;
     let burn_bytes = safetensors::serialize(views, None)
         .map_err(|e| bad("(all)", format!("re-encoding: {e}")))?;
-    let mut store = burn::store::SafetensorsStore::from_bytes(Some(burn_bytes));
-    net.load_from(&mut store).map_err(|e| {
-        bad(
+    let mut store = burn::store::SafetensorsStore::from_bytes(Some(burn_bytes))
+        .validate(false)
+        .allow_partial(true);
+    let applied = net
+        .load_from(&mut store)
+        .map_err(|e| bad("(weights)", format!("cannot be applied: {e:?}")))?;
+    if !applied.errors.is_empty() || !applied.missing.is_empty() {
+        let first_error = applied.errors.first().map(|e| {
+            let text = format!("{e:?}");
+            text.chars().take(200).collect::<String>()
+        });
+        return Err(bad(
             "(weights)",
             format!(
-                "do not fit the child's plan: {}",
-                format!("{e:?}").split_whitespace().collect::<Vec<_>>().join(" ")
+                "do not fit the child's plan: {} tensors of another shape{}, {} missing{} (weights of another architecture?)",
+                applied.errors.len(),
+                first_error.map_or(String::new(), |e| format!(" (first: {e})")),
+                applied.missing.len(),
+                applied
+                    .missing
+                    .first()
+                    .map_or(String::new(), |(name, _)| format!(" (first: {name})")),
             ),
-        )
-    })?;
+        ));
+    }
     Ok(())
 }
 

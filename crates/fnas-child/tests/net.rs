@@ -421,3 +421,49 @@ fn weights_move_between_architectures_by_name() {
     let w = |n: &ChildNet| n.stem.conv.weight.val().try_into_vec_as::<f32>().unwrap();
     assert_eq!(w(&nb), w(&na));
 }
+
+/// Weights written in PyTorch's naming (what `fnas export` and a trial command's
+/// `state_dict()` hold) load back into the same network exactly; a file of another
+/// architecture is refused with the file named.
+#[test]
+fn torch_named_weights_round_trip_and_a_wrong_network_is_refused() {
+    use fnas_child::export::{load_torch_weights, torch_state, write_safetensors};
+    let _g = lock();
+    let space = SearchSpace::mnas_default();
+    let spec = space.mnas_spec().unwrap();
+    let plan = ChildPlan::new(spec, &median_arch(spec), Some(16)).unwrap();
+    let d = device();
+    let net = ChildNet::new(&plan, &d);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.safetensors");
+    write_safetensors(&torch_state(&net).unwrap(), &path).unwrap();
+    let mut back = ChildNet::new(&plan, &d);
+    load_torch_weights(&mut back, &path).unwrap();
+    let a = net.collect(None, None, false);
+    let b = back.collect(None, None, false);
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x.name, y.name);
+        assert_eq!(x.to_bytes().unwrap(), y.to_bytes().unwrap(), "{}", x.name);
+    }
+    let mut other = Vec::new();
+    for b in 0..spec.blocks.len() {
+        let n = spec.layer_choices(b).len() - 1;
+        other.extend([3, 2, 1, 1, 2, n as u16]);
+    }
+    let other = ChildPlan::new(spec, &Architecture(other), Some(16)).unwrap();
+    let mut wrong = ChildNet::new(&other, &d);
+    let e = load_torch_weights(&mut wrong, &path)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("w.safetensors") && e.contains("do not fit"),
+        "{e}"
+    );
+    assert!(e.len() < 600, "{e}");
+    std::fs::write(&path, b"not safetensors").unwrap();
+    let e = load_torch_weights(&mut back, &path)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not a safetensors file"), "{e}");
+}

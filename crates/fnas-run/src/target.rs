@@ -12,8 +12,8 @@ use fnas_core::{Architecture, EvalError, Evaluation, Evaluator, SearchSpace};
 use crate::artifacts::Artifacts;
 use crate::error::{invalid, Context, Result, RunError};
 use crate::settings::{SearchSettings, TrainingConfig, TrialCommandConfig};
-use fnas_child::command::TrialCommand;
 use crate::task::{load_benchmark, parse_task};
+use fnas_child::command::TrialCommand;
 
 /// What evaluates a search's architectures: a tabular benchmark or real child training.
 pub enum Target {

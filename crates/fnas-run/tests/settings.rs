@@ -91,6 +91,7 @@ fn v0_real_training_with_pool() {
         }),
         budget_unit: BudgetUnit::Evaluations,
         reward_seeds: 1,
+        command: None,
     };
     assert_eq!(s.training, Some(expected));
     assert_eq!(s.evolution, default_evolution());
@@ -171,6 +172,11 @@ fn current_settings_round_trip() {
         }),
         budget_unit: BudgetUnit::Images,
         reward_seeds: 3,
+        command: Some(fnas_run::TrialCommandConfig {
+            command: "python3 train.py --fast".into(),
+            code_dir: "/srv/code".into(),
+            timeout_seconds: Some(600.0),
+        }),
     };
     let mut s = SearchSettings::training(tc, 8, RewardConfig::default());
     s.select = StrategyKind::FnasSelectUcb.select_preset(&s.ppo);
