@@ -26,7 +26,7 @@ pub struct Cli {
 pub enum Command {
     /// Run (or resume) one architecture search and record it in the store.
     #[command(
-        after_help = "Examples:\n  fnas search --task fashion-mnist --strategy fnas-select --resume\n  fnas search --task nas-bench-graph/arxiv --strategy fnas-select --budget 300 --store runs.db --name arxiv\n  fnas search --store runs.db --name arxiv --resume --budget 600      # extend a finished search"
+        after_help = "Examples:\n  fnas search --task fashion-mnist --strategy fnas-select --resume\n  fnas search --task nas-bench-graph/arxiv --strategy fnas-select --budget 300 --store runs.db --name arxiv\n  fnas search --store runs.db --name arxiv --resume --budget 600      # extend a finished search\n  fnas search --task fashion-mnist-tiny --trial-command 'python3 train.py' --trial-code-dir examples/pytorch-trainer"
     )]
     Search(SearchArgs),
     /// List the experiments of a store.
