@@ -7,6 +7,7 @@
 
 pub mod arch;
 pub mod eval;
+pub mod names;
 pub mod pool;
 pub mod reward;
 pub mod search;

@@ -616,6 +616,8 @@ impl NewSearch {
     pub fn draft(&self, store: &Path) -> Result<Draft> {
         let mut settings = self.settings()?;
         let name = self.name(&settings);
+        fnas_core::names::check_new("experiment", &name)
+            .map_err(|e| RunError::invalid(e.to_string()))?;
         let target = target(
             &settings,
             store,

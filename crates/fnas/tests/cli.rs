@@ -869,3 +869,74 @@ fn every_command_help_ends_with_examples() {
         );
     }
 }
+
+/// Names are data, not paths: every command that takes an experiment name refuses the
+/// hostile ones with one line, before it creates anything.
+#[test]
+fn hostile_names_are_refused_by_every_command() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("sub/s.db");
+    let s = store.to_str().unwrap();
+    // a NUL cannot be passed on a command line; the library test covers it
+    for name in fnas_core::names::HOSTILE_NAMES
+        .iter()
+        .filter(|n| !n.contains('\0'))
+    {
+        let out = tmp.path().join("out");
+        let o = out.to_str().unwrap();
+        let commands: Vec<Vec<&str>> = vec![
+            vec![
+                "search",
+                "--task",
+                "nas-bench-graph/cora",
+                "--budget",
+                "2",
+                "--name",
+                name,
+                "--store",
+                s,
+            ],
+            vec![
+                "search",
+                "--task",
+                "nas-bench-graph/cora",
+                "--budget",
+                "2",
+                "--strategy",
+                "fnas",
+                "--transfer-from",
+                name,
+                "--store",
+                s,
+            ],
+            vec!["show", name, "--store", s],
+            vec!["worker", "--experiment", name, "--store", s],
+            vec!["slurm", "--experiment", name, "--store", s],
+            vec!["export", name, "--best", "--out", o, "--store", s],
+            vec!["report", name, "--out", o, "--store", s],
+            vec![
+                "train",
+                "--arch",
+                "median",
+                "--task",
+                "fashion-mnist-tiny",
+                "--pool",
+                s,
+                "--pool-experiment",
+                name,
+            ],
+        ];
+        for args in commands {
+            if name.is_empty() && args[0] == "train" {
+                continue; // the standalone trainer's own pool name
+            }
+            let o = run(&args);
+            assert_clean_error(&o, "experiment name");
+            assert!(
+                !tmp.path().join("sub").exists(),
+                "{args:?} created the store"
+            );
+            assert!(!out.exists(), "{args:?} wrote its output");
+        }
+    }
+}
