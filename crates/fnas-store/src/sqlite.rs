@@ -246,6 +246,95 @@ macro_rules! experiment_columns {
 pub struct SqliteStore {
     conn: Connection,
     path: String,
+    /// Declared after `conn`, so it runs once the connection is closed.
+    guard: Option<OpenGuard>,
+}
+
+/// Connections this process has open, per store file: the side files of a store are
+/// only ever removed when no other connection of this process uses them.
+static OPEN_FILES: std::sync::Mutex<Vec<(std::path::PathBuf, usize)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Registers a file store's connection, and removes the `-wal` and `-shm` files an open
+/// that failed (a damaged store) created: SQLite makes them on the first read of a WAL
+/// store and a read-only connection cannot remove them when it closes. They are removed
+/// only when this open created them, nothing is in the log, and no other connection of
+/// this process or of another process (a lock on the `-shm` file) uses them.
+struct OpenGuard {
+    path: std::path::PathBuf,
+    /// Neither side file existed before the open, and the open has not succeeded.
+    clean: bool,
+}
+
+impl OpenGuard {
+    fn new(path: &Path) -> Self {
+        let path = path.to_path_buf();
+        let clean = !side(&path, "-wal").exists() && !side(&path, "-shm").exists();
+        if let Ok(mut open) = OPEN_FILES.lock() {
+            match open.iter_mut().find(|(p, _)| *p == path) {
+                Some((_, n)) => *n += 1,
+                None => open.push((path.clone(), 1)),
+            }
+        }
+        Self { path, clean }
+    }
+}
+
+/// `path` with `suffix` appended (`s.db` -> `s.db-wal`).
+fn side(path: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut p = path.as_os_str().to_os_string();
+    p.push(suffix);
+    std::path::PathBuf::from(p)
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        let Ok(mut open) = OPEN_FILES.lock() else {
+            return;
+        };
+        let mut others = 0;
+        if let Some(i) = open.iter().position(|(p, _)| *p == self.path) {
+            open[i].1 -= 1;
+            others = open[i].1;
+            if others == 0 {
+                open.swap_remove(i);
+            }
+        }
+        if !self.clean || others > 0 {
+            return;
+        }
+        let (wal, shm) = (side(&self.path, "-wal"), side(&self.path, "-shm"));
+        let empty_log = std::fs::metadata(&wal).map_or(true, |m| m.len() == 0);
+        // probing the lock opens and closes the file, which would drop this process's
+        // own locks on it: done only with no other connection of this process open
+        if empty_log && !locked_by_another_process(&shm) {
+            let _ = std::fs::remove_file(&wal);
+            let _ = std::fs::remove_file(&shm);
+        }
+    }
+}
+
+/// Whether another process holds a POSIX lock on any byte of `file` (SQLite locks the
+/// `-shm` file while a connection uses it). A file that cannot be opened has no user.
+fn locked_by_another_process(file: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(f) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(file)
+    else {
+        return false;
+    };
+    // SAFETY: a zeroed flock is a valid argument; F_GETLK only fills it in.
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = libc::F_WRLCK as libc::c_short;
+    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    lock.l_start = 0;
+    lock.l_len = 0;
+    // SAFETY: `f` is an open descriptor and `lock` a valid flock for F_GETLK.
+    let r = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETLK, &mut lock) };
+    // on error, assume it is in use (keep the files)
+    r != 0 || lock.l_type != libc::F_UNLCK as libc::c_short
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -409,6 +498,7 @@ fn create_store_file(path: &Path, dir: &Path, shown: &str) -> Result<(), StoreEr
         let mut store = SqliteStore {
             conn,
             path: shown.to_string(),
+            guard: None,
         };
         store.configure()?;
         // WAL from the first write, so the store at `path` never needs a rollback
@@ -467,6 +557,7 @@ impl SqliteStore {
             create_store_file(path, dir, &shown)?;
         }
         check_header(path, &shown)?;
+        let guard = OpenGuard::new(path);
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags)
             .map_err(|e| backend(&shown, format!("cannot open: {e}")))?;
@@ -479,7 +570,11 @@ impl SqliteStore {
                 "cannot open for writing: permission denied",
             ));
         }
-        let mut store = Self { conn, path: shown };
+        let mut store = Self {
+            conn,
+            path: shown,
+            guard: Some(guard),
+        };
         store.configure()?;
         // Judge the file before anything writes to it.
         match classify(&store.conn).map_err(|e| store.err(e))? {
@@ -490,7 +585,15 @@ impl SqliteStore {
         }
         store.set_wal()?;
         store.migrate()?;
+        store.opened();
         Ok(store)
+    }
+
+    /// The open succeeded: the side files are the store's own from now on.
+    fn opened(&mut self) {
+        if let Some(g) = self.guard.as_mut() {
+            g.clean = false;
+        }
     }
 
     /// Opens an existing store for reading (`fnas ls`, `fnas show`). Never creates a
@@ -504,10 +607,15 @@ impl SqliteStore {
             return Err(backend(&shown, "cannot open: it is a directory"));
         }
         check_header(path, &shown)?;
+        let guard = OpenGuard::new(path);
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags)
             .map_err(|e| backend(&shown, format!("cannot open: {e}")))?;
-        let store = Self { conn, path: shown };
+        let store = Self {
+            conn,
+            path: shown,
+            guard: Some(guard),
+        };
         store.configure()?;
         let kind = classify(&store.conn).map_err(|e| match e.sqlite_error_code() {
             Some(rusqlite::ErrorCode::ReadOnly) => store.err(format!(
@@ -525,7 +633,11 @@ impl SqliteStore {
             Kind::Ours(v) if v < SCHEMA_VERSION => Err(store.err(format!(
                 "store uses schema v{v}; open it once for writing to upgrade it to v{SCHEMA_VERSION}"
             ))),
-            Kind::Ours(_) => Ok(store),
+            Kind::Ours(_) => {
+                let mut store = store;
+                store.opened();
+                Ok(store)
+            }
             Kind::Foreign(m) => Err(store.err(m)),
         }
     }
@@ -536,6 +648,7 @@ impl SqliteStore {
         let mut store = Self {
             conn,
             path: ":memory:".to_string(),
+            guard: None,
         };
         store.configure()?;
         store.migrate()?;

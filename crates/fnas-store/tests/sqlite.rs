@@ -630,3 +630,38 @@ fn in_memory_stores_are_independent() {
     assert_eq!(a.path(), ":memory:");
     a.integrity_check().unwrap();
 }
+
+/// Opening a damaged store, for reading or writing, leaves no new file beside it.
+#[test]
+fn opening_leaves_no_new_files_beside_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    {
+        let mut s = SqliteStore::open(&path).unwrap();
+        populate(&mut s);
+    }
+    assert_eq!(side_files(&path), vec![false, false, false]);
+    // damaged copies: bit flips past the header, and a truncation
+    let good = std::fs::read(&path).unwrap();
+    for (k, cut) in [(0u64, false), (1, false), (2, false), (3, true)] {
+        let bad = dir.path().join(format!("bad{k}.db"));
+        let mut bytes = good.clone();
+        if cut {
+            bytes.truncate(good.len() / 3);
+        } else {
+            let mut x = 0x9E37_79B9_7F4A_7C15u64.wrapping_mul(k + 1);
+            for _ in 0..40 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let i = 100 + (x as usize) % (bytes.len() - 100);
+                bytes[i] ^= 0xFF;
+            }
+        }
+        std::fs::write(&bad, &bytes).unwrap();
+        let _ = SqliteStore::open_read_only(&bad).map(|s| s.list_experiments());
+        assert_eq!(side_files(&bad), vec![false, false, false], "read {k}");
+        let _ = SqliteStore::open(&bad).map(|s| s.list_experiments());
+        assert_eq!(side_files(&bad), vec![false, false, false], "write {k}");
+    }
+}
