@@ -370,6 +370,9 @@ fn backend(path: &str, message: impl Display) -> StoreError {
             "{message} (another process held the store for more than {} s)",
             BUSY_TIMEOUT.as_secs()
         )
+    } else if message.contains("database or disk is full") {
+        // SQLITE_FULL: the write was rolled back; nothing recorded is lost
+        format!("{message}: free space, then continue with `fnas search --resume`")
     } else {
         message
     };
@@ -472,6 +475,61 @@ fn classify_in(conn: &Connection) -> rusqlite::Result<Kind> {
 /// same directory, synced, then hard-linked into place (which fails, harmlessly, if
 /// another process created `path` meanwhile). A kill during creation can leave only
 /// that hidden `.NAME.PID.NANOS.creating` file behind, never a broken store.
+/// A store on read-only media (a read-only folder without a `-wal` file beside the store:
+/// every write was checkpointed into it) is read as an immutable file: SQLite cannot make
+/// the `-shm` file a WAL store is otherwise read through, and no writer can change it.
+fn immutable_open(path: &Path) -> Option<Connection> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if side(path, "-wal").exists() || check_folder_writable(dir, "").is_ok() {
+        return None;
+    }
+    let abs = std::path::absolute(path).ok()?;
+    let uri = format!(
+        "file:{}?immutable=1",
+        abs.to_str()?
+            .replace('%', "%25")
+            .replace('?', "%3f")
+            .replace('#', "%23")
+    );
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    Connection::open_with_flags(uri, flags).ok()
+}
+
+/// Refuses, before any work, a store whose folder cannot take new files: SQLite writes
+/// its `-wal` and `-shm` files beside the store, and a search that cannot record its
+/// results must not start.
+pub fn check_folder_writable(dir: &Path, shown: &str) -> Result<(), StoreError> {
+    let probe = dir.join(format!(".fnas-probe-{}", std::process::id()));
+    let made = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe);
+    match made {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(backend(
+            shown,
+            format!(
+                "cannot write in its folder {} ({}): a store writes its files beside it",
+                dir.display(),
+                match e.kind() {
+                    std::io::ErrorKind::ReadOnlyFilesystem => "read-only file system".to_string(),
+                    std::io::ErrorKind::StorageFull => "no space left".to_string(),
+                    _ => io_reason(&e),
+                }
+            ),
+        )),
+    }
+}
+
 fn create_store_file(path: &Path, dir: &Path, shown: &str) -> Result<(), StoreError> {
     let name = path
         .file_name()
@@ -553,6 +611,7 @@ impl SqliteStore {
         if path.is_dir() {
             return Err(backend(&shown, "cannot open: it is a directory"));
         }
+        check_folder_writable(dir, &shown)?;
         if !path.exists() {
             create_store_file(path, dir, &shown)?;
         }
@@ -609,8 +668,13 @@ impl SqliteStore {
         check_header(path, &shown)?;
         let guard = OpenGuard::new(path);
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags)
-            .map_err(|e| backend(&shown, format!("cannot open: {e}")))?;
+        let conn = match Connection::open_with_flags(path, flags) {
+            Ok(c) => c,
+            Err(e) => match immutable_open(path) {
+                Some(c) => c,
+                None => return Err(backend(&shown, format!("cannot open: {e}"))),
+            },
+        };
         let store = Self {
             conn,
             path: shown,

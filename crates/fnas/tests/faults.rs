@@ -267,3 +267,78 @@ fn postgres_restart_mid_search_workers_and_driver_reconnect() {
     }
     check_exactly_once(&url, &want);
 }
+
+/// A store folder that fills up, then becomes read-only: a small tmpfs mounted in a user
+/// and mount namespace of its own (`unshare`, no privileges needed), so the test runs
+/// everything inside one shell script and reads the outcome from files outside it.
+#[test]
+fn a_full_disk_stops_with_one_line_and_resume_finishes_then_a_read_only_folder_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let mnt = t.join("m");
+    std::fs::create_dir(&mnt).unwrap();
+    let f = env!("CARGO_BIN_EXE_fnas");
+    let (m, o) = (mnt.display(), t.display());
+    let script = format!(
+        r#"set -u
+mount -t tmpfs -o size=400k tmpfs {m} || exit 90
+{f} search --task nas-bench-graph/cora --strategy random --budget 3000 --store {m}/s.db --name a >/dev/null 2>{o}/full.err; echo $? > {o}/full.rc
+mount -o remount,size=64m {m}
+{f} search --store {m}/s.db --name a --resume >/dev/null 2>{o}/resume.err; echo $? > {o}/resume.rc
+{f} show a --store {m}/s.db --json > {o}/show.json
+mount -o remount,ro {m}
+{f} search --store {m}/s.db --name a --resume --budget 3100 >/dev/null 2>{o}/ro.err; echo $? > {o}/ro.rc
+{f} search --task nas-bench-graph/cora --budget 5 --store {m}/new.db --name b >/dev/null 2>{o}/ronew.err; echo $? > {o}/ronew.rc
+{f} show a --store {m}/s.db > {o}/roshow.out 2>&1; echo $? > {o}/roshow.rc
+"#
+    );
+    let out = std::process::Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "sh", "-c", &script])
+        .output()
+        .expect("unshare (util-linux) runs");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "namespace script failed (unshare/mount of a tmpfs): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read = |name: &str| std::fs::read_to_string(t.join(name)).unwrap_or_default();
+    // full: one line naming the store, and what to do
+    assert_eq!(read("full.rc").trim(), "1");
+    let e = read("full.err");
+    let last = e.trim_end().lines().last().unwrap_or_default().to_string();
+    assert!(
+        last.starts_with("error: store ")
+            && last.contains("s.db")
+            && last.contains("disk is full")
+            && last.contains("--resume"),
+        "{e}"
+    );
+    assert!(!e.contains("panicked"), "{e}");
+    // space freed: the search finishes with every architecture evaluated once
+    assert_eq!(read("resume.rc").trim(), "0", "{}", read("resume.err"));
+    let v: serde_json::Value = serde_json::from_str(&read("show.json")).unwrap();
+    assert_eq!(v["experiment"]["status"], "finished");
+    let evaluated: Vec<&str> = v["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["source"] == "evaluated")
+        .map(|t| t["canonical"].as_str().unwrap())
+        .collect();
+    assert_eq!(evaluated.len(), 3000);
+    let distinct: BTreeSet<&str> = evaluated.iter().copied().collect();
+    assert_eq!(distinct.len(), 3000, "an architecture evaluated twice");
+    // read-only folder: refused before any work, naming the folder; still readable
+    for (rc, err) in [("ro.rc", "ro.err"), ("ronew.rc", "ronew.err")] {
+        assert_eq!(read(rc).trim(), "1");
+        let e = read(err);
+        assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+        assert!(
+            e.contains("read-only file system") && e.contains("cannot write in its folder"),
+            "{e}"
+        );
+    }
+    assert_eq!(read("roshow.rc").trim(), "0", "{}", read("roshow.out"));
+    assert!(read("roshow.out").contains("experiment a (finished)"));
+}
