@@ -802,8 +802,10 @@ fn save_weights(model: &ChildNet, path: &Path, arch: &str, plan: &ChildPlan) -> 
     let dir = path.parent().ok_or("no parent directory")?;
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let tmp = path.with_extension("safetensors.tmp");
-    let mut st = SafetensorsStore::from_file(&tmp);
+    // a run killed while writing left its temporary file: this write replaces it
+    let mut st = SafetensorsStore::from_file(&tmp).overwrite(true);
     model.save_into(&mut st).map_err(|e| format!("{e:?}"))?;
+    fnas_core::crash::point("weights-write");
     std::fs::rename(&tmp, path).map_err(|e| e.to_string())?;
     let text = format!("{arch}\n# {}\n", plan.describe());
     std::fs::write(path.with_extension("arch"), text).map_err(|e| e.to_string())?;

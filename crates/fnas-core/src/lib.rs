@@ -6,6 +6,7 @@
 //! tested on their own.
 
 pub mod arch;
+pub mod crash;
 pub mod eval;
 pub mod names;
 pub mod pool;

@@ -258,6 +258,7 @@ pub fn run_search(
         }
         strategy.tell(&outcomes)?;
         store.end_batch(exp, b, &saved_state(strategy, cfg)?)?;
+        crate::crash::point("checkpoint");
         d.open.pop_front();
         if cost == 0 {
             d.ledger.idle_batches += 1;
@@ -385,6 +386,7 @@ impl Driver<'_> {
             &new,
             &saved_state(strategy, self.cfg)?,
         )?;
+        crate::crash::point("trial-begin");
         self.ledger.proposals += new.len() as u64;
         self.open.push_back(self.next_batch);
         self.next_batch += 1;
@@ -507,7 +509,10 @@ impl Driver<'_> {
                 for ((t, lease), r) in claimed.iter().zip(results) {
                     let r = to_result(r, &cfg.reward)?;
                     match store.finish_leased(lease, &r) {
-                        Ok(()) => self.report(t, &r, strategy, progress),
+                        Ok(()) => {
+                            crate::crash::point("result-commit");
+                            self.report(t, &r, strategy, progress)
+                        }
                         // taken over meanwhile: the other worker's result stands
                         Err(StoreError::LeaseLost(_) | StoreError::AlreadyFinished(_)) => {}
                         Err(e) => return Err(e.into()),

@@ -302,7 +302,10 @@ pub(crate) fn insert(
     }
     validate(parts)?;
     let mut written = Vec::new();
-    let result = write_parts(dir, parts, &mut written).and_then(|rows| index(&rows));
+    let result = write_parts(dir, parts, &mut written).and_then(|rows| {
+        fnas_core::crash::point("pool-write");
+        index(&rows)
+    });
     if result.is_err() {
         for path in &written {
             let _ = fs::remove_file(path);

@@ -342,3 +342,126 @@ mount -o remount,ro {m}
     assert_eq!(read("roshow.rc").trim(), "0", "{}", read("roshow.out"));
     assert!(read("roshow.out").contains("experiment a (finished)"));
 }
+
+/// The crash matrix: a real-training search with the knowledge pool on is killed
+/// (SIGKILL, by `FNAS_CRASH_AT`, at a write point, not by timing) and resumed: every
+/// trial is done once, every pool row has its file, a pool file without a row is
+/// removed once it is old enough not to belong to a writer, and `fnas show` works.
+#[test]
+fn crash_matrix_kill_at_each_write_point_then_resume() {
+    use std::os::unix::process::ExitStatusExt;
+    let mut table = Vec::new();
+    for (point, nth) in [
+        ("trial-begin", 2),
+        ("weights-write", 2),
+        ("pool-write", 2),
+        ("result-commit", 3),
+        ("checkpoint", 1),
+    ] {
+        assert!(fnas_core::crash::POINTS.contains(&point));
+        let tmp = tempfile::tempdir().unwrap();
+        let store = tmp.path().join("s.db");
+        let s = store.to_str().unwrap();
+        let args = [
+            "search",
+            "--task",
+            "fashion-mnist-tiny",
+            "--strategy",
+            "random",
+            "--pool",
+            "on",
+            "--pool-min-networks",
+            "1",
+            "--warm-max-distance",
+            "100",
+            "--budget",
+            "3",
+            "--batch-size",
+            "2",
+            "--workers",
+            "1",
+            "--store",
+            s,
+            "--name",
+            "c",
+        ];
+        let crashed = fnas()
+            .args(args)
+            .env("FNAS_CRASH_AT", format!("{point}:{nth}"))
+            .output()
+            .unwrap();
+        assert_eq!(
+            crashed.status.signal(),
+            Some(9),
+            "{point}: not killed there: {}",
+            String::from_utf8_lossy(&crashed.stderr)
+        );
+        let o = run(&["search", "--store", s, "--name", "c", "--resume"]);
+        assert!(
+            o.status.success(),
+            "{point}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let v = show(&store, "c");
+        assert_eq!(v["experiment"]["status"], "finished", "{point}");
+        let done: Vec<&str> = v["trials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["source"] == "evaluated" && t["status"] == "done")
+            .map(|t| t["canonical"].as_str().unwrap())
+            .collect();
+        assert_eq!(done.len(), 3, "{point}: {done:?}");
+        assert_eq!(
+            done.iter().collect::<BTreeSet<_>>().len(),
+            3,
+            "{point}: twice"
+        );
+        // every row has its file (and the recorded size): the store's own check
+        fnas_store::SqliteStore::open(&store)
+            .unwrap()
+            .integrity_check()
+            .unwrap_or_else(|e| panic!("{point}: {e}"));
+        // files without a row: only a crash between writing and indexing leaves one
+        let pool_dir = tmp.path().join("s.db.pool");
+        let c = rusqlite::Connection::open(&store).unwrap();
+        let orphans: Vec<std::path::PathBuf> = std::fs::read_dir(&pool_dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                let name = p.file_name().unwrap().to_str().unwrap().to_string();
+                let rows: i64 = c
+                    .query_row(
+                        "SELECT count(*) FROM pool_entries WHERE file = ?1",
+                        [&name],
+                        |r| r.get(0),
+                    )
+                    .unwrap();
+                rows == 0
+            })
+            .collect();
+        drop(c);
+        if point != "pool-write" {
+            assert!(orphans.is_empty(), "{point}: {orphans:?}");
+        }
+        // aged past the grace a writer gets, they are removed when the pool is opened
+        let old = std::time::SystemTime::now() - Duration::from_secs(7 * 24 * 3600);
+        for p in &orphans {
+            std::fs::File::options()
+                .write(true)
+                .open(p)
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+        drop(fnas_store::SqlitePool::open(&store, u64::MAX).unwrap());
+        assert!(orphans.iter().all(|p| !p.exists()), "{point}: orphans stay");
+        let o = run(&["show", "c", "--store", s]);
+        assert!(o.status.success(), "{point}");
+        table.push(format!(
+            "{point}:{nth} -> killed, resumed, 3 trials once, {} orphan file(s) removed",
+            orphans.len()
+        ));
+    }
+    eprintln!("{}", table.join("\n"));
+}

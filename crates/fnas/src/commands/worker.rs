@@ -112,6 +112,7 @@ pub fn run(a: WorkerArgs) -> Result<()> {
         let finish_ms = f0.elapsed().as_secs_f64() * 1e3;
         match finished {
             Ok(()) => {
+                fnas_core::crash::point("result-commit");
                 done += 1;
                 if a.json {
                     println!(
