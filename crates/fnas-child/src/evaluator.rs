@@ -441,9 +441,14 @@ impl TrainingEvaluator {
             figures.write(&mut metrics);
         }
         if let (Some(path), Some(model)) = (self.weights_path(arch), &model) {
-            save_weights(model, &path, &self.space.format(arch), &plan).map_err(|e| {
+            let sum = save_weights(model, &path, &self.space.format(arch), &plan).map_err(|e| {
                 EvalError::Fatal(format!("saving weights to {}: {e}", path.display()))
             })?;
+            // recorded with the trial: a file changed since (a bit flip that still loads)
+            // is caught when the weights are used again
+            metrics
+                .extra
+                .insert(WEIGHTS_CHECKSUM_KEY.into(), sum as f64);
         }
         Ok(Evaluation { metrics, cost })
     }
@@ -797,8 +802,43 @@ pub fn reward_seed(child_seed: u64, run: usize) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Writes the weights atomically (temp file, then rename) and the architecture beside.
-fn save_weights(model: &ChildNet, path: &Path, arch: &str, plan: &ChildPlan) -> Result<(), String> {
+/// The metric under which a trial records [`weights_checksum`] of its weights file.
+pub const WEIGHTS_CHECKSUM_KEY: &str = "weights_sha256_52";
+
+/// The first 52 bits of the SHA-256 of a weights file's bytes: a whole number a trial's
+/// metrics (f64) hold exactly, which misses a change with probability 2^-52.
+pub fn weights_checksum(bytes: &[u8]) -> u64 {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(bytes);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&d[..8]);
+    u64::from_be_bytes(first) >> 12
+}
+
+/// Checks a weights file against the checksum its trial recorded (`None`: a trial of an
+/// older build, nothing to check).
+pub fn verify_weights(path: &Path, recorded: Option<f64>) -> Result<(), String> {
+    let Some(want) = recorded else {
+        return Ok(());
+    };
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if weights_checksum(&bytes) as f64 != want {
+        return Err(format!(
+            "{}: checksum mismatch with the one recorded when the child was trained: the file changed since (damaged or replaced)",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Writes the weights atomically (temp file, then rename) and the architecture beside;
+/// returns the file's [`weights_checksum`].
+fn save_weights(
+    model: &ChildNet,
+    path: &Path,
+    arch: &str,
+    plan: &ChildPlan,
+) -> Result<u64, String> {
     let dir = path.parent().ok_or("no parent directory")?;
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let tmp = path.with_extension("safetensors.tmp");
@@ -806,10 +846,11 @@ fn save_weights(model: &ChildNet, path: &Path, arch: &str, plan: &ChildPlan) -> 
     let mut st = SafetensorsStore::from_file(&tmp).overwrite(true);
     model.save_into(&mut st).map_err(|e| format!("{e:?}"))?;
     fnas_core::crash::point("weights-write");
+    let sum = weights_checksum(&std::fs::read(&tmp).map_err(|e| e.to_string())?);
     std::fs::rename(&tmp, path).map_err(|e| e.to_string())?;
     let text = format!("{arch}\n# {}\n", plan.describe());
     std::fs::write(path.with_extension("arch"), text).map_err(|e| e.to_string())?;
-    Ok(())
+    Ok(sum)
 }
 
 impl Evaluator for TrainingEvaluator {

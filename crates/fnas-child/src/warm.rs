@@ -175,6 +175,7 @@ pub fn entries_of(
             file: String::new(),
             bytes: 0,
             created_at: 0.0,
+            checksum: None,
         };
         out.push((entry, tensors));
     }

@@ -109,6 +109,11 @@ pub struct PoolEntry {
     pub bytes: u64,
     /// Seconds since the Unix epoch (set by the backend).
     pub created_at: f64,
+    /// SHA-256 of that file, hex (set by the backend; `None` for entries indexed before
+    /// checksums were recorded): a file changed on disk is detected on load, even when
+    /// it still parses.
+    #[serde(default)]
+    pub checksum: Option<String>,
 }
 
 /// A tensor as plain data: what the pool stores and the transfer rules work on.
@@ -389,6 +394,7 @@ mod tests {
             file: String::new(),
             bytes: 0,
             created_at: 0.0,
+            checksum: None,
         }
     }
 

@@ -207,6 +207,17 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport, ExportError> {
         trial: trial.id,
         message: e.to_string(),
     };
+    let recorded = trial
+        .metrics
+        .as_ref()
+        .and_then(|m| m.extra.get(fnas_child::evaluator::WEIGHTS_CHECKSUM_KEY))
+        .copied();
+    fnas_child::evaluator::verify_weights(&weights, recorded).map_err(|message| {
+        ExportError::Load {
+            trial: trial.id,
+            message,
+        }
+    })?;
     let (plan, net) = ev.load_saved(&arch).map_err(load)?;
     let state = child::torch_state(&net)?;
     let preprocess = Preprocess::of(ev.data());

@@ -75,6 +75,9 @@ CREATE TABLE IF NOT EXISTS pool_entries (
     last_used     DOUBLE PRECISION NOT NULL
 );
 CREATE INDEX IF NOT EXISTS pool_entries_by_budget ON pool_entries(space, budget_images);
+-- the file's SHA-256 (hex), checked on every load; none on rows indexed before
+ALTER TABLE pool_entries ADD COLUMN IF NOT EXISTS sha256 TEXT
+    CHECK (sha256 IS NULL OR length(sha256) = 64);
 "#;
 
 /// Serialises first connects' `CREATE TABLE IF NOT EXISTS` (which can fail when two
@@ -83,7 +86,7 @@ const SCHEMA_LOCK: i64 = 727_173;
 
 /// The columns [`PgPool::entry_from_row`] reads, in order.
 const ENTRY_COLUMNS: &str = "id, space, part, position, config, resolution, task, classes, \
-     experiment, arch, budget_images, val_accuracy, file, bytes, created_at";
+     experiment, arch, budget_images, val_accuracy, file, bytes, created_at, sha256";
 
 /// The time of the current transaction on the server's clock: every row of one insert
 /// gets the same `created_at`.
@@ -225,6 +228,42 @@ impl PgPool {
     }
 
     /// Indexes the files of one network (already written) in one transaction.
+    /// A damaged file costs its network its place in the pool (rows, then files, as an
+    /// eviction does), so the damage is reported once and no later child tries it again.
+    fn drop_damaged(&self, entry: &PoolEntry, e: PoolError) -> PoolError {
+        let PoolError::Corrupt { id, message } = e else {
+            return e;
+        };
+        let dropped = (|| -> Result<Vec<String>, PoolError> {
+            let mut c = self.conn()?;
+            let mut tx = c.transaction().map_err(|e| self.pg(e))?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&Self::LOCK_KEY])
+                .map_err(|e| self.pg(e))?;
+            let files = tx
+                .query(
+                    "DELETE FROM pool_entries WHERE experiment = $1 AND arch = $2 RETURNING file",
+                    &[&entry.experiment, &entry.arch],
+                )
+                .map_err(|e| self.pg(e))?
+                .iter()
+                .map(|r| r.try_get::<_, String>(0))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| self.pg(e))?;
+            tx.commit().map_err(|e| self.pg(e))?;
+            Ok(files)
+        })();
+        let note = match dropped
+            .and_then(|files| pool_files::remove_evicted(&self.dir, &files).map(|()| files.len()))
+        {
+            Ok(n) => format!("; its network ({n} entries) was dropped from the pool"),
+            Err(d) => format!("; dropping its network failed: {d}"),
+        };
+        PoolError::Corrupt {
+            id,
+            message: format!("{message}{note}"),
+        }
+    }
+
     fn index_rows(&self, rows: &[Written<'_>]) -> Result<Vec<i64>, PoolError> {
         let mut c = self.conn()?;
         let mut tx = c.transaction().map_err(|e| self.pg(e))?;
@@ -237,8 +276,8 @@ impl PgPool {
             .prepare(&format!(
                 "INSERT INTO pool_entries (space, part, position, config, resolution, task,
                     classes, experiment, arch, budget_images, val_accuracy, file, bytes,
-                    created_at, last_used)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, {TX_NOW}, {TX_NOW})
+                    created_at, last_used, sha256)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, {TX_NOW}, {TX_NOW}, $14)
                  RETURNING id"
             ))
             .map_err(|e| self.pg(e))?;
@@ -264,6 +303,7 @@ impl PgPool {
                         &e.val_accuracy,
                         &row.file,
                         &row.bytes,
+                        &row.checksum,
                     ],
                 )
                 .map_err(|e| self.pg(e))?;
@@ -351,6 +391,7 @@ impl PgPool {
             file: col!(12, "file"),
             bytes: col!(13, "bytes"),
             created_at: col!(14, "created_at"),
+            checksum: col!(15, "sha256"),
         }
         .into_entry()
     }
@@ -378,7 +419,7 @@ impl BlockPool for PgPool {
     }
 
     fn load(&self, entry: &PoolEntry) -> Result<Vec<PoolTensor>, PoolError> {
-        pool_files::load(&self.dir, entry)
+        pool_files::load(&self.dir, entry).map_err(|e| self.drop_damaged(entry, e))
     }
 
     fn touch(&self, ids: &[i64]) -> Result<(), PoolError> {

@@ -60,7 +60,7 @@ pub const POOL_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The columns `entry_from_row` reads, in order.
 const ENTRY_COLUMNS: &str = "id, space, part, position, config, resolution, task, classes, \
-     experiment, arch, budget_images, val_accuracy, file, bytes, created_at";
+     experiment, arch, budget_images, val_accuracy, file, bytes, created_at, sha256";
 
 /// Size of the pool.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -219,8 +219,8 @@ impl SqlitePool {
                 .prepare_cached(
                     "INSERT INTO pool_entries (space, part, position, config, resolution, task,
                         classes, experiment, arch, budget_images, val_accuracy, file, bytes,
-                        created_at, last_used)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14)",
+                        created_at, last_used, sha256)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15)",
                 )
                 .map_err(|e| self.index(e))?;
             for row in rows {
@@ -242,6 +242,7 @@ impl SqlitePool {
                     row.file,
                     row.bytes,
                     created_at,
+                    row.checksum,
                 ])
                 .map_err(|e| self.index(e))?;
                 ids.push(tx.last_insert_rowid());
@@ -309,6 +310,38 @@ impl SqlitePool {
         Ok(evicted)
     }
 
+    /// A damaged file costs its network its place in the pool: the network's rows and
+    /// files go, so the damage is reported once and no later child tries it again.
+    fn drop_damaged(&self, entry: &PoolEntry, e: PoolError) -> PoolError {
+        let PoolError::Corrupt { id, message } = e else {
+            return e;
+        };
+        let dropped = (|| -> Result<Vec<String>, PoolError> {
+            let conn = self.conn();
+            let mut stmt = conn
+                .prepare_cached(
+                    "DELETE FROM pool_entries WHERE experiment = ?1 AND arch = ?2 RETURNING file",
+                )
+                .map_err(|e| self.index(e))?;
+            let files = stmt
+                .query_map([&entry.experiment, &entry.arch], |r| r.get::<_, String>(0))
+                .map_err(|e| self.index(e))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(|e| self.index(e))?;
+            Ok(files)
+        })();
+        let note = match dropped
+            .and_then(|files| pool_files::remove_evicted(&self.dir, &files).map(|()| files.len()))
+        {
+            Ok(n) => format!("; its network ({n} entries) was dropped from the pool"),
+            Err(d) => format!("; dropping its network failed: {d}"),
+        };
+        PoolError::Corrupt {
+            id,
+            message: format!("{message}{note}"),
+        }
+    }
+
     fn entry_from_row(&self, r: &Row<'_>) -> Result<PoolEntry, PoolError> {
         let id: i64 = r.get(0).map_err(|e| self.index(e))?;
         macro_rules! col {
@@ -333,6 +366,7 @@ impl SqlitePool {
             file: col!(12, "file"),
             bytes: col!(13, "bytes"),
             created_at: col!(14, "created_at"),
+            checksum: col!(15, "sha256"),
         }
         .into_entry()
     }
@@ -364,7 +398,7 @@ impl BlockPool for SqlitePool {
     }
 
     fn load(&self, entry: &PoolEntry) -> Result<Vec<PoolTensor>, PoolError> {
-        pool_files::load(&self.dir, entry)
+        pool_files::load(&self.dir, entry).map_err(|e| self.drop_damaged(entry, e))
     }
 
     fn touch(&self, ids: &[i64]) -> Result<(), PoolError> {

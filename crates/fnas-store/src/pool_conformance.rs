@@ -106,6 +106,10 @@ pub const CHECKS: &[(&str, Check)] = &[
         an_insert_whose_files_were_cleaned_fails,
     ),
     ("damaged_files_are_corrupt", damaged_files_are_corrupt),
+    (
+        "a_flipped_bit_is_caught_by_the_checksum",
+        a_flipped_bit_is_caught_by_the_checksum,
+    ),
     ("unreadable_rows_are_corrupt", unreadable_rows_are_corrupt),
 ];
 
@@ -162,6 +166,7 @@ fn entry(part: PoolPart, position: u32, arch: &str, acc: f64) -> PoolEntry {
         file: String::new(),
         bytes: 0,
         created_at: 0.0,
+        checksum: None,
     }
 }
 
@@ -301,6 +306,8 @@ pub fn tensors_and_entries_round_trip(b: &dyn Backend) {
         expected.file = got.file.clone();
         expected.bytes = got.bytes;
         expected.created_at = got.created_at;
+        let on_disk = std::fs::read(pool.dir().join(&got.file)).unwrap();
+        expected.checksum = Some(crate::pool_files::checksum(&on_disk));
         assert_eq!(*got, expected);
         assert_eq!(got.val_accuracy.to_bits(), want.val_accuracy.to_bits());
         assert_eq!(got.config.width.to_bits(), (0.1f64 + 0.2).to_bits());
@@ -624,8 +631,8 @@ pub fn damaged_files_are_corrupt(b: &dyn Backend) {
     // garbage of the right size
     std::fs::write(file(&entries[1]), vec![0xAB; entries[1].bytes as usize]).unwrap();
     expect_corrupt(&entries[1], "garbage");
-    // missing
-    std::fs::remove_file(file(&entries[2])).unwrap();
+    // missing (the first damage above already dropped the network's files)
+    let _ = std::fs::remove_file(file(&entries[2]));
     expect_corrupt(&entries[2], "missing");
     // not F32
     let raw = [0u8; 4];
@@ -644,6 +651,43 @@ pub fn damaged_files_are_corrupt(b: &dyn Backend) {
             matches!(pool.load(&e), Err(PoolError::Corrupt { .. })),
             "{name}"
         );
+    }
+}
+
+/// A bit flipped in a file's tensor data still parses: the checksum recorded in the
+/// index catches it, and the damaged network is dropped from the pool (rows and files),
+/// so the damage is reported once; the other networks stay.
+pub fn a_flipped_bit_is_caught_by_the_checksum(b: &dyn Backend) {
+    let pool = b.open(0).unwrap();
+    pool.insert(network("a", 0.5)).unwrap();
+    pool.insert(network("b", 0.5)).unwrap();
+    let entries = pool.entries("fnas").unwrap();
+    let a: Vec<&PoolEntry> = entries.iter().filter(|e| e.arch == "a").collect();
+    let path = pool.dir().join(&a[0].file);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+    // still a valid safetensors file of the recorded size
+    assert!(crate::pool_files::decode(a[0].id, "probe", &bytes).is_ok());
+    match pool.load(a[0]) {
+        Err(PoolError::Corrupt { id, message }) => {
+            assert_eq!(id, a[0].id);
+            assert!(message.contains("checksum mismatch"), "{message}");
+            assert!(message.contains("dropped from the pool"), "{message}");
+        }
+        other => panic!("a flipped bit was not caught: {other:?}"),
+    }
+    assert_eq!(
+        archs(pool.as_ref()),
+        ["b"],
+        "the damaged network stays listed"
+    );
+    for e in &a {
+        assert!(!pool.dir().join(&e.file).exists(), "{} stays", e.file);
+    }
+    for e in entries.iter().filter(|e| e.arch == "b") {
+        pool.load(e).unwrap();
     }
 }
 

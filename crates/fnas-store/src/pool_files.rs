@@ -224,6 +224,14 @@ pub(crate) fn load(dir: &Path, entry: &PoolEntry) -> Result<Vec<PoolTensor>, Poo
             ),
         ));
     }
+    if let Some(want) = &entry.checksum {
+        if &checksum(&bytes) != want {
+            return Err(corrupt(
+                id,
+                format!("{shown}: checksum mismatch: the file changed since it was written"),
+            ));
+        }
+    }
     decode(id, &shown, &bytes)
 }
 
@@ -273,6 +281,8 @@ pub(crate) struct Written<'a> {
     /// The file's name inside the pool folder.
     pub file: String,
     pub bytes: i64,
+    /// [`checksum`] of the file's bytes.
+    pub checksum: String,
 }
 
 impl Written<'_> {
@@ -325,6 +335,7 @@ fn write_parts<'a>(
         let bytes = encode(tensors)?;
         let file = file_name(now, entry);
         write_file(dir, &file, &bytes, written)?;
+        let sum = checksum(&bytes);
         let config = serde_json::to_string(&entry.config)
             .map_err(|e| invalid(format!("cannot encode the config: {e}")))?;
         let bytes = i64::try_from(bytes.len())
@@ -334,6 +345,7 @@ fn write_parts<'a>(
             config,
             file,
             bytes,
+            checksum: sum,
         });
     }
     sync_dir(dir)?;
@@ -367,6 +379,7 @@ pub(crate) struct RawEntry {
     pub file: String,
     pub bytes: i64,
     pub created_at: f64,
+    pub checksum: Option<String>,
 }
 
 impl RawEntry {
@@ -394,8 +407,18 @@ impl RawEntry {
             file: self.file,
             bytes: u64::try_from(self.bytes).map_err(|e| bad("bytes", &e))?,
             created_at: self.created_at,
+            checksum: self.checksum,
         })
     }
+}
+
+/// SHA-256 of `bytes`, lowercase hex: the checksum an index row records for its file.
+pub(crate) fn checksum(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Leftovers that may be stale: `*.tmp` files and `*.safetensors` files older than

@@ -215,6 +215,12 @@ CREATE TABLE drivers (
     deadline      REAL    NOT NULL
 );
 "#,
+    // v5: each knowledge-pool file's SHA-256 (hex) in its index row, checked on every
+    // load: a file changed on disk (a bit flip that still parses) is caught. Rows indexed
+    // before have none and are checked by size and format only.
+    r#"
+ALTER TABLE pool_entries ADD COLUMN sha256 TEXT CHECK (sha256 IS NULL OR length(sha256) = 64);
+"#,
 ];
 
 const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";

@@ -209,7 +209,7 @@ fn trials_sql(c: &Connection) -> String {
 
 #[test]
 fn v1_store_is_upgraded_in_place() {
-    assert_eq!(SCHEMA_VERSION, 4);
+    assert_eq!(SCHEMA_VERSION, 5);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v1.db");
     let c = create_v1(&path);
@@ -227,13 +227,13 @@ fn v1_store_is_upgraded_in_place() {
     );
 
     let mut s = SqliteStore::open(&path).unwrap();
-    assert_eq!(s.schema_version().unwrap(), 4);
+    assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
     s.integrity_check().unwrap();
 
     // every row survived, bit for bit, and no trial has a prediction
     {
         let c = Connection::open(&path).unwrap();
-        assert_eq!(user_version(&c), 4);
+        assert_eq!(user_version(&c), SCHEMA_VERSION);
         assert_eq!(dump_v1(&c), before, "every row survives the migration");
         let with_prediction: i64 = c
             .query_row(
@@ -399,7 +399,7 @@ fn v1_store_is_upgraded_in_place() {
 
     // reopening (read-only too) is a no-op: already current
     let ro = SqliteStore::open_read_only(&path).unwrap();
-    assert_eq!(ro.schema_version().unwrap(), 4);
+    assert_eq!(ro.schema_version().unwrap(), SCHEMA_VERSION);
     assert_eq!(ro.trials(exp).unwrap(), after);
     ro.integrity_check().unwrap();
     drop(ro);

@@ -162,7 +162,7 @@ fn the_integrity_check_finds_missing_and_resized_pool_files() {
 
 #[test]
 fn the_store_still_works_on_the_pool_file() {
-    assert_eq!(SCHEMA_VERSION, 4);
+    assert_eq!(SCHEMA_VERSION, 5);
     let (_d, path) = store_path();
     let pool = SqlitePool::open(&path, 0).unwrap();
     pool.insert(network("a", 0.5)).unwrap();

@@ -458,10 +458,78 @@ fn crash_matrix_kill_at_each_write_point_then_resume() {
         assert!(orphans.iter().all(|p| !p.exists()), "{point}: orphans stay");
         let o = run(&["show", "c", "--store", s]);
         assert!(o.status.success(), "{point}");
+        if point == "checkpoint" {
+            damaged_files_are_caught_by_their_checksums(tmp.path(), s);
+        }
         table.push(format!(
             "{point}:{nth} -> killed, resumed, 3 trials once, {} orphan file(s) removed",
             orphans.len()
         ));
     }
     eprintln!("{}", table.join("\n"));
+}
+
+/// Flips the last byte of a file (tensor data: it still parses).
+fn flip_last_byte(path: &std::path::Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// On the crash matrix's finished store: a bit flipped in a trained child's weights is
+/// refused by `fnas export` (checksum recorded with the trial); one flipped in a pool file
+/// is reported once when a later child would warm-start from it, its network leaves the
+/// pool, and the search goes on.
+fn damaged_files_are_caught_by_their_checksums(dir: &std::path::Path, s: &str) {
+    let out = dir.join("export");
+    let o = run(&[
+        "export",
+        "c",
+        "--best",
+        "--store",
+        s,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for e in std::fs::read_dir(dir.join("s.db.weights/c")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "safetensors") {
+            flip_last_byte(&p);
+        }
+    }
+    let out2 = dir.join("export2");
+    let o = run(&[
+        "export",
+        "c",
+        "--best",
+        "--store",
+        s,
+        "--out",
+        out2.to_str().unwrap(),
+    ]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && e.contains("checksum mismatch"),
+        "{e}"
+    );
+    assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    assert!(!out2.exists());
+    // every pool file damaged: the next children are warm-started from none of them
+    for e in std::fs::read_dir(dir.join("s.db.pool")).unwrap() {
+        flip_last_byte(&e.unwrap().path());
+    }
+    let o = run(&[
+        "search", "--store", s, "--name", "c", "--resume", "--budget", "5",
+    ]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{e}");
+    let reports = e.matches("checksum mismatch").count();
+    assert!(reports >= 1, "{e}");
+    assert!(e.contains("dropped from the pool"), "{e}");
+    fnas_store::SqliteStore::open(std::path::Path::new(s))
+        .unwrap()
+        .integrity_check()
+        .unwrap();
 }
