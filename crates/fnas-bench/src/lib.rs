@@ -8,6 +8,10 @@
 //! [`load`] gives either behind [`TabularBenchmark`], the interface the CLI and the
 //! experiments use.
 
+// A panic on input is a bug: library code returns errors; a justified exception says why
+// it cannot fail, next to an `allow`.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod analog;
 mod data_dir;
 mod error;

@@ -7,6 +7,10 @@
 //! a search records for the pool and the figures each trained child reports. [`command`]
 //! trains children with the user's own script instead (a trial folder per child).
 
+// A panic on input is a bug: library code returns errors; a justified exception says why
+// it cannot fail, next to an `allow`.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod command;
 pub mod evaluator;
 pub mod export;

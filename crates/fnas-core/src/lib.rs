@@ -5,6 +5,10 @@
 //! Nothing here depends on an ML framework, so the loop and the spaces can be read and
 //! tested on their own.
 
+// A panic on input is a bug: library code returns errors; a justified exception says why
+// it cannot fail, next to an `allow`.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod arch;
 pub mod crash;
 pub mod eval;

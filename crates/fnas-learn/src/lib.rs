@@ -5,6 +5,10 @@
 //! ([`select::SelectStrategy`], strategy `fnas-select`) behind the [`predictor::Predictor`]
 //! interface.
 
+// A panic on input is a bug: library code returns errors; a justified exception says why
+// it cannot fail, next to an `allow`.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod acquisition;
 pub mod calibration;
 mod codec;

@@ -17,6 +17,10 @@
 //! Progress display is the caller's: the training evaluator takes a progress hook
 //! ([`Target::set_progress`]) and the search loop a callback per trial.
 
+// A panic on input is a bug: library code returns errors; a justified exception says why
+// it cannot fail, next to an `allow`.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod artifacts;
 pub mod error;
 pub mod export;

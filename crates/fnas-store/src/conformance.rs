@@ -8,6 +8,9 @@
 //! fnas_store::conformance::run_all(&|| Box::new(fnas_store::SqliteStore::in_memory().unwrap()));
 //! ```
 
+// A test suite for backends: a failed `unwrap` is a failed check.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 
 use fnas_core::store::{

@@ -104,6 +104,10 @@
 //! open of an older store is refused with a message to open it once for writing;
 //! older fnas builds refuse a store of a newer schema. v3 only adds a table and its index.
 
+// A panic on input is a bug: library code returns errors; a justified exception says why
+// it cannot fail, next to an `allow`.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod conformance;
 mod pg_pool;
 mod pool;

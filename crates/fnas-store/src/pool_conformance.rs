@@ -6,6 +6,9 @@
 //! A check gets a fresh, empty backend and panics (via `assert!`) on the first
 //! violation.
 
+// A test suite for backends: a failed `unwrap` is a failed check.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::any::Any;
 use std::path::Path;
 use std::sync::Arc;

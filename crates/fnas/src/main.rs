@@ -1,5 +1,9 @@
 //! `fnas`: fast neural architecture search from the command line.
 
+// A panic on input is a bug: library code returns errors; a justified exception says why
+// it cannot fail, next to an `allow`.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod bench;
 mod cli;
 mod commands;
