@@ -3,22 +3,18 @@
 //! restarted mid-search. Whatever is killed, every trial is finished exactly once, none
 //! is lost, the budget is spent exactly, and the store stays sound.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::process::Child;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use rand::{Rng, SeedableRng};
 
 const BUDGET: u64 = 160;
 
-/// The PostgreSQL checks run one at a time: one of them restarts the server.
-static SERVER: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn server() -> std::sync::MutexGuard<'static, ()> {
-    SERVER.lock().unwrap_or_else(|p| p.into_inner())
+/// The PostgreSQL checks hold the server alone: one of them restarts it.
+fn server() -> std::sync::RwLockWriteGuard<'static, ()> {
+    pg_exclusive()
 }
 
 fn search_args(store: &str, resume: bool) -> Vec<String> {
@@ -207,7 +203,7 @@ fn postgres_eight_workers_with_random_kills_finish_every_trial_once() {
     let tmp = tempfile::tempdir().unwrap();
     let want = reference(tmp.path());
     let _one = server();
-    let db = PgDb::new("kills");
+    let db = PgDb::new_exclusive("kills");
     let url = db.url();
     let driver_kills = search_under_kills(&url, 24, 2);
     assert!(
@@ -247,7 +243,7 @@ fn postgres_restart_mid_search_workers_and_driver_reconnect() {
     let tmp = tempfile::tempdir().unwrap();
     let want = reference(tmp.path());
     let _one = server();
-    let db = PgDb::new("restart");
+    let db = PgDb::new_exclusive("restart");
     let url = db.url();
     let mut driver = spawn_owned(&search_args(&url, false));
     wait_for_experiment(&url, "e", Duration::from_secs(30));

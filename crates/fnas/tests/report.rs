@@ -1,11 +1,9 @@
 //! `fnas report`: the page is written, opened in headless Chromium (Debian's `chromium`,
 //! installed by scripts/setup.sh), rendered with its charts, without console errors.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 fn search(store: &str, strategy: &str, seed: &str) {
     let o = run(&[

@@ -1,13 +1,11 @@
 //! `fnas slurm`: the job script it writes, and a job array of workers run by a real
 //! single-node Slurm (scripts/slurm.sh starts one; `.ci/run` does through setup.sh).
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 fn slurm_up() {
     let o = Command::new("sinfo").args(["-h", "-o", "%a"]).output();

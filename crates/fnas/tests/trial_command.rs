@@ -3,12 +3,10 @@
 //! search through an `fnas worker`; a shell script checks the failure paths and that a
 //! search killed mid-command resumes with every child trained once to the end.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 /// Debian's Python, which has PyTorch (scripts/setup.sh installs python3-torch).
 const PYTHON: &str = "/usr/bin/python3";

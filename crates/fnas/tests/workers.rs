@@ -1,12 +1,10 @@
 //! Many workers on one experiment: `fnas search` drives, `fnas worker` processes claim
 //! the queued trials under leases (SQLite store, real benchmark data).
 
-mod common;
-
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 #[test]
 fn worker_processes_share_an_experiment_and_a_second_driver_is_refused() {
@@ -470,6 +468,7 @@ fn workers_claim_the_next_batch_before_the_current_one_ends() {
 /// nothing is created or claimed.
 #[test]
 fn wrong_postgres_credentials_are_a_one_line_error_without_the_password() {
+    let _pg = pg_shared();
     let secret = "not-the-password-4711";
     for args in [
         vec!["worker", "--experiment", "e"],

@@ -104,8 +104,26 @@ pub fn wait_for(child: &mut Child, limit: Duration) -> Output {
     }
 }
 
-/// A fresh database on the test PostgreSQL server (scripts/postgres.sh), dropped after.
-pub struct PgDb(fnas_store::postgres::TestDatabase);
+/// The tests share one PostgreSQL server and one test binary: a test that restarts the
+/// server holds this exclusively, every other one that talks to it holds it shared.
+static PG_SERVER: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Held while a test uses the PostgreSQL server.
+pub fn pg_shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    PG_SERVER.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Held while a test restarts (or otherwise disturbs) the PostgreSQL server.
+pub fn pg_exclusive() -> std::sync::RwLockWriteGuard<'static, ()> {
+    PG_SERVER.write().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A fresh database on the test PostgreSQL server (scripts/postgres.sh), dropped after;
+/// holds the server shared while it lives.
+pub struct PgDb(
+    fnas_store::postgres::TestDatabase,
+    std::sync::RwLockReadGuard<'static, ()>,
+);
 
 pub fn pg_server() -> String {
     fnas_store::postgres::test_server()
@@ -113,11 +131,20 @@ pub fn pg_server() -> String {
 
 impl PgDb {
     pub fn new(tag: &str) -> Self {
+        let shared = pg_shared();
         Self(
             fnas_store::postgres::TestDatabase::create(&format!("cli_{tag}")).unwrap_or_else(|e| {
                 panic!("PostgreSQL server for the tests: {e} (start it with scripts/postgres.sh)")
             }),
+            shared,
         )
+    }
+
+    /// A database for a test that holds the server exclusively already.
+    pub fn new_exclusive(tag: &str) -> fnas_store::postgres::TestDatabase {
+        fnas_store::postgres::TestDatabase::create(&format!("cli_{tag}")).unwrap_or_else(|e| {
+            panic!("PostgreSQL server for the tests: {e} (start it with scripts/postgres.sh)")
+        })
     }
 
     pub fn url(&self) -> String {
