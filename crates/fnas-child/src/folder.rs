@@ -59,7 +59,11 @@ pub struct FolderSet {
 /// else `$HOME/.cache/fnas/images`; `None` (no cache) when none is set. Never inside the
 /// user's image folder: it may be read-only or shared.
 pub fn default_cache_dir() -> Option<PathBuf> {
-    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     var("FNAS_CACHE_DIR")
         .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("fnas").join("images")))
         .or_else(|| var("HOME").map(|d| d.join(".cache").join("fnas").join("images")))
@@ -239,7 +243,11 @@ fn cache_key(root: &Path, split: &str, files: &[ImageFile], opts: &FolderOptions
 fn not_image(path: &Path, e: impl std::fmt::Display) -> DataError {
     DataError::NotAnImage {
         file: show(path),
-        reason: e.to_string().split(['\n', '\r']).collect::<Vec<_>>().join(" "),
+        reason: e
+            .to_string()
+            .split(['\n', '\r'])
+            .collect::<Vec<_>>()
+            .join(" "),
     }
 }
 
@@ -308,7 +316,10 @@ fn decode(path: &Path, channels: usize, out: usize, resize: Resize) -> Result<Ve
 }
 
 /// Decodes every file (in parallel), checking sizes when no resolution is set.
-fn decode_all(files: &[ImageFile], opts: &FolderOptions) -> Result<(ImageSet, [usize; 2]), DataError> {
+fn decode_all(
+    files: &[ImageFile],
+    opts: &FolderOptions,
+) -> Result<(ImageSet, [usize; 2]), DataError> {
     let headers = files
         .par_iter()
         .map(|f| header(&f.path))
@@ -330,10 +341,7 @@ fn decode_all(files: &[ImageFile], opts: &FolderOptions) -> Result<(ImageSet, [u
             {
                 return Err(DataError::MixedSizes {
                     file: show(&f.path),
-                    detail: format!(
-                        "{w}x{h} pixels but {} is {w0}x{h0}",
-                        show(&files[0].path)
-                    ),
+                    detail: format!("{w}x{h} pixels but {} is {w0}x{h0}", show(&files[0].path)),
                 });
             }
             w0
@@ -478,7 +486,12 @@ fn parse_cache(bytes: &[u8], key: u64) -> Option<FolderSet> {
         class_names.push(String::from_utf8(take(len)?.to_vec()).ok()?);
     }
     let labels = take(n)?.to_vec();
-    let pixels = take(n.checked_mul(channels)?.checked_mul(rows)?.checked_mul(cols)?)?.to_vec();
+    let pixels = take(
+        n.checked_mul(channels)?
+            .checked_mul(rows)?
+            .checked_mul(cols)?,
+    )?
+    .to_vec();
     if at != body.len() || labels.iter().any(|&l| l as usize >= classes) {
         return None;
     }

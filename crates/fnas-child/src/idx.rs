@@ -144,7 +144,9 @@ pub enum DataError {
         expected: String,
     },
     /// A class folder holds no image.
-    #[error("{folder}: class folder holds no image (.png, .jpg or .jpeg); add images or remove it")]
+    #[error(
+        "{folder}: class folder holds no image (.png, .jpg or .jpeg); add images or remove it"
+    )]
     EmptyClass {
         /// The class folder.
         folder: String,
@@ -166,7 +168,9 @@ pub enum DataError {
         reason: String,
     },
     /// Images of different or non-square sizes in a task without `resolution`.
-    #[error("{file}: {detail}; set `resolution` in the task to resize every image to one square size")]
+    #[error(
+        "{file}: {detail}; set `resolution` in the task to resize every image to one square size"
+    )]
     MixedSizes {
         /// The first file that differs.
         file: String,

@@ -646,12 +646,13 @@ impl ProxyTask {
                 .filter(|&i| class_map.contains(&s.labels[i]))
                 .collect()
         };
-        let not_enough = |dir: &Path, requested: usize, available: usize| DataError::NotEnoughImages {
-            task: self.name.clone(),
-            dir: show(dir),
-            requested,
-            available,
-        };
+        let not_enough =
+            |dir: &Path, requested: usize, available: usize| DataError::NotEnoughImages {
+                task: self.name.clone(),
+                dir: show(dir),
+                requested,
+                available,
+            };
         let (train_indices, val_indices) = match val {
             None => {
                 let mut perm = candidates(set);
@@ -668,7 +669,11 @@ impl ProxyTask {
             Some(v) => {
                 let mut perm = candidates(set);
                 if self.train_images > perm.len() {
-                    return Err(not_enough(&dir.join("train"), self.train_images, perm.len()));
+                    return Err(not_enough(
+                        &dir.join("train"),
+                        self.train_images,
+                        perm.len(),
+                    ));
                 }
                 shuffle(&mut perm, &mut ChaCha8Rng::seed_from_u64(self.seed));
                 let mut vperm = candidates(v);
