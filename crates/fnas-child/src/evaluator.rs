@@ -277,7 +277,8 @@ impl TrainingEvaluator {
     }
 
     /// The child network of `arch` for this task: the space's layout with the task's
-    /// input resolution and class count (a class-subset task needs a narrower classifier).
+    /// input resolution, channels and class count (a class-subset task needs a narrower
+    /// classifier, an RGB image folder a 3-channel stem).
     pub fn plan(&self, arch: &Architecture) -> Result<ChildPlan, EvalError> {
         let mut spec = self
             .space
@@ -290,6 +291,8 @@ impl TrainingEvaluator {
             })?
             .clone();
         spec.input.classes = self.data.classes;
+        // an RGB image folder needs a 3-channel stem, whatever the space file says
+        spec.input.channels = self.data.channels();
         ChildPlan::new(&spec, arch, Some(self.data.resolution()))
             .map_err(|e| EvalError::Fatal(format!("architecture does not fit the space: {e}")))
     }

@@ -266,6 +266,9 @@ pub struct Preprocess {
     pub task: String,
     pub resolution: usize,
     pub channels: usize,
+    /// `gray` (one plane) or `rgb` (R, G, B planes in that order): what the channels are,
+    /// so a user converts their images the way the network was trained.
+    pub color: &'static str,
     /// Height and width of the original images, before resizing.
     pub source_size: [usize; 2],
     /// `bilinear` (torch `interpolate`, `align_corners=False`, no antialias) or
@@ -277,6 +280,8 @@ pub struct Preprocess {
     pub classes: usize,
     /// Original label of each output of the classifier.
     pub class_map: Vec<u8>,
+    /// Name of each output: an image folder's class folder, or the IDX label number.
+    pub class_names: Vec<String>,
 }
 
 impl Preprocess {
@@ -288,6 +293,7 @@ impl Preprocess {
             task: t.name.clone(),
             resolution: data.resolution(),
             channels,
+            color: if channels == 3 { "rgb" } else { "gray" },
             source_size: data.source_size,
             resize: match t.resize {
                 Resize::Bilinear => "bilinear",
@@ -298,6 +304,7 @@ impl Preprocess {
             std: vec![t.normalize.std; channels],
             classes: data.classes,
             class_map: data.class_map.clone(),
+            class_names: data.class_names.clone(),
         }
     }
 }

@@ -153,7 +153,11 @@ def load(weights=os.path.join(HERE, "weights.safetensors")):
 
 
 def preprocess(images, config=os.path.join(HERE, "preprocess.json")):
-    """uint8 images [batch, channels, H, W] (or [batch, H, W]) to the network's input."""
+    """uint8 images [batch, channels, H, W] (or [batch, H, W]) to the network's input.
+
+    preprocess.json's `color` says what the channels are: `gray` (one plane; convert
+    colour images as PIL's `convert("L")` does) or `rgb` (R, G, B planes, alpha dropped).
+    """
     with open(config) as f:
         p = json.load(f)
     x = images.to(torch.float32) * p["pixel_scale"]

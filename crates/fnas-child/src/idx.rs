@@ -134,6 +134,67 @@ pub enum DataError {
         /// Labels that do occur.
         present: String,
     },
+    /// A folder an image-folder task needs is absent (`train/`, or `test/` when the test
+    /// split is asked for).
+    #[error("{folder} not found: expected {expected}")]
+    MissingFolder {
+        /// The folder looked for.
+        folder: String,
+        /// What it should hold.
+        expected: String,
+    },
+    /// A class folder holds no image.
+    #[error(
+        "{folder}: class folder holds no image (.png, .jpg or .jpeg); add images or remove it"
+    )]
+    EmptyClass {
+        /// The class folder.
+        folder: String,
+    },
+    /// A split folder of an image-folder task has a single class.
+    #[error("{folder}: only one class folder (`{class}`); a classifier needs at least 2")]
+    OneClass {
+        /// The split folder.
+        folder: String,
+        /// The only class.
+        class: String,
+    },
+    /// A file of an image folder could not be decoded as an image.
+    #[error("{file}: not a readable image ({reason})")]
+    NotAnImage {
+        /// The file.
+        file: String,
+        /// The decoder's reason.
+        reason: String,
+    },
+    /// Images of different or non-square sizes in a task without `resolution`.
+    #[error(
+        "{file}: {detail}; set `resolution` in the task to resize every image to one square size"
+    )]
+    MixedSizes {
+        /// The first file that differs.
+        file: String,
+        /// Its size and the size expected.
+        detail: String,
+    },
+    /// `val/` or `test/` does not hold the class folders of `train/`.
+    #[error("{folder}: class folders [{found}] differ from train/'s [{expected}]")]
+    ClassMismatch {
+        /// The split folder.
+        folder: String,
+        /// Its class names.
+        found: String,
+        /// Train's class names.
+        expected: String,
+    },
+    /// Something in an image folder that is not what the layout allows.
+    #[error("{path}: {detail}")]
+    FolderLayout {
+        /// The entry at fault.
+        path: String,
+        /// What was expected.
+        detail: String,
+    },
     /// A task asks for more training + validation images than the (class-filtered) train set has.
     #[error("task `{task}`: asks for {requested} train + validation images but the train set in {dir} has only {available} (after the class filter); lower train_images or val_images")]
     NotEnoughImages {
@@ -148,13 +209,17 @@ pub enum DataError {
     },
 }
 
-/// A whole split of a data set as stored: grayscale `u8` pixels and `u8` labels.
+/// A whole split of a data set as stored: `u8` pixels (`[n, channels, rows, cols]`) and
+/// `u8` labels. IDX data is grayscale (`channels` 1); an image folder may be RGB (3), so
+/// the preprocessing reads the channel count from here rather than assuming one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageSet {
-    /// `n * rows * cols` pixels, image after image, row-major.
+    /// `n * channels * rows * cols` pixels, image after image, channel planes row-major.
     pub pixels: Vec<u8>,
     /// Number of images (= number of labels).
     pub n: usize,
+    /// Channels per image: 1 (gray) or 3 (RGB planes in that order).
+    pub channels: usize,
     /// Image height.
     pub rows: usize,
     /// Image width.
@@ -164,9 +229,10 @@ pub struct ImageSet {
 }
 
 impl ImageSet {
-    /// Pixels of one image (`rows * cols` bytes). Panics if `i >= n`, like slice indexing.
+    /// Pixels of one image (`channels * rows * cols` bytes, plane after plane). Panics if
+    /// `i >= n`, like slice indexing.
     pub fn image(&self, i: usize) -> &[u8] {
-        let len = self.rows * self.cols;
+        let len = self.channels * self.rows * self.cols;
         &self.pixels[i * len..(i + 1) * len]
     }
 
@@ -365,6 +431,7 @@ pub fn load_split(dir: &Path, split: &str) -> Result<ImageSet, DataError> {
     Ok(ImageSet {
         pixels: images.pixels,
         n: images.n,
+        channels: 1,
         rows: images.rows,
         cols: images.cols,
         labels,

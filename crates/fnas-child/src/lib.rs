@@ -1,6 +1,6 @@
 //! Real child training: an architecture of the MNAS space becomes a burn network
 //! ([`plan`] describes it layer by layer, [`net`] builds it), is trained on a proxy task
-//! ([`task`] draws the seeded data splits from IDX files read by [`idx`], [`train`] runs
+//! ([`task`] draws the seeded data splits from IDX files read by [`idx`] or image folders read by [`folder`], [`train`] runs
 //! the recipe) and measured ([`latency`], FLOPs and params from [`plan`]). [`warm`]
 //! initialises a child from the knowledge pool, adapting stored weights with the rules of
 //! [`transfer`], and splits a trained child into pool entries; [`pool`] holds the policy
@@ -14,6 +14,7 @@
 pub mod command;
 pub mod evaluator;
 pub mod export;
+pub mod folder;
 pub mod idx;
 pub mod latency;
 pub mod net;

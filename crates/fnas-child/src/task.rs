@@ -15,6 +15,13 @@
 //! up by name with [`ProxyTask::by_name_or_path`]); a user task is a TOML file with the
 //! fields of [`ProxyTask`] at top level, or one or more `[[task]]` tables.
 //!
+//! A task reads IDX files (`data_dir`) or an image folder (`images`, see [`crate::folder`]
+//! for the layout). With an image folder that has a `val/` folder, the validation split is
+//! drawn from it: its images are permuted with a fresh `ChaCha8Rng::seed_from_u64(seed)`
+//! and the first `val_images` taken, and the training subset is the first `train_images`
+//! of the permuted `train/` images; asking for more than a folder holds is an error.
+//! Without `val/`, both are drawn from `train/` exactly as below.
+//!
 //! How a split is drawn (stable across platforms and crate updates that keep ChaCha8):
 //! the training-set indices whose label is in `classes` (all if absent) are permuted by a
 //! Fisher–Yates shuffle driven by `ChaCha8Rng::seed_from_u64(seed)`; the first `val_images`
@@ -30,6 +37,7 @@ use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::folder::{self, FolderOptions};
 use crate::idx::{self, DataError, ImageSet};
 
 /// The shipped task file, compiled in so the binary works from any directory.
@@ -201,6 +209,17 @@ pub struct ProxyTask {
     /// a task file is relative to that file's directory.
     #[serde(default)]
     pub data_dir: Option<PathBuf>,
+    /// Root of an image folder (`ROOT/train/<class>/*.png`, see [`crate::folder`]) read
+    /// instead of IDX files; not together with `data_dir`. A relative path in a task file
+    /// is relative to that file's directory. Absent from stored settings when unset, so
+    /// IDX tasks serialise as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<PathBuf>,
+    /// Input channels, 1 (gray) or 3 (RGB). Absent: the data's (IDX: 1; an image folder:
+    /// 3 if any training image is stored in a colour format, else 1). Converting RGB to
+    /// gray uses PIL's `convert("L")` weights; gray to RGB replicates the plane.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels: Option<usize>,
     /// Training images drawn from the train set.
     pub train_images: usize,
     /// Validation images drawn from the train set, disjoint from the training images.
@@ -239,7 +258,8 @@ pub struct ProxyTask {
     /// Label smoothing of the cross-entropy loss (none when absent).
     #[serde(default)]
     pub label_smoothing: Option<f64>,
-    /// Pixel normalisation (Fashion-MNIST's statistics when absent).
+    /// Pixel normalisation, one mean and std for every channel (Fashion-MNIST's
+    /// statistics when absent: an image-folder task should set its own data's).
     #[serde(default)]
     pub normalize: Normalize,
 }
@@ -387,10 +407,10 @@ impl ProxyTask {
                     })
                 }
             };
-        if let Some(dir) = &task.data_dir {
+        let base = path.parent().unwrap_or(Path::new("."));
+        for dir in [&mut task.data_dir, &mut task.images].into_iter().flatten() {
             if dir.is_relative() {
-                let base = path.parent().unwrap_or(Path::new("."));
-                task.data_dir = Some(base.join(dir));
+                *dir = base.join(&*dir);
             }
         }
         Ok(task)
@@ -504,6 +524,18 @@ impl ProxyTask {
                 return Err(bad("classes", "distinct labels", format!("{classes:?}")));
             }
         }
+        if self.images.is_some() && self.data_dir.is_some() {
+            return Err(bad(
+                "images",
+                "absent when data_dir is set (one source of images per task)",
+                "both".into(),
+            ));
+        }
+        if let Some(c) = self.channels {
+            if c != 1 && c != 3 {
+                return Err(bad("channels", "1 or 3", c.to_string()));
+            }
+        }
         if let Some(r) = self.resolution {
             if !(4..=256).contains(&r) {
                 return Err(bad("resolution", "between 4 and 256", r.to_string()));
@@ -539,42 +571,137 @@ impl ProxyTask {
         (self.train_images / self.batch_size.max(1)).max(1)
     }
 
-    /// Loads the train set and draws the task's splits: deterministic for `seed`.
+    /// Loads the train set and draws the task's splits: deterministic for `seed`. An
+    /// image-folder task uses the cache of [`folder::default_cache_dir`].
     pub fn materialise(&self) -> Result<TaskData, DataError> {
-        let dir = self.data_dir();
-        let set = idx::load_split(&dir, "train")?;
-        self.materialise_from(&set, &dir)
+        self.materialise_cached(folder::default_cache_dir().as_deref())
+    }
+
+    /// [`Self::materialise`] with the image-folder cache in `cache_dir` (`None`: no
+    /// cache); IDX tasks ignore it.
+    pub fn materialise_cached(&self, cache_dir: Option<&Path>) -> Result<TaskData, DataError> {
+        let Some(root) = &self.images else {
+            let dir = self.data_dir();
+            let set = idx::load_split(&dir, "train")?;
+            return self.materialise_from(&set, &dir);
+        };
+        let opts = self.folder_options();
+        let train = folder::load(root, "train", &opts, cache_dir)?;
+        let val = if root.join("val").is_dir() {
+            let val = folder::load(root, "val", &opts, cache_dir)?;
+            check_classes(&root.join("val"), &val.class_names, &train.class_names)?;
+            if (val.set.channels, val.set.rows) != (train.set.channels, train.set.rows) {
+                return Err(DataError::MixedSizes {
+                    file: show(&root.join("val")),
+                    detail: format!(
+                        "{}x{} pixels in {} channel(s) but train/ has {}x{} in {}",
+                        val.set.rows,
+                        val.set.cols,
+                        val.set.channels,
+                        train.set.rows,
+                        train.set.cols,
+                        train.set.channels
+                    ),
+                });
+            }
+            Some(val.set)
+        } else {
+            None
+        };
+        let mut data = self.draw(&train.set, val.as_ref(), root, Some(&train.class_names))?;
+        data.source_size = train.source_size;
+        data.cache_dir = cache_dir.map(Path::to_path_buf);
+        Ok(data)
+    }
+
+    /// How this task's image folder is decoded.
+    fn folder_options(&self) -> FolderOptions {
+        FolderOptions {
+            channels: self.channels,
+            resolution: self.resolution,
+            resize: self.resize,
+        }
     }
 
     /// Draws the task's splits from an already loaded train set (`dir` is where it came
     /// from; test-set loading reads it again from there). Lets a caller load the 60,000
     /// images once for several tasks.
     pub fn materialise_from(&self, set: &ImageSet, dir: &Path) -> Result<TaskData, DataError> {
+        self.draw(set, None, dir, None)
+    }
+
+    /// Draws the splits: from `set` alone, or the training subset from `set` and the
+    /// validation split from `val` (see the module docs). `names`: the class names of an
+    /// image folder (label = position).
+    fn draw(
+        &self,
+        set: &ImageSet,
+        val: Option<&ImageSet>,
+        dir: &Path,
+        names: Option<&[String]>,
+    ) -> Result<TaskData, DataError> {
         let class_map = self.class_map(set, dir)?;
-        let candidates: Vec<usize> = (0..set.n)
-            .filter(|&i| class_map.contains(&set.labels[i]))
-            .collect();
-        let requested = self.train_images + self.val_images;
-        if requested > candidates.len() {
-            return Err(DataError::NotEnoughImages {
+        let candidates = |s: &ImageSet| -> Vec<usize> {
+            (0..s.n)
+                .filter(|&i| class_map.contains(&s.labels[i]))
+                .collect()
+        };
+        let not_enough =
+            |dir: &Path, requested: usize, available: usize| DataError::NotEnoughImages {
                 task: self.name.clone(),
                 dir: show(dir),
                 requested,
-                available: candidates.len(),
-            });
-        }
-        let mut perm = candidates;
-        shuffle(&mut perm, &mut ChaCha8Rng::seed_from_u64(self.seed));
-        let val_indices = perm[..self.val_images].to_vec();
-        let train_indices = perm[self.val_images..requested].to_vec();
-        let prep = Prep::new(self, set.rows, set.cols, &class_map);
+                available,
+            };
+        let (train_indices, val_indices) = match val {
+            None => {
+                let mut perm = candidates(set);
+                let requested = self.train_images + self.val_images;
+                if requested > perm.len() {
+                    return Err(not_enough(dir, requested, perm.len()));
+                }
+                shuffle(&mut perm, &mut ChaCha8Rng::seed_from_u64(self.seed));
+                (
+                    perm[self.val_images..requested].to_vec(),
+                    perm[..self.val_images].to_vec(),
+                )
+            }
+            Some(v) => {
+                let mut perm = candidates(set);
+                if self.train_images > perm.len() {
+                    return Err(not_enough(
+                        &dir.join("train"),
+                        self.train_images,
+                        perm.len(),
+                    ));
+                }
+                shuffle(&mut perm, &mut ChaCha8Rng::seed_from_u64(self.seed));
+                let mut vperm = candidates(v);
+                if self.val_images > vperm.len() {
+                    return Err(not_enough(&dir.join("val"), self.val_images, vperm.len()));
+                }
+                shuffle(&mut vperm, &mut ChaCha8Rng::seed_from_u64(self.seed));
+                (
+                    perm[..self.train_images].to_vec(),
+                    vperm[..self.val_images].to_vec(),
+                )
+            }
+        };
+        let prep = Prep::new(self, set, &class_map);
+        let class_names = match names {
+            Some(n) => class_map.iter().map(|&l| n[l as usize].clone()).collect(),
+            None => class_map.iter().map(|l| l.to_string()).collect(),
+        };
         Ok(TaskData {
             train: prep.split(set, &train_indices),
-            val: prep.split(set, &val_indices),
+            val: prep.split(val.unwrap_or(set), &val_indices),
             task: self.clone(),
             data_dir: dir.to_path_buf(),
             classes: class_map.len(),
             class_map,
+            class_names,
+            folder_classes: names.map(<[String]>::to_vec),
+            cache_dir: None,
             source_size: [set.rows, set.cols],
             train_indices,
             val_indices,
@@ -614,6 +741,18 @@ impl ProxyTask {
             }
         }
     }
+}
+
+/// Checks that a `val/` or `test/` folder has train's classes.
+fn check_classes(folder: &Path, found: &[String], expected: &[String]) -> Result<(), DataError> {
+    if found == expected {
+        return Ok(());
+    }
+    Err(DataError::ClassMismatch {
+        folder: show(folder),
+        found: found.join(", "),
+        expected: expected.join(", "),
+    })
 }
 
 /// Fisher–Yates shuffle from raw 64-bit draws (multiply-shift range reduction), so the
@@ -683,7 +822,7 @@ impl Split {
 pub struct TaskData {
     /// The task it was drawn for (the trainer reads the recipe from it).
     pub task: ProxyTask,
-    /// Where the IDX files are.
+    /// Where the IDX files are, or the root of the image folder.
     pub data_dir: PathBuf,
     /// The training subset.
     pub train: Split,
@@ -691,15 +830,25 @@ pub struct TaskData {
     pub val: Split,
     /// Number of classes (outputs of the classifier).
     pub classes: usize,
-    /// Original label of each task label.
+    /// Original label of each task label (an image folder's: the class folder's position
+    /// in the sorted names).
     pub class_map: Vec<u8>,
+    /// Name of each task label, for reports and exports: the class folder's name, or
+    /// for IDX data the original label number.
+    pub class_names: Vec<String>,
     /// Height and width of the original images, before any resizing (an export's
-    /// preprocessing must repeat the resize).
+    /// preprocessing must repeat the resize); for an image folder, its first image's.
     pub source_size: [usize; 2],
-    /// Indices into the original train set of the training images, in split order.
+    /// Indices into the original train set (or `train/` of an image folder) of the
+    /// training images, in split order.
     pub train_indices: Vec<usize>,
-    /// Indices into the original train set of the validation images, in split order.
+    /// Indices into the original train set (or `val/` when an image folder has one) of
+    /// the validation images, in split order.
     pub val_indices: Vec<usize>,
+    /// An image folder's class names, all of them (test/ must match them).
+    folder_classes: Option<Vec<String>>,
+    /// The image-folder cache the test split is read through.
+    cache_dir: Option<PathBuf>,
     test: OnceLock<Split>,
 }
 
@@ -709,29 +858,63 @@ impl TaskData {
         self.train.height
     }
 
-    /// The test set (`t10k`), class-filtered, remapped, resized and normalised like the
+    /// Input channels of the splits (1 gray, 3 RGB).
+    pub fn channels(&self) -> usize {
+        self.train.channels
+    }
+
+    /// The test set (`t10k`, or an image folder's `test/`), class-filtered, remapped, resized and normalised like the
     /// other splits; loaded on the first call and kept. Only for final reports: a search
     /// must never decide anything on it.
     pub fn test(&self) -> Result<&Split, DataError> {
         if let Some(t) = self.test.get() {
             return Ok(t);
         }
-        let set = idx::load_split(&self.data_dir, "t10k")?;
+        let set = match &self.folder_classes {
+            None => idx::load_split(&self.data_dir, "t10k")?,
+            Some(names) => {
+                let test = folder::load(
+                    &self.data_dir,
+                    "test",
+                    &self.task.folder_options(),
+                    self.cache_dir.as_deref(),
+                )?;
+                check_classes(&self.data_dir.join("test"), &test.class_names, names)?;
+                if (test.set.channels, test.set.rows) != (self.channels(), self.resolution()) {
+                    return Err(DataError::MixedSizes {
+                        file: show(&self.data_dir.join("test")),
+                        detail: format!(
+                            "{}x{} pixels in {} channel(s) but the task's splits have {}x{} in {}",
+                            test.set.rows,
+                            test.set.cols,
+                            test.set.channels,
+                            self.resolution(),
+                            self.resolution(),
+                            self.channels()
+                        ),
+                    });
+                }
+                test.set
+            }
+        };
         let indices: Vec<usize> = (0..set.n)
             .filter(|&i| self.class_map.contains(&set.labels[i]))
             .collect();
-        let prep = Prep::new(&self.task, set.rows, set.cols, &self.class_map);
+        let prep = Prep::new(&self.task, &set, &self.class_map);
         let split = prep.split(&set, &indices);
         // Another thread may have loaded it meanwhile; both loads are identical.
         Ok(self.test.get_or_init(move || split))
     }
 }
 
-/// The per-image preprocessing of a task: label remap, resize, normalisation.
+/// The per-image preprocessing of a task: label remap, channel conversion, resize,
+/// normalisation.
 struct Prep {
     remap: [u8; 256],
     rows: usize,
     cols: usize,
+    from_channels: usize,
+    channels: usize,
     out: usize,
     resize: Resize,
     mean: f32,
@@ -739,15 +922,18 @@ struct Prep {
 }
 
 impl Prep {
-    fn new(task: &ProxyTask, rows: usize, cols: usize, class_map: &[u8]) -> Prep {
+    fn new(task: &ProxyTask, set: &ImageSet, class_map: &[u8]) -> Prep {
         let mut remap = [u8::MAX; 256];
         for (new, &old) in class_map.iter().enumerate() {
             remap[old as usize] = new as u8;
         }
+        let (rows, cols) = (set.rows, set.cols);
         Prep {
             remap,
             rows,
             cols,
+            from_channels: set.channels,
+            channels: task.channels.unwrap_or(set.channels),
             out: task.resolution.unwrap_or(rows),
             resize: task.resize,
             mean: task.normalize.mean as f32,
@@ -761,32 +947,61 @@ impl Prep {
         } else {
             (self.out, self.out)
         };
-        let mut x = Vec::with_capacity(indices.len() * oh * ow);
+        let plane = self.rows * self.cols;
+        let mut x = Vec::with_capacity(indices.len() * self.channels * oh * ow);
         let mut y = Vec::with_capacity(indices.len());
-        let mut unit = vec![0f32; self.rows * self.cols];
+        let mut unit = vec![0f32; plane];
         for &i in indices {
-            for (u, &p) in unit.iter_mut().zip(set.image(i)) {
-                *u = p as f32 / 255.0;
-            }
-            let img = if (oh, ow) == (self.rows, self.cols) {
-                unit.clone()
-            } else {
-                match self.resize {
-                    Resize::Bilinear => resize_bilinear(&unit, self.rows, self.cols, oh, ow),
-                    Resize::Nearest => resize_nearest(&unit, self.rows, self.cols, oh, ow),
+            let pixels = convert_channels(set.image(i), self.from_channels, self.channels);
+            for c in 0..self.channels {
+                for (u, &p) in unit.iter_mut().zip(&pixels[c * plane..(c + 1) * plane]) {
+                    *u = p as f32 / 255.0;
                 }
-            };
-            x.extend(img.iter().map(|&v| (v - self.mean) / self.std));
+                let img = if (oh, ow) == (self.rows, self.cols) {
+                    unit.clone()
+                } else {
+                    match self.resize {
+                        Resize::Bilinear => resize_bilinear(&unit, self.rows, self.cols, oh, ow),
+                        Resize::Nearest => resize_nearest(&unit, self.rows, self.cols, oh, ow),
+                    }
+                };
+                x.extend(img.iter().map(|&v| (v - self.mean) / self.std));
+            }
             y.push(self.remap[set.labels[i] as usize]);
         }
         Split {
             x,
             y,
             n: indices.len(),
-            channels: 1,
+            channels: self.channels,
             height: oh,
             width: ow,
         }
+    }
+}
+
+/// One image's planes converted from `from` to `to` channels: gray to RGB replicates the
+/// plane, RGB to gray uses PIL's `convert("L")` weights (0.299, 0.587, 0.114).
+fn convert_channels(pixels: &[u8], from: usize, to: usize) -> std::borrow::Cow<'_, [u8]> {
+    use std::borrow::Cow;
+    match (from, to) {
+        (f, t) if f == t => Cow::Borrowed(pixels),
+        (1, t) => Cow::Owned(pixels.repeat(t)),
+        (3, 1) => {
+            let n = pixels.len() / 3;
+            let (r, rest) = pixels.split_at(n);
+            let (g, b) = rest.split_at(n);
+            Cow::Owned(
+                (0..n)
+                    .map(|i| {
+                        ((r[i] as u32 * 19595 + g[i] as u32 * 38470 + b[i] as u32 * 7471 + 0x8000)
+                            >> 16) as u8
+                    })
+                    .collect(),
+            )
+        }
+        // validation allows 1 and 3 only; anything else keeps the first plane
+        (f, _) => Cow::Borrowed(&pixels[..pixels.len() / f.max(1)]),
     }
 }
 

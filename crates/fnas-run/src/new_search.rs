@@ -54,6 +54,9 @@ pub struct TaskOptions {
     pub device: String,
     /// The benchmark data, or the images of a real-training task.
     pub data_dir: Option<PathBuf>,
+    /// An image folder a real-training task trains on instead of its own data (the task
+    /// defaults to [`crate::task::DEFAULT_IMAGES_RECIPE`]); see [`resolve_task`].
+    pub images: Option<PathBuf>,
 }
 
 impl Default for TaskOptions {
@@ -66,6 +69,7 @@ impl Default for TaskOptions {
             epochs: None,
             device: "cpu".into(),
             data_dir: None,
+            images: None,
         }
     }
 }
@@ -73,14 +77,17 @@ impl Default for TaskOptions {
 impl TaskOptions {
     /// The real-training task named, if `task` is one.
     pub fn training_task(&self) -> Option<&str> {
-        self.task.as_deref().filter(|t| is_training_task(t))
+        match self.task.as_deref() {
+            None if self.images.is_some() => Some(crate::task::DEFAULT_IMAGES_RECIPE),
+            t => t.filter(|t| is_training_task(t)),
+        }
     }
 
     /// `(benchmark, dataset)` as recorded in the settings, when the options name a task
     /// (a real-training task: `train` and its name); `None` when they do not.
     pub fn key(&self) -> Option<(String, String)> {
         match self.training_task() {
-            Some(t) => resolve_task(t, None, None)
+            Some(t) => resolve_task(t, None, self.images.as_deref(), None)
                 .ok()
                 .map(|pt| (TRAIN_BENCHMARK.to_string(), pt.name)),
             None => parse_task(
@@ -472,7 +479,12 @@ impl NewSearch {
         let reward = reward_config(o.reward.target, o.reward.hard, o.reward.params)?;
         let mut settings = match o.task.training_task() {
             Some(t) => {
-                let task = resolve_task(t, o.task.data_dir.as_deref(), o.task.epochs)?;
+                let task = resolve_task(
+                    t,
+                    o.task.data_dir.as_deref(),
+                    o.task.images.as_deref(),
+                    o.task.epochs,
+                )?;
                 let pool_on = match o.pool.mode {
                     PoolMode::Auto => kind.pool_by_default(),
                     PoolMode::On => true,

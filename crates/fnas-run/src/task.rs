@@ -79,15 +79,52 @@ pub fn is_training_task(task: &str) -> bool {
     !task.contains('/') || task.ends_with(".toml") || task.contains(".toml#")
 }
 
-/// The proxy task `task` names, with the images' folder and the epochs overridden.
+/// The task a search or `fnas train` uses when only `--images` is given: its recipe
+/// (optimiser, epochs, sizes) is applied to the folder's images.
+pub const DEFAULT_IMAGES_RECIPE: &str = "fashion-mnist";
+
+/// The proxy task `task` names, with the IDX folder (`data_dir`) or an image folder
+/// (`images`, see [`fnas_child::folder`]) and the epochs overridden.
+///
+/// `images` keeps the task's recipe and points it at the folder (stored as an absolute
+/// path, so a resume or a worker started elsewhere finds it). The task is renamed
+/// `RECIPE+FOLDER` (the folder's name, characters other than letters, digits, `-`, `_`,
+/// `.` as `_`) so that experiment names and the knowledge pool, both keyed by the task
+/// name, never mix those images with the recipe's own data set.
 pub fn resolve_task(
     task: &str,
     data_dir: Option<&Path>,
+    images: Option<&Path>,
     epochs: Option<usize>,
 ) -> Result<ProxyTask> {
     let mut t = ProxyTask::by_name_or_path(task)?;
+    if data_dir.is_some() && images.is_some() {
+        invalid!("--images and --data-dir exclude each other: give one source of images");
+    }
     if let Some(d) = data_dir {
         t.data_dir = Some(d.to_path_buf());
+        t.images = None;
+    }
+    if let Some(dir) = images {
+        let abs = std::path::absolute(dir).map_err(|e| {
+            crate::error::RunError::invalid(format!("--images {}: {e}", dir.display()))
+        })?;
+        let folder: String = abs
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "images".into())
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        t.name = format!("{}+{folder}", t.name);
+        t.images = Some(abs);
+        t.data_dir = None;
     }
     if let Some(e) = epochs {
         if e < 1 {

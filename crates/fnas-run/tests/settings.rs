@@ -209,3 +209,43 @@ fn a_newer_version_is_refused() {
     assert!(e.contains("not a version number"), "{e}");
     assert!(migrate(json!([1, 2])).is_err());
 }
+
+/// An image-folder task (its folder and channels) is stored with the experiment and read
+/// back unchanged; a task stored before those fields existed reads as an IDX task.
+#[test]
+fn image_folder_task_round_trips_and_old_tasks_read_as_idx() {
+    let mut t = fnas_run::task::resolve_task(
+        "fashion-mnist-tiny",
+        None,
+        Some(std::path::Path::new("/data/my photos")),
+        None,
+    )
+    .unwrap();
+    assert_eq!(t.name, "fashion-mnist-tiny+my_photos");
+    assert_eq!(
+        t.images.as_deref(),
+        Some(std::path::Path::new("/data/my photos"))
+    );
+    t.channels = Some(3);
+    let tc = TrainingConfig {
+        task: t.clone(),
+        space: "mnas-28".into(),
+        workers: 1,
+        latency_runs: 20,
+        device: "cpu".into(),
+        pool: None,
+        budget_unit: BudgetUnit::Evaluations,
+        reward_seeds: 1,
+        command: None,
+    };
+    let s = SearchSettings::training(tc, 2, RewardConfig::default());
+    let back = migrate(serde_json::to_value(&s).unwrap()).unwrap();
+    assert_eq!(back.training.unwrap().task, t);
+
+    let mut old = serde_json::to_value(task()).unwrap();
+    assert!(old.get("images").is_none());
+    old.as_object_mut().unwrap().remove("channels");
+    let read: ProxyTask = serde_json::from_value(old).unwrap();
+    assert_eq!((&read.images, read.channels), (&None, None));
+    assert_eq!(read, task());
+}

@@ -198,8 +198,12 @@ pub struct TrainArgs {
     #[arg(long)]
     pub test: bool,
     /// Directory of the IDX files (default: the task's, /usr/share/datasets/fashion-mnist).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "images")]
     pub data_dir: Option<PathBuf>,
+    /// Train on an image folder (DIR/train/<class>/*.png|jpg, optional val/ and test/)
+    /// with the --task recipe; see docs/image-folders.md.
+    #[arg(long, value_name = "DIR")]
+    pub images: Option<PathBuf>,
     /// Save the trained weights (safetensors) and the architecture (.arch) in this folder.
     #[arg(long)]
     pub weights_dir: Option<PathBuf>,
@@ -348,8 +352,12 @@ pub struct TaskArgs {
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Where the benchmark data is (default: $FNAS_DATA_DIR, ./data, or the repo's data/).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "images")]
     pub data_dir: Option<PathBuf>,
+    /// Real training on an image folder (DIR/train/<class>/*.png|jpg, optional val/ and
+    /// test/) with the --task recipe (default fashion-mnist); see docs/image-folders.md.
+    #[arg(long, value_name = "DIR", conflicts_with = "benchmark")]
+    pub images: Option<PathBuf>,
 }
 
 /// The reward, shared by `search` and `bench`.
@@ -686,6 +694,7 @@ impl SearchArgs {
                 epochs: t.epochs,
                 device: t.device.clone(),
                 data_dir: t.data_dir.clone(),
+                images: t.images.clone(),
             },
             reward: fnas_run::RewardOptions {
                 target: self.reward.target,

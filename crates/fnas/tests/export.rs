@@ -137,7 +137,9 @@ fn real_training_export_runs_in_pytorch_and_bad_input_is_refused() {
             .unwrap();
     assert_eq!(pre["resolution"], 14);
     assert_eq!(pre["channels"], 1);
+    assert_eq!(pre["color"], "gray");
     assert_eq!(pre["classes"], 10);
+    assert_eq!(pre["class_names"][9], "9");
     assert_eq!(pre["resize"], "bilinear");
     assert!((pre["mean"][0].as_f64().unwrap() - 0.2860).abs() < 1e-12);
     assert!((pre["std"][0].as_f64().unwrap() - 0.3530).abs() < 1e-12);

@@ -6,7 +6,84 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 fn fnas() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_fnas"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fnas"));
+    // image folders are cached here, not in the user's ~/.cache
+    c.env("FNAS_CACHE_DIR", image_cache());
+    c
+}
+
+fn image_cache() -> std::path::PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("fnas-image-cache")
+}
+
+/// An image folder of real Fashion-MNIST test images as PNG files: `train/` with 128 and
+/// `val/` with 50 images of each of three classes (enough for `fashion-mnist-tiny`'s
+/// 384 training and 128 validation images).
+fn image_folder(root: &Path) {
+    let dir = Path::new(fnas_child::idx::DEFAULT_DATA_DIR);
+    let set = fnas_child::idx::load_split(dir, "t10k").expect("Fashion-MNIST installed");
+    for (label, name) in [(0u8, "tshirt"), (1, "trouser"), (9, "boot")] {
+        let mut picked = (0..set.n).filter(|&i| set.labels[i] == label);
+        for (split, count) in [("train", 128), ("val", 50)] {
+            let d = root.join(split).join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            for k in 0..count {
+                let i = picked.next().unwrap();
+                image::GrayImage::from_raw(28, 28, set.image(i).to_vec())
+                    .unwrap()
+                    .save(d.join(format!("{k:03}.png")))
+                    .unwrap();
+            }
+        }
+    }
+}
+
+/// `fnas search --images DIR` trains children on the folder to the end of its budget,
+/// under the recipe of --task, with the folder stored in the experiment; a SIGKILL after
+/// the first recorded child and `--resume` train every child once.
+#[test]
+fn image_folder_search_runs_and_survives_sigkill() {
+    let tmp = tempfile::tempdir().unwrap();
+    let photos = tmp.path().join("my photos");
+    image_folder(&photos);
+    let p = photos.to_str().unwrap();
+    let store = tmp.path().join("s.db");
+    let s = store.to_str().unwrap();
+    let o = run(&[
+        "search",
+        "--task",
+        "fashion-mnist-tiny",
+        "--images",
+        p,
+        "--strategy",
+        "random",
+        "--budget",
+        "2",
+        "--batch-size",
+        "2",
+        "--workers",
+        "1",
+        "--store",
+        s,
+        "--name",
+        "two",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = show_json(&store, "two").unwrap();
+    assert_eq!(v["experiment"]["status"], "finished");
+    let shown = v.to_string();
+    assert!(shown.contains("fashion-mnist-tiny+my_photos"), "{shown}");
+    let trials = v["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 2);
+    assert!(trials.iter().all(|t| t["status"] == "done"), "{shown}");
+    assert!(image_cache().is_dir());
+
+    kill_and_resume("random", &["--images", p]);
+
+    // --images and --data-dir exclude each other
+    let o = run(&["train", "--arch", "median", "--images", p, "--data-dir", p]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--data-dir"), "{}", stderr(&o));
 }
 
 fn run(args: &[&str]) -> Output {

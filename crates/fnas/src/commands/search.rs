@@ -253,6 +253,8 @@ struct BestChild {
     flops: Option<f64>,
     params: Option<f64>,
     weights: Option<PathBuf>,
+    /// The image folder of an image-folder task (the hint must train on it too).
+    images: Option<PathBuf>,
 }
 
 /// Finds the best evaluated child and measures its test accuracy (t10k) from its saved
@@ -266,7 +268,7 @@ fn best_child_report(
     let arch = ev.space().parse(&t.arch).ok()?;
     let m = t.metrics.clone().unwrap_or_default();
     if !quiet {
-        eprintln!("measuring the best child's test accuracy (t10k) from its saved weights...");
+        eprintln!("measuring the best child's test accuracy (t10k, or the image folder's test/) from its saved weights...");
     }
     let (test_accuracy, test_error) = match ev.test_saved(&arch) {
         Ok(acc) => (Some(acc), None),
@@ -283,6 +285,7 @@ fn best_child_report(
         flops: m.flops,
         params: m.params,
         weights: ev.weights_path(&arch),
+        images: ev.data().task.images.clone(),
     })
 }
 
@@ -294,6 +297,7 @@ impl BestChild {
         println!("  network        {}", self.network);
         println!("  val accuracy   {:.4}", self.val_accuracy);
         match (self.test_accuracy, &self.test_error) {
+            (Some(t), _) if self.images.is_some() => println!("  test accuracy  {t:.4} (test/, the proxy-trained weights; never used by the search)"),
             (Some(t), _) => println!("  test accuracy  {t:.4} (t10k, the proxy-trained weights; never used by the search)"),
             (None, Some(e)) => println!("  test accuracy  not measured: {e}"),
             (None, None) => println!("  test accuracy  not measured"),
@@ -314,8 +318,14 @@ impl BestChild {
                 w.with_extension("arch").display()
             );
         }
+        // a folder without test/ cannot be tested: no --test in the hint then
+        let images = match &self.images {
+            Some(d) if d.join("test").is_dir() => format!(" --images \"{}\" --test", d.display()),
+            Some(d) => format!(" --images \"{}\"", d.display()),
+            None => " --test".to_string(),
+        };
         println!(
-            "  train it longer: fnas train --arch \"{}\" --task fashion-mnist-full --test",
+            "  train it longer: fnas train --arch \"{}\" --task fashion-mnist-full{images}",
             self.arch
         );
     }

@@ -35,7 +35,12 @@ fn parse_arch(space: &SearchSpace, text: &str) -> Result<Architecture> {
 pub fn run(a: TrainArgs) -> Result<()> {
     // a warm start keeps the task's epochs for the budget class and trains --epochs
     let task_epochs = if a.warm_start { None } else { a.epochs };
-    let task = resolve_task(&a.task, a.data_dir.as_deref(), task_epochs)?;
+    let task = resolve_task(
+        &a.task,
+        a.data_dir.as_deref(),
+        a.images.as_deref(),
+        task_epochs,
+    )?;
     let cfg = TrainingConfig {
         task,
         space: a.space.clone(),
