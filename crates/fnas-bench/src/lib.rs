@@ -11,6 +11,8 @@
 mod analog;
 mod data_dir;
 mod error;
+#[cfg(test)]
+mod fuzz;
 mod graph;
 mod pickle;
 
