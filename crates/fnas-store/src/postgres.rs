@@ -617,7 +617,8 @@ impl Store for PgStore {
                       WHERE t.experiment_id = e.id AND t.status <> 'pending'),
                     (SELECT max(t.reward) FROM trials t
                       WHERE t.experiment_id = e.id AND t.status <> 'pending'
-                        AND t.source <> 'critic')
+                        AND t.source <> 'critic'
+                        AND t.reward > '-Infinity'::float8 AND t.reward < 'Infinity'::float8)
                FROM experiments e ORDER BY e.id"
         );
         let rows = self.conn()?.query(&sql, &[]).map_err(|e| self.pg(e))?;

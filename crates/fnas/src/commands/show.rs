@@ -62,7 +62,8 @@ pub fn best_trials(trials: &[Trial]) -> Vec<&Trial> {
         .filter(|t| {
             t.status == TrialStatus::Done
                 && t.source == Some(TrialSource::Evaluated)
-                && t.reward.is_some()
+                // a non-finite reward (a store written by an older build) is no best
+                && t.reward.is_some_and(f64::is_finite)
         })
         .collect();
     v.sort_by(|a, b| {
