@@ -10,6 +10,8 @@
 pub mod command;
 pub mod evaluator;
 pub mod export;
+#[cfg(test)]
+mod fuzz;
 pub mod idx;
 pub mod latency;
 pub mod net;
