@@ -575,9 +575,10 @@ fn to_result(
             // fails with the reason, and its metrics are not kept
             let bad = non_finite_metric(&ev.metrics).or_else(|| {
                 r.filter(|x| !x.is_finite()).map(|x| {
-                    let lat = lat.map_or("none".to_string(), |l| l.to_string());
+                    // `{:?}`: 1e-300, not 300 digits
+                    let lat = lat.map_or("none".to_string(), |l| format!("{l:?}"));
                     format!(
-                        "{x} from val_accuracy {} and {} {lat}",
+                        "{x:?} from val_accuracy {:?} and {} {lat}",
                         ev.metrics.val_accuracy,
                         reward.objective.metric()
                     )
@@ -628,5 +629,5 @@ pub fn non_finite_metric(m: &crate::Metrics) -> Option<String> {
         .filter_map(|(n, v)| v.map(|v| (n.to_string(), v)))
         .chain(m.extra.iter().map(|(n, v)| (n.clone(), *v)))
         .find(|(_, v)| !v.is_finite())
-        .map(|(n, v)| format!("{n} {v}"))
+        .map(|(n, v)| format!("{n} {v:?}"))
 }
