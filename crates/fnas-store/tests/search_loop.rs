@@ -280,7 +280,9 @@ fn non_finite_metrics_and_rewards_are_failed_trials_never_told() {
         }
         let reasons: Vec<String> = reasons.into_iter().map(|(_, e)| e).collect();
         assert!(
-            reasons.iter().any(|r| r.ends_with("and latency_ms 1e-300)")),
+            reasons
+                .iter()
+                .any(|r| r.ends_with("and latency_ms 1e-300)")),
             "{reasons:?}"
         );
         for want in [
