@@ -158,7 +158,7 @@ fn cell(arch: &Architecture) -> Option<Cell> {
     Some(out)
 }
 
-fn parse(value: &Value) -> Result<HashMap<Cell, [f64; N_COLUMNS]>, String> {
+pub(crate) fn parse(value: &Value) -> Result<HashMap<Cell, [f64; N_COLUMNS]>, String> {
     let Value::Dict(top) = value else {
         return Err(format!("top level is a {}, expected a dict", kind(value)));
     };

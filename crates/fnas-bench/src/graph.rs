@@ -135,7 +135,7 @@ impl NasBenchGraph {
     }
 }
 
-fn parse(value: &Value) -> Result<HashMap<u64, GraphRecord>, String> {
+pub(crate) fn parse(value: &Value) -> Result<HashMap<u64, GraphRecord>, String> {
     let Value::Dict(top) = value else {
         return Err(format!("top level is a {}, expected a dict", kind(value)));
     };

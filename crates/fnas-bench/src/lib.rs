@@ -15,6 +15,8 @@
 mod analog;
 mod data_dir;
 mod error;
+#[cfg(test)]
+mod fuzz;
 mod graph;
 mod pickle;
 

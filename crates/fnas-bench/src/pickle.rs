@@ -22,9 +22,14 @@ pub(crate) fn read(path: &Path, bench: &str) -> Result<Value, BenchError> {
             reason: one_line(e.to_string()),
         },
     })?;
-    serde_pickle::value_from_slice(&bytes, DeOptions::new().keep_restore_state()).map_err(|e| {
+    from_bytes(&bytes, &show(path), bench)
+}
+
+/// Parses the bytes of a pickle file; `file` and `bench` name it in messages.
+pub(crate) fn from_bytes(bytes: &[u8], file: &str, bench: &str) -> Result<Value, BenchError> {
+    serde_pickle::value_from_slice(bytes, DeOptions::new().keep_restore_state()).map_err(|e| {
         BenchError::Corrupt {
-            file: show(path),
+            file: file.to_string(),
             bench: bench.to_string(),
             detail: one_line(e.to_string()),
         }

@@ -279,6 +279,11 @@ fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
             file: file.clone(),
             reason: e.to_string(),
         })?;
+    gunzip_if_gz(raw, file)
+}
+
+/// The bytes themselves, or their gunzipped content when they start with the gzip magic.
+fn gunzip_if_gz(raw: Vec<u8>, file: String) -> Result<Vec<u8>, DataError> {
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::with_capacity(raw.len() * 4);
         flate2::read::MultiGzDecoder::new(&raw[..])
@@ -373,21 +378,45 @@ fn parse_idx<'a>(
 /// Reads an IDX images file (`idx3`, `u8`), gzip-compressed or not.
 pub fn read_images(path: &Path) -> Result<IdxImages, DataError> {
     let bytes = read_maybe_gz(path)?;
-    let file = show(path);
-    let (dims, body) = parse_idx(&bytes, &file, "images", IMAGES_MAGIC)?;
-    Ok(IdxImages {
-        pixels: body.to_vec(),
-        n: dims[0],
-        rows: dims[1],
-        cols: dims[2],
-    })
+    images_from_idx(&bytes, &show(path))
 }
 
 /// Reads an IDX labels file (`idx1`, `u8`), gzip-compressed or not.
 pub fn read_labels(path: &Path) -> Result<Vec<u8>, DataError> {
     let bytes = read_maybe_gz(path)?;
-    let file = show(path);
-    let (_, body) = parse_idx(&bytes, &file, "labels", LABELS_MAGIC)?;
+    labels_from_idx(&bytes, &show(path))
+}
+
+/// The images of the bytes of an IDX images file (gzip-compressed or not); `file` names
+/// it in messages.
+pub fn images_from_bytes(raw: &[u8], file: &str) -> Result<IdxImages, DataError> {
+    images_from_idx(&gunzip_if_gz(raw.to_vec(), file.to_string())?, file)
+}
+
+/// The labels of the bytes of an IDX labels file (gzip-compressed or not).
+pub fn labels_from_bytes(raw: &[u8], file: &str) -> Result<Vec<u8>, DataError> {
+    labels_from_idx(&gunzip_if_gz(raw.to_vec(), file.to_string())?, file)
+}
+
+fn images_from_idx(bytes: &[u8], file: &str) -> Result<IdxImages, DataError> {
+    let (dims, body) = parse_idx(bytes, file, "images", IMAGES_MAGIC)?;
+    match dims[..] {
+        [n, rows, cols] => Ok(IdxImages {
+            pixels: body.to_vec(),
+            n,
+            rows,
+            cols,
+        }),
+        // parse_idx returns as many dimensions as the magic declares (3)
+        _ => Err(DataError::BadHeader {
+            file: file.to_string(),
+            detail: format!("{} dimensions, expected 3", dims.len()),
+        }),
+    }
+}
+
+fn labels_from_idx(bytes: &[u8], file: &str) -> Result<Vec<u8>, DataError> {
+    let (_, body) = parse_idx(bytes, file, "labels", LABELS_MAGIC)?;
     Ok(body.to_vec())
 }
 

@@ -15,6 +15,8 @@ pub mod command;
 pub mod evaluator;
 pub mod export;
 pub mod folder;
+#[cfg(test)]
+mod fuzz;
 pub mod idx;
 pub mod latency;
 pub mod net;

@@ -12,6 +12,16 @@ pub enum Objective {
     Params,
 }
 
+impl Objective {
+    /// The metric that plays LAT, as [`crate::Metrics`] names it.
+    pub fn metric(self) -> &'static str {
+        match self {
+            Objective::Latency => "latency_ms",
+            Objective::Params => "params",
+        }
+    }
+}
+
 /// Reward settings. With no target the reward is plain accuracy.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RewardConfig {

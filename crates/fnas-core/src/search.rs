@@ -142,7 +142,7 @@ impl Ledger {
         if r.source == TrialSource::Critic {
             return;
         }
-        if let Some(x) = r.reward {
+        if let Some(x) = r.reward.filter(|x| x.is_finite()) {
             self.best = Some(self.best.map_or(x, |b| b.max(x)));
         }
     }
@@ -181,7 +181,9 @@ pub fn run_search(
         if t.status != TrialStatus::Pending {
             reported.insert(t.id);
             ledger.spent += cfg.unit.of(&t.cost);
-            if let (Some(x), false) = (t.reward, t.source == Some(TrialSource::Critic)) {
+            // (a store written by an older build may hold a non-finite reward)
+            let finite = t.reward.filter(|x| x.is_finite());
+            if let (Some(x), false) = (finite, t.source == Some(TrialSource::Critic)) {
                 ledger.best = Some(ledger.best.map_or(x, |b| b.max(x)));
             }
         }
@@ -251,7 +253,8 @@ pub fn run_search(
             cost += cfg.unit.of(&t.cost);
             outcomes.push(Outcome {
                 arch: d.parse(t)?,
-                reward: t.reward,
+                // never a NaN or an infinity to the strategy, whatever the store holds
+                reward: t.reward.filter(|x| x.is_finite()),
                 log_prob: t.log_prob,
                 evaluated: t.source != Some(TrialSource::Critic),
             });
@@ -294,6 +297,26 @@ fn stored_result(t: &Trial) -> TrialResult {
 /// prediction. `None`: it must be evaluated.
 fn served(store: &dyn Store, exp: i64, t: &Trial) -> Result<Option<TrialResult>, SearchError> {
     if let Some(prev) = store.find_evaluated(exp, &t.canonical)? {
+        // a result stored by an older build with a non-finite number fails here too
+        let bad = prev
+            .metrics
+            .as_ref()
+            .and_then(non_finite_metric)
+            .or_else(|| {
+                prev.reward
+                    .filter(|x| !x.is_finite())
+                    .map(|x| format!("reward {x}"))
+            });
+        if let Some(what) = bad {
+            return Ok(Some(TrialResult {
+                status: TrialStatus::Failed,
+                source: TrialSource::Cached,
+                metrics: None,
+                reward: None,
+                cost: Cost::default(),
+                error: Some(format!("non-finite reward ({what})")),
+            }));
+        }
         return Ok(Some(TrialResult {
             status: prev.status,
             source: TrialSource::Cached,
@@ -303,7 +326,9 @@ fn served(store: &dyn Store, exp: i64, t: &Trial) -> Result<Option<TrialResult>,
             error: prev.error,
         }));
     }
-    Ok(t.prediction.filter(|p| p.trusted).map(|p| TrialResult {
+    // a prediction that is not a finite number is never trusted: the child is evaluated
+    let usable = |p: &crate::Prediction| p.trusted && p.mean.is_finite();
+    Ok(t.prediction.filter(usable).map(|p| TrialResult {
         status: TrialStatus::Done,
         source: TrialSource::Critic,
         metrics: None,
@@ -550,6 +575,30 @@ fn to_result(
                 Objective::Params => ev.metrics.params,
             };
             let r = reward.reward(ev.metrics.val_accuracy, lat);
+            // a NaN or an infinity (a bad benchmark record, a diverged child, a user's
+            // reward) must reach neither the strategy, the critic nor a report: the trial
+            // fails with the reason, and its metrics are not kept
+            let bad = non_finite_metric(&ev.metrics).or_else(|| {
+                r.filter(|x| !x.is_finite()).map(|x| {
+                    // `{:?}`: 1e-300, not 300 digits
+                    let lat = lat.map_or("none".to_string(), |l| format!("{l:?}"));
+                    format!(
+                        "{x:?} from val_accuracy {:?} and {} {lat}",
+                        ev.metrics.val_accuracy,
+                        reward.objective.metric()
+                    )
+                })
+            });
+            if let Some(what) = bad {
+                return Ok(TrialResult {
+                    status: TrialStatus::Failed,
+                    source: TrialSource::Evaluated,
+                    metrics: None,
+                    reward: None,
+                    cost: ev.cost,
+                    error: Some(format!("non-finite reward ({what})")),
+                });
+            }
             Ok(TrialResult {
                 status: TrialStatus::Done,
                 source: TrialSource::Evaluated,
@@ -569,4 +618,21 @@ fn to_result(
         }),
         Err(EvalError::Fatal(m)) => Err(SearchError::Evaluator(m)),
     }
+}
+
+/// The first metric that is NaN or infinite, as `name value` (e.g. `val_accuracy NaN`).
+pub fn non_finite_metric(m: &crate::Metrics) -> Option<String> {
+    let named = [
+        ("val_accuracy", Some(m.val_accuracy)),
+        ("test_accuracy", m.test_accuracy),
+        ("latency_ms", m.latency_ms),
+        ("params", m.params),
+        ("flops", m.flops),
+    ];
+    named
+        .into_iter()
+        .filter_map(|(n, v)| v.map(|v| (n.to_string(), v)))
+        .chain(m.extra.iter().map(|(n, v)| (n.clone(), *v)))
+        .find(|(_, v)| !v.is_finite())
+        .map(|(n, v)| format!("{n} {v:?}"))
 }

@@ -78,6 +78,7 @@ pub struct ExperimentSummary {
     pub finished_trials: u64,
     /// Sum of `Cost::evaluations` of finished trials.
     pub cost: u64,
+    /// Best finite reward of a finished trial that was not a critic prediction.
     pub best_reward: Option<f64>,
 }
 

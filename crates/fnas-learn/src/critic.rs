@@ -328,6 +328,11 @@ impl Critic {
     }
 
     fn push(&mut self, arch: &Architecture, y: f64, transferred: bool, source: u32) {
+        // a NaN or an infinity would poison every member's fit and the task's scale; the
+        // search loop never passes one, this is the last line of defence
+        if !y.is_finite() {
+            return;
+        }
         let weights = (0..self.members.len())
             .map(|_| poisson1(&mut self.rng))
             .collect();

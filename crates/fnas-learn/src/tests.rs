@@ -507,3 +507,155 @@ fn gradient_speed_burn_vs_hand_written() {
         burn_ms / ours_ms
     );
 }
+
+// Bad numbers (issue 27.4): NaN or infinite metrics become failed trials before any
+// learned strategy sees them.
+
+/// NB201 with the synthetic reward, and a NaN or an infinity in one metric for a third of
+/// the architectures (a bad benchmark record, a diverged child).
+struct Poisoned(SearchSpace);
+
+fn poisoned(a: &Architecture) -> Option<u64> {
+    let h =
+        a.0.iter()
+            .fold(7u64, |h, &c| h.wrapping_mul(131).wrapping_add(c as u64));
+    (h % 3 == 0).then_some(h / 3 % 3)
+}
+
+impl fnas_core::Evaluator for Poisoned {
+    fn space(&self) -> &SearchSpace {
+        &self.0
+    }
+    fn task(&self) -> String {
+        "poisoned".into()
+    }
+    fn evaluate(&self, arch: &Architecture) -> Result<fnas_core::Evaluation, fnas_core::EvalError> {
+        let mut m = fnas_core::Metrics {
+            val_accuracy: frac_op2(arch),
+            latency_ms: Some(1.0),
+            ..Default::default()
+        };
+        match poisoned(arch) {
+            Some(0) => m.val_accuracy = f64::NAN,
+            Some(1) => m.latency_ms = Some(f64::INFINITY),
+            Some(_) => m.val_accuracy = f64::NEG_INFINITY,
+            None => {}
+        }
+        Ok(fnas_core::Evaluation {
+            metrics: m,
+            cost: fnas_core::Cost::query(),
+        })
+    }
+}
+
+/// A strategy that records every reward it is told.
+struct Spy<S> {
+    inner: S,
+    told: Vec<Option<f64>>,
+}
+
+impl<S: Strategy> Strategy for Spy<S> {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn ask(&mut self, n: usize) -> Result<Vec<Proposal>, fnas_core::StrategyError> {
+        self.inner.ask(n)
+    }
+    fn tell(&mut self, outcomes: &[Outcome]) -> Result<(), fnas_core::StrategyError> {
+        self.told.extend(outcomes.iter().map(|o| o.reward));
+        self.inner.tell(outcomes)
+    }
+    fn state(&self) -> Result<Vec<u8>, fnas_core::StrategyError> {
+        self.inner.state()
+    }
+    fn restore(&mut self, state: &[u8]) -> Result<(), fnas_core::StrategyError> {
+        self.inner.restore(state)
+    }
+}
+
+/// Runs a search of `budget` on the poisoned evaluator; checks the trials and what the
+/// strategy was told.
+fn poisoned_search<S: Strategy>(strategy: S, budget: u64) -> S {
+    use fnas_core::search::{run_search, SearchConfig};
+    use fnas_core::store::{ExperimentSpec, TrialStatus};
+    use fnas_core::Store;
+    let space = SearchSpace::nas_bench_201();
+    let mut store = fnas_store::SqliteStore::in_memory().unwrap();
+    let name = strategy.name().to_string();
+    let exp = store
+        .create_experiment(&ExperimentSpec {
+            name: name.clone(),
+            space: space.name().into(),
+            task: "poisoned".into(),
+            strategy: name.clone(),
+            seed: 1,
+            budget,
+            config: serde_json::json!({}),
+        })
+        .unwrap();
+    let mut spy = Spy {
+        inner: strategy,
+        told: Vec::new(),
+    };
+    let cfg = SearchConfig::new(budget, 10, fnas_core::RewardConfig::default());
+    let summary = run_search(
+        &mut store,
+        &exp,
+        &mut spy,
+        &Poisoned(space.clone()),
+        &cfg,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(summary.spent, budget, "{name}");
+    assert!(summary.best_reward.is_some_and(f64::is_finite), "{name}");
+    let trials = store.trials(exp.id).unwrap();
+    let mut failed = 0;
+    for t in &trials {
+        let arch = space.parse(&t.arch).unwrap();
+        if poisoned(&arch).is_some() {
+            assert_eq!(t.status, TrialStatus::Failed, "{name}: {}", t.arch);
+            let e = t.error.as_deref().unwrap_or_default();
+            assert!(e.starts_with("non-finite reward ("), "{name}: {e}");
+            failed += 1;
+        } else if t.status == TrialStatus::Done {
+            assert!(t.reward.is_some_and(f64::is_finite), "{name}: {}", t.arch);
+        }
+    }
+    assert!(failed > 0, "{name}: the search met poisoned architectures");
+    assert!(
+        spy.told.iter().flatten().all(|r| r.is_finite()),
+        "{name}: {:?}",
+        spy.told
+    );
+    spy.inner
+}
+
+#[test]
+fn learned_strategies_never_see_a_non_finite_reward() {
+    let space = SearchSpace::nas_bench_201();
+    poisoned_search(nb201(1), 60);
+    let fnas = poisoned_search(
+        crate::fnas::FnasStrategy::new(space.clone(), crate::fnas::FnasConfig::default(), 1),
+        60,
+    );
+    if let Some(c) = fnas.critic() {
+        assert!(c.own_data().iter().all(|(_, r)| r.is_finite()));
+    }
+    poisoned_search(
+        crate::select::SelectStrategy::new(space, crate::select::SelectConfig::default(), 1),
+        60,
+    );
+}
+
+#[test]
+fn the_critic_ignores_a_non_finite_point() {
+    let space = SearchSpace::nas_bench_201();
+    let mut c = crate::critic::Critic::new(&space, crate::critic::CriticConfig::default(), 1);
+    let a = Architecture(vec![0; 6]);
+    c.add(&a, f64::NAN);
+    c.add(&a, f64::INFINITY);
+    c.add_transferred(&a, f64::NEG_INFINITY);
+    c.add(&a, 0.5);
+    assert_eq!(c.own_data(), vec![(a, 0.5)]);
+}

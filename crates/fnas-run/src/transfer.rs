@@ -64,7 +64,10 @@ pub fn transfer_from_store(
             if t.source != Some(TrialSource::Evaluated) {
                 continue;
             }
-            if let (Some(r), Ok(a)) = (t.reward, space.parse(&t.arch)) {
+            // a non-finite reward (a store written by an older build) would poison the
+            // source's z-scores
+            let r = t.reward.filter(|r| r.is_finite());
+            if let (Some(r), Ok(a)) = (r, space.parse(&t.arch)) {
                 own.push((a, r));
             }
         }

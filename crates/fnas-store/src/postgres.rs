@@ -146,16 +146,18 @@ impl std::fmt::Debug for PgStore {
 }
 
 /// `url` with any password replaced by `***`, for messages.
+/// The credentials are what precedes the first `@`, after `://` (or, in a mistyped URL
+/// such as `postgresql:/user:pw@host`, after the last `/` before the `@`).
 pub fn redact(url: &str) -> String {
-    let Some(start) = url.find("://").map(|i| i + 3) else {
+    let Some(at) = url.find('@') else {
         return url.to_string();
     };
-    let rest = &url[start..];
-    let Some(at) = rest.find('@') else {
-        return url.to_string();
+    let start = match url[..at].find("://") {
+        Some(i) => i + 3,
+        None => url[..at].rfind('/').map_or(0, |i| i + 1),
     };
-    match rest[..at].find(':') {
-        Some(colon) => format!("{}{}:***{}", &url[..start], &rest[..colon], &rest[at..]),
+    match url[start..at].find(':') {
+        Some(colon) => format!("{}:***{}", &url[..start + colon], &url[at..]),
         None => url.to_string(),
     }
 }
@@ -201,15 +203,15 @@ fn password_for(host: &str, port: u16, db: &str, user: &str) -> Option<String> {
     None
 }
 
-/// A plain client for `url`, the password from `PGPASSWORD` or `~/.pgpass` (a URL with
-/// a password is refused). For administration (tests create and drop databases).
-pub fn client(url: &str) -> Result<Client, StoreError> {
-    let shown = redact(url);
+/// Parses a store URL without connecting: its configuration and user. Refused: what
+/// is not a PostgreSQL URL, a URL with a password, a URL without a user. The error names
+/// the URL with any password redacted, on one line.
+pub fn parse_url(url: &str) -> Result<(postgres::Config, String), StoreError> {
     let bad = |m: String| StoreError::Backend {
-        path: shown.clone(),
-        message: m,
+        path: one_line(&redact(url)),
+        message: one_line(&m),
     };
-    let mut config: postgres::Config = url.parse().map_err(|e| {
+    let config: postgres::Config = url.parse().map_err(|e| {
         bad(format!(
             "not a PostgreSQL URL (postgresql://user@host[:port]/database): {e}"
         ))
@@ -222,8 +224,34 @@ pub fn client(url: &str) -> Result<Client, StoreError> {
     }
     let user = config
         .get_user()
+        .filter(|u| !u.is_empty())
         .ok_or_else(|| bad("the URL names no user (postgresql://USER@host/database)".into()))?
         .to_string();
+    Ok((config, user))
+}
+
+/// Control characters (line breaks included) escaped, so a message stays on one line.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// A plain client for `url`, the password from `PGPASSWORD` or `~/.pgpass` (a URL with
+/// a password is refused). For administration (tests create and drop databases).
+pub fn client(url: &str) -> Result<Client, StoreError> {
+    let shown = redact(url);
+    let bad = |m: String| StoreError::Backend {
+        path: shown.clone(),
+        message: m,
+    };
+    let (mut config, user) = parse_url(url)?;
     let db = config.get_dbname().unwrap_or(&user).to_string();
     let host = match config.get_hosts().first() {
         Some(postgres::config::Host::Tcp(h)) => h.clone(),
@@ -617,7 +645,8 @@ impl Store for PgStore {
                       WHERE t.experiment_id = e.id AND t.status <> 'pending'),
                     (SELECT max(t.reward) FROM trials t
                       WHERE t.experiment_id = e.id AND t.status <> 'pending'
-                        AND t.source <> 'critic')
+                        AND t.source <> 'critic'
+                        AND t.reward > '-Infinity'::float8 AND t.reward < 'Infinity'::float8)
                FROM experiments e ORDER BY e.id"
         );
         let rows = self.conn()?.query(&sql, &[]).map_err(|e| self.pg(e))?;

@@ -1256,7 +1256,8 @@ impl Store for SqliteStore {
                       WHERE t.experiment_id = e.id AND t.status <> 'pending'),
                     (SELECT max(t.reward) FROM trials t
                       WHERE t.experiment_id = e.id AND t.status <> 'pending'
-                        AND t.source <> 'critic')
+                        AND t.source <> 'critic'
+                        AND t.reward > -9e999 AND t.reward < 9e999)
                FROM experiments e ORDER BY e.id"
         );
         let mut stmt = self.conn.prepare_cached(SQL).map_err(|e| self.err(e))?;

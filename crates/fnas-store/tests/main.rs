@@ -2,6 +2,7 @@
 
 mod conformance;
 mod crash;
+mod fuzz;
 mod migration;
 mod pg_pool;
 mod pool;

@@ -74,6 +74,17 @@ pub struct MnasSpec {
     pub blocks: Vec<MnasBlock>,
 }
 
+/// Largest layer count of a block, and largest |delta| of `choices.layers_delta`.
+pub const MAX_LAYERS: i64 = 64;
+/// Largest channel count (input, stem, head, block width).
+pub const MAX_CHANNELS: usize = 4096;
+/// Largest input resolution.
+pub const MAX_RESOLUTION: usize = 4096;
+/// Largest number of classes.
+pub const MAX_CLASSES: usize = 100_000;
+/// Largest number of blocks.
+pub const MAX_BLOCKS: usize = 64;
+
 /// The per-block decisions, in order; decision `b{i}.{suffix}`.
 pub const BLOCK_DECISIONS: [&str; 6] = ["op", "kernel", "se", "skip", "width", "layers"];
 
@@ -86,16 +97,40 @@ fn fmt_f(v: f64) -> String {
     }
 }
 
+/// A squeeze-excitation ratio as the text form prints it (`0` for none).
+fn fmt_se(s: f64) -> String {
+    if s == 0.0 {
+        "0".into()
+    } else {
+        s.to_string()
+    }
+}
+
 impl MnasSpec {
     pub(super) fn from_toml(text: &str, file: &str) -> Result<Self, SpaceError> {
         let spec: MnasSpec = toml::from_str(text).map_err(|e| {
             let line = e
                 .span()
-                .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+                // bytes, not a str slice: a span need not fall on a char boundary
+                .map(|s| {
+                    text.as_bytes()[..s.start.min(text.len())]
+                        .iter()
+                        .filter(|&&b| b == b'\n')
+                        .count()
+                        + 1
+                });
             let at = line.map(|l| format!(" (line {l})")).unwrap_or_default();
+            // toml's messages may span lines ("invalid string\nexpected ...")
+            let message = e
+                .message()
+                .split(['\n', '\r'])
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join("; ");
             SpaceError::Read {
                 file: file.into(),
-                message: format!("{}{at}", e.message().trim()),
+                message: format!("{}{at}", super::one_line(&message)),
             }
         })?;
         spec.validate(file)?;
@@ -161,34 +196,90 @@ impl MnasSpec {
                 );
             }
         }
+        // the text form names a choice by its printed value: two equal ones could not be
+        // told apart (an architecture would not read back as written)
+        let printed: [(&str, Vec<String>); 5] = [
+            ("choices.op", c.op.clone()),
+            (
+                "choices.kernel",
+                c.kernel.iter().map(i64::to_string).collect(),
+            ),
+            ("choices.se", c.se.iter().map(|&s| fmt_se(s)).collect()),
+            ("choices.skip", c.skip.clone()),
+            ("choices.width", c.width.iter().map(|&w| fmt_f(w)).collect()),
+        ];
+        for (field, list) in printed {
+            if let Some((i, v)) = list
+                .iter()
+                .enumerate()
+                .find(|(i, v)| list[..*i].contains(v))
+            {
+                return bad(
+                    field,
+                    format!("distinct choices, got `{v}` twice (entry {})", i + 1),
+                );
+            }
+        }
         if !["none", "project"].contains(&self.skip.on_mismatch.as_str()) {
             return bad(
                 "skip.on_mismatch",
                 format!("none|project, got `{}`", self.skip.on_mismatch),
             );
         }
-        if self.input.channels == 0 || self.input.resolution == 0 {
-            return bad("input", "positive channels and resolution".into());
+        for &d in &c.layers_delta {
+            if !(-MAX_LAYERS..=MAX_LAYERS).contains(&d) {
+                return bad(
+                    "choices.layers_delta",
+                    format!("deltas from -{MAX_LAYERS} to {MAX_LAYERS}, got {d}"),
+                );
+            }
         }
-        if self.input.classes < 2 {
+        if !(1..=MAX_CHANNELS).contains(&self.input.channels)
+            || !(1..=MAX_RESOLUTION).contains(&self.input.resolution)
+        {
+            return bad(
+                "input",
+                format!(
+                    "channels from 1 to {MAX_CHANNELS} and resolution from 1 to {MAX_RESOLUTION}"
+                ),
+            );
+        }
+        if !(2..=MAX_CLASSES).contains(&self.input.classes) {
             return bad(
                 "input.classes",
-                format!("at least 2 classes, got {}", self.input.classes),
+                format!(
+                    "from 2 to {MAX_CLASSES} classes, got {}",
+                    self.input.classes
+                ),
             );
         }
         for (f, conv) in [("stem", &self.stem), ("head", &self.head)] {
-            if conv.channels == 0 || !(1..=2).contains(&conv.stride) {
-                return bad(f, "channels >= 1 and stride 1 or 2".into());
+            if !(1..=MAX_CHANNELS).contains(&conv.channels) || !(1..=2).contains(&conv.stride) {
+                return bad(
+                    f,
+                    format!("channels from 1 to {MAX_CHANNELS} and stride 1 or 2"),
+                );
             }
         }
-        if self.blocks.is_empty() {
-            return bad("blocks", "at least one [[blocks]] entry".into());
+        if self.blocks.is_empty() || self.blocks.len() > MAX_BLOCKS {
+            return bad(
+                "blocks",
+                format!(
+                    "from 1 to {MAX_BLOCKS} [[blocks]] entries, got {}",
+                    self.blocks.len()
+                ),
+            );
         }
         let mut res = self.input.resolution.div_ceil(self.stem.stride);
         for (i, b) in self.blocks.iter().enumerate() {
             let field = format!("blocks[{i}]");
-            if b.width == 0 || b.layers == 0 {
-                return bad(&field, "width >= 1 and layers >= 1".into());
+            if !(1..=MAX_CHANNELS).contains(&b.width)
+                || !(1..=MAX_LAYERS as usize).contains(&b.layers)
+            {
+                return bad(
+                    &field,
+                    format!("width from 1 to {MAX_CHANNELS} and layers from 1 to {MAX_LAYERS}"),
+                );
             }
             if !(1..=2).contains(&b.stride) {
                 return bad(
@@ -206,10 +297,11 @@ impl MnasSpec {
 
     /// The layer counts a block may choose: base + delta, at least 1, without repeats.
     pub fn layer_choices(&self, block: usize) -> Vec<usize> {
-        let base = self.blocks[block].layers as i64;
+        let base = self.blocks.get(block).map_or(1, |b| b.layers) as i64;
         let mut v: Vec<usize> = Vec::new();
         for d in &self.choices.layers_delta {
-            let n = (base + d).max(1) as usize;
+            // validated ranges keep this small; saturating all the same
+            let n = base.saturating_add(*d).max(1) as usize;
             if !v.contains(&n) {
                 v.push(n);
             }
@@ -226,9 +318,7 @@ pub(super) fn space(spec: MnasSpec) -> SearchSpace {
         let lists: [Vec<String>; 6] = [
             c.op.clone(),
             c.kernel.iter().map(|k| k.to_string()).collect(),
-            c.se.iter()
-                .map(|&s| if s == 0.0 { "0".into() } else { s.to_string() })
-                .collect(),
+            c.se.iter().map(|&s| fmt_se(s)).collect(),
             c.skip.clone(),
             c.width.iter().map(|&w| fmt_f(w)).collect(),
             spec.layer_choices(i)

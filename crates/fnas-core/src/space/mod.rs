@@ -42,6 +42,20 @@ pub enum SpaceError {
     BadArchitecture { text: String, message: String },
 }
 
+/// A user's text as shown in a one-line message: control characters (line breaks
+/// included) escaped, everything else as given.
+pub(crate) fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 #[derive(Clone, Debug, PartialEq)]
 enum Kind {
     /// NAS-Bench-Graph; `ops` is the op list of this variant (proteins uses a subset).
@@ -168,15 +182,20 @@ impl SearchSpace {
         }
     }
 
-    /// Whether an architecture satisfies the space's constraints.
-    pub fn is_valid(&self, arch: &Architecture) -> bool {
-        if arch.0.len() != self.decisions.len()
-            || arch
+    /// Whether an architecture has one choice per decision, each in range (what the
+    /// space's own rules need before they can look at it).
+    fn in_range(&self, arch: &Architecture) -> bool {
+        arch.0.len() == self.decisions.len()
+            && arch
                 .0
                 .iter()
                 .zip(&self.decisions)
-                .any(|(&c, d)| c as usize >= d.choices.len())
-        {
+                .all(|(&c, d)| (c as usize) < d.choices.len())
+    }
+
+    /// Whether an architecture satisfies the space's constraints.
+    pub fn is_valid(&self, arch: &Architecture) -> bool {
+        if !self.in_range(arch) {
             return false;
         }
         match &self.kind {
@@ -186,19 +205,23 @@ impl SearchSpace {
     }
 
     /// The canonical representative of an architecture: isomorphic duplicates map to
-    /// one architecture (NAS-Bench-Graph); identity for the other spaces.
+    /// one architecture (NAS-Bench-Graph); identity for the other spaces and for a choice
+    /// vector that does not fit the space (wrong length or a choice out of range).
     pub fn canonical(&self, arch: &Architecture) -> Architecture {
         match &self.kind {
-            Kind::Graph { ops } => graph::canonical(ops, arch),
+            Kind::Graph { ops } if self.in_range(arch) => graph::canonical(ops, arch),
             _ => arch.clone(),
         }
     }
 
     /// NAS-Bench-Graph's integer key of an architecture (after canonicalisation), as the
-    /// benchmark files index it. `None` for other spaces.
+    /// benchmark files index it. `None` for other spaces and for a choice vector that does
+    /// not fit the space.
     pub fn graph_key(&self, arch: &Architecture) -> Option<u64> {
         match &self.kind {
-            Kind::Graph { ops } => Some(graph::key(ops, &graph::canonical(ops, arch))),
+            Kind::Graph { ops } if self.in_range(arch) => {
+                Some(graph::key(ops, &graph::canonical(ops, arch)))
+            }
             _ => None,
         }
     }
@@ -235,24 +258,31 @@ impl SearchSpace {
     /// Parses the text form. Every decision must appear exactly once (any order).
     pub fn parse(&self, text: &str) -> Result<Architecture, SpaceError> {
         let bad = |message: String| SpaceError::BadArchitecture {
-            text: text.to_string(),
+            text: one_line(text),
             message,
         };
         let mut choices: Vec<Option<u16>> = vec![None; self.decisions.len()];
         for tok in text.split_whitespace() {
             let (name, value) = tok
                 .split_once('=')
-                .ok_or_else(|| bad(format!("`{tok}` is not name=choice")))?;
+                .ok_or_else(|| bad(format!("`{}` is not name=choice", one_line(tok))))?;
             let idx = self
                 .decisions
                 .iter()
                 .position(|d| d.name == name)
-                .ok_or_else(|| bad(format!("unknown decision `{name}` in space {}", self.name)))?;
+                .ok_or_else(|| {
+                    bad(format!(
+                        "unknown decision `{}` in space {}",
+                        one_line(name),
+                        self.name
+                    ))
+                })?;
             let d = &self.decisions[idx];
             let c = d.choices.iter().position(|c| c == value).ok_or_else(|| {
                 bad(format!(
-                    "`{name}` must be one of {}, got `{value}`",
-                    d.choices.join("|")
+                    "`{name}` must be one of {}, got `{}`",
+                    d.choices.join("|"),
+                    one_line(value)
                 ))
             })?;
             if choices[idx].replace(c as u16).is_some() {

@@ -112,7 +112,9 @@ impl Strategy for Evolution {
 
     fn tell(&mut self, outcomes: &[Outcome]) -> Result<(), StrategyError> {
         for o in outcomes {
-            if let Some(r) = o.reward {
+            // a non-finite reward never enters the population (it would win every
+            // tournament as NaN does in `max_by`, or poison the comparison)
+            if let Some(r) = o.reward.filter(|r| r.is_finite()) {
                 self.st.population.push_back((o.arch.clone(), r));
                 while self.st.population.len() > self.config.population {
                     self.st.population.pop_front();

@@ -62,7 +62,8 @@ pub fn best_trials(trials: &[Trial]) -> Vec<&Trial> {
         .filter(|t| {
             t.status == TrialStatus::Done
                 && t.source == Some(TrialSource::Evaluated)
-                && t.reward.is_some()
+                // a non-finite reward (a store written by an older build) is no best
+                && t.reward.is_some_and(f64::is_finite)
         })
         .collect();
     v.sort_by(|a, b| {
@@ -416,4 +417,51 @@ pub fn calibration(trials: &[Trial]) -> Option<Calibration> {
             .count() as f64
             / n,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fnas_core::Cost;
+
+    fn trial(id: i64, reward: Option<f64>) -> Trial {
+        Trial {
+            id,
+            experiment_id: 1,
+            batch: 0,
+            index: id as u32,
+            arch: format!("a{id}"),
+            canonical: format!("a{id}"),
+            log_prob: None,
+            prediction: None,
+            status: TrialStatus::Done,
+            source: Some(TrialSource::Evaluated),
+            metrics: None,
+            reward,
+            cost: Cost::query(),
+            error: None,
+            created_at: 0.0,
+            finished_at: Some(0.0),
+            attempts: 0,
+            queued: false,
+            worker: None,
+            claimed_at: None,
+            leased: false,
+        }
+    }
+
+    /// A store written by an older build may hold a NaN or an infinite reward: it is
+    /// never the best (NaN sorts above everything under `total_cmp`).
+    #[test]
+    fn the_best_trials_are_finite() {
+        let trials = vec![
+            trial(1, Some(0.5)),
+            trial(2, Some(f64::NAN)),
+            trial(3, Some(f64::INFINITY)),
+            trial(4, Some(0.7)),
+            trial(5, None),
+        ];
+        let best: Vec<i64> = best_trials(&trials).iter().map(|t| t.id).collect();
+        assert_eq!(best, vec![4, 1]);
+    }
 }

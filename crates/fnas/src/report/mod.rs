@@ -216,14 +216,19 @@ pub fn write(
                     m.params
                 }
             });
+            // only finite numbers reach the Pareto front and the tables (a store written
+            // by an older build may hold others)
+            let x = x.filter(|x| x.is_finite());
+            let m = m.filter(|m| m.val_accuracy.is_finite());
             if let (Some(x), Some(m)) = (x, m) {
                 points.push((x, m.val_accuracy));
                 candidates.push((x, m.val_accuracy, e.spec.name.clone(), t.id, t.arch.clone()));
             }
-            if let (Some(p), Some(r)) = (t.prediction, t.reward) {
+            let reward = t.reward.filter(|r| r.is_finite());
+            if let (Some(p), Some(r)) = (t.prediction, reward) {
                 critic_points.push((r, p.mean, p.std));
             }
-            if let Some(r) = t.reward {
+            if let Some(r) = reward {
                 top.push((r, t, e));
             }
             if let Some(f) = m.and_then(fnas_child::PoolFigures::from_metrics) {
@@ -231,9 +236,9 @@ pub fn write(
                 errors += usize::from(f.error);
                 if f.warm_start {
                     dist.push(f.mean_distance);
-                    warm.extend(t.reward);
+                    warm.extend(reward);
                 } else {
-                    scratch.extend(t.reward);
+                    scratch.extend(reward);
                 }
             }
         }
