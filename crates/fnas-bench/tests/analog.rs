@@ -1,7 +1,5 @@
 //! AnalogNAS-Bench against the real file.
 
-mod common;
-
 use std::time::Instant;
 
 use fnas_bench::{load, AnalogNasBench, Benchmark, TabularBenchmark, ANALOG_COLUMNS};
@@ -9,7 +7,7 @@ use fnas_core::{Architecture, EvalError, Evaluator};
 
 #[test]
 fn table_has_every_cell_and_fraction_values_in_every_column() {
-    let a = common::analog();
+    let a = crate::common::analog();
     assert_eq!(a.len(), 15_625);
     for col in ANALOG_COLUMNS {
         let v = a.with_column(col).expect("known column");
@@ -28,7 +26,7 @@ fn table_has_every_cell_and_fraction_values_in_every_column() {
 
 #[test]
 fn nb201_choice_index_is_the_benchmark_op_index() {
-    let a = common::analog();
+    let a = crate::common::analog();
     let s = a.space();
     let cell = |ops: &str| {
         let names: Vec<String> = ["e1_2", "e1_3", "e1_4", "e2_3", "e2_4", "e3_4"]
@@ -63,7 +61,7 @@ fn nb201_choice_index_is_the_benchmark_op_index() {
 
 #[test]
 fn evaluate_reports_the_column_and_every_other_as_extra() {
-    let base = common::analog();
+    let base = crate::common::analog();
     let analog = base.with_column("analog").expect("known");
     let arch = Architecture(vec![2, 2, 0, 2, 3, 2]);
     let e = analog.evaluate(&arch).expect("present");
@@ -87,7 +85,7 @@ fn evaluate_reports_the_column_and_every_other_as_extra() {
 
 #[test]
 fn uniform_entry_point_loads_a_column_quickly() {
-    let dir = common::data_dir();
+    let dir = crate::common::data_dir();
     let t = Instant::now();
     let b: Box<dyn TabularBenchmark> =
         load(Benchmark::AnalogNasBench, &dir, "qat").unwrap_or_else(|e| panic!("{e}"));
@@ -97,8 +95,8 @@ fn uniform_entry_point_loads_a_column_quickly() {
     assert_eq!(b.table().len(), 15_625);
     assert!(dt.as_secs_f64() < 5.0, "{dt:?}");
     // the same numbers as the shared table's qat view
-    let shared = common::analog().with_column("qat").expect("known");
+    let shared = crate::common::analog().with_column("qat").expect("known");
     assert_eq!(b.table(), shared.table());
     assert_eq!(Benchmark::AnalogNasBench.datasets(), ANALOG_COLUMNS);
-    let _: &AnalogNasBench = common::analog();
+    let _: &AnalogNasBench = crate::common::analog();
 }

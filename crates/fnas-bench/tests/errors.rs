@@ -1,8 +1,6 @@
 //! Damaged, missing and wrong files: every failure is an `Err` with a one-line
 //! message naming the file, never a panic.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -35,7 +33,7 @@ fn load_err(bench: Benchmark, dir: &Path, dataset: &str) -> BenchError {
 }
 
 fn real(bench: Benchmark, dataset: &str) -> Vec<u8> {
-    std::fs::read(bench.path(&common::data_dir(), dataset)).expect("real file")
+    std::fs::read(bench.path(&crate::common::data_dir(), dataset)).expect("real file")
 }
 
 #[test]

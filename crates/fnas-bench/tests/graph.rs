@@ -1,7 +1,5 @@
 //! NAS-Bench-Graph against the real files.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Instant;
 
@@ -20,7 +18,7 @@ fn every_raw_spec_maps_to_a_key_of_every_full_dataset() {
     let (n_raw, keys) = raw_keys(&SearchSpace::nas_bench_graph());
     assert_eq!(n_raw, 157_440);
     assert_eq!(keys.len(), 26_206);
-    for g in common::graphs()
+    for g in crate::common::graphs()
         .iter()
         .filter(|g| g.dataset() != "proteins")
     {
@@ -48,7 +46,7 @@ fn every_raw_proteins_spec_maps_to_a_key_of_the_proteins_file() {
     // 3! link lists x (5^4 - 1 all-skip) op lists
     assert_eq!(n_raw, 14_976);
     assert_eq!(keys.len(), 2_021);
-    let g = common::graphs()
+    let g = crate::common::graphs()
         .iter()
         .find(|g| g.dataset() == "proteins")
         .expect("proteins is a dataset");
@@ -59,7 +57,7 @@ fn every_raw_proteins_spec_maps_to_a_key_of_the_proteins_file() {
 
 #[test]
 fn every_dataset_loads_with_fraction_accuracies_and_positive_costs() {
-    let graphs = common::graphs();
+    let graphs = crate::common::graphs();
     assert_eq!(graphs.len(), GRAPH_DATASETS.len());
     for g in graphs {
         let n = if g.dataset() == "proteins" {
@@ -101,7 +99,7 @@ fn every_dataset_loads_with_fraction_accuracies_and_positive_costs() {
 
 #[test]
 fn evaluate_reports_the_row_of_the_canonical_key() {
-    let cora = &common::graphs()[0];
+    let cora = &crate::common::graphs()[0];
     assert_eq!(cora.task(), "nas-bench-graph/cora");
     let s = cora.space();
     let a = s
@@ -132,7 +130,7 @@ fn evaluate_reports_the_row_of_the_canonical_key() {
 
 #[test]
 fn invalid_architectures_are_fatal_not_panics() {
-    let cora = &common::graphs()[0];
+    let cora = &crate::common::graphs()[0];
     for bad in [
         vec![],
         vec![0; 6],
@@ -151,7 +149,7 @@ fn invalid_architectures_are_fatal_not_panics() {
     // all-gat from the input is fine
     assert!(cora.evaluate(&Architecture(vec![0; 7])).is_ok());
     // proteins: full-space op indices beyond its 5 ops are invalid there
-    let proteins = NasBenchGraph::load(&common::data_dir(), "proteins").expect("loads");
+    let proteins = NasBenchGraph::load(&crate::common::data_dir(), "proteins").expect("loads");
     assert!(proteins
         .evaluate(&Architecture(vec![0, 0, 0, 5, 5, 5, 5]))
         .is_err());
@@ -162,7 +160,7 @@ fn invalid_architectures_are_fatal_not_panics() {
 
 #[test]
 fn uniform_entry_point_loads_each_dataset_quickly() {
-    let dir = common::data_dir();
+    let dir = crate::common::data_dir();
     for d in Benchmark::NasBenchGraph.datasets() {
         let t = Instant::now();
         let b = load(Benchmark::NasBenchGraph, &dir, d).unwrap_or_else(|e| panic!("{e}"));
@@ -176,7 +174,7 @@ fn uniform_entry_point_loads_each_dataset_quickly() {
 
 #[test]
 fn every_raw_spec_evaluates_through_the_trait() {
-    let dir = common::data_dir();
+    let dir = crate::common::data_dir();
     for d in ["cora", "proteins"] {
         let b: Box<dyn TabularBenchmark> = load(Benchmark::NasBenchGraph, &dir, d).expect("loads");
         let raw = all_raw(b.space());

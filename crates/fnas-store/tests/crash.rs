@@ -167,7 +167,12 @@ fn sigkill_never_loses_a_finished_trial_or_half_a_batch() {
     let mut last_total = 0;
     for round in 0..ROUNDS {
         let mut child = Command::new(&exe)
-            .args(["--exact", "crash::crash_child", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "crash::crash_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_ENV, &path)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -348,7 +353,12 @@ fn sigkill_during_creation_never_leaves_a_half_store() {
     for i in 0..16 {
         let path = dir.path().join(format!("new-{i}.db"));
         let mut child = Command::new(&exe)
-            .args(["--exact", "crash::crash_child", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "crash::crash_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_ENV, &path)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
