@@ -434,10 +434,11 @@ impl ProxyTask {
         let finite_in = |v: f64, lo: f64, hi: f64, hi_open: bool| {
             v.is_finite() && v >= lo && (if hi_open { v < hi } else { v <= hi })
         };
-        if self.name.trim().is_empty() || self.name.chars().any(char::is_whitespace) {
+        // a task's name is part of the default experiment name, a folder name
+        if fnas_core::names::check_new("task", &self.name).is_err() {
             return Err(bad(
                 "name",
-                "a non-empty name without spaces",
+                fnas_core::names::NAME_CHARSET,
                 format!("{:?}", self.name),
             ));
         }
