@@ -46,6 +46,8 @@ pub struct TrialCommand {
     pub timeout: Option<Duration>,
     /// Where the trial folders go (one per child, named by its architecture hash).
     pub trials_dir: PathBuf,
+    /// The experiment the trials belong to (written into `trial.json`).
+    pub experiment: String,
 }
 
 /// Why a trial command did not give a result.
@@ -430,6 +432,7 @@ mod tests {
             code_dir: dir.path().to_path_buf(),
             timeout,
             trials_dir: dir.path().join("trials"),
+            experiment: "e".into(),
         };
         let t = dir.path().join("trials/0");
         std::fs::create_dir_all(&t).unwrap();

@@ -615,7 +615,7 @@ impl TrainingEvaluator {
         let trial = serde_json::json!({
             "fnas_trial": 1,
             "trial": format!("{hash:016x}"),
-            "experiment": self.pool.as_ref().map(|p| p.experiment.clone()),
+            "experiment": cmd.experiment,
             "arch": self.space.format(arch),
             "plan": plan,
             "seed": opts.seed,

@@ -61,7 +61,7 @@ pub fn target(
         art.check()?;
         let mut ev = training_evaluator(tc, seed, Some(art.weights_dir(experiment)), false)?;
         if let Some(c) = &tc.command {
-            ev.set_command(trial_command(c, art.trials_dir(experiment))?);
+            ev.set_command(trial_command(c, art.trials_dir(experiment), experiment)?);
         }
         return Ok(Target::Train(Box::new(ev)));
     }
@@ -129,7 +129,11 @@ pub fn training_evaluator(
 
 /// The trial command of the settings, its trial folders in `trials_dir`; the code folder
 /// must exist here (a worker on a machine without the user's code stops before claiming).
-pub fn trial_command(c: &TrialCommandConfig, trials_dir: PathBuf) -> Result<TrialCommand> {
+pub fn trial_command(
+    c: &TrialCommandConfig,
+    trials_dir: PathBuf,
+    experiment: &str,
+) -> Result<TrialCommand> {
     if !c.code_dir.is_dir() {
         invalid!(
             "trial command: code folder {} not found here (the command runs in it; every worker needs it at the same path)",
@@ -143,6 +147,7 @@ pub fn trial_command(c: &TrialCommandConfig, trials_dir: PathBuf) -> Result<Tria
             .timeout_seconds
             .map(|s| std::time::Duration::from_secs_f64(s.max(0.0))),
         trials_dir,
+        experiment: experiment.to_string(),
     })
 }
 

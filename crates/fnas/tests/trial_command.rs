@@ -117,6 +117,7 @@ fn pytorch_trainer_runs_a_search_through_a_worker_and_feeds_the_pool() {
         assert!(hash.join("result.json").is_file() && hash.join("stdout.log").is_file());
         assert!(hash.join("weights.safetensors").is_file());
         assert_eq!(tj["input"]["resolution"], 14);
+        assert_eq!(tj["experiment"], "t");
         assert!(tj["plan"]["blocks"].is_array());
         if m["extra"]["warm_start"] == 1.0 {
             warm += 1;
