@@ -62,6 +62,19 @@ pub struct TorchTensor {
     pub bytes: Vec<u8>,
 }
 
+/// A row-major `rows x cols` matrix of little-endian f32 bytes, transposed (the
+/// classifier: burn's Linear stores `[in, out]`, torch's `[out, in]`).
+fn transpose_f32(bytes: &[u8], rows: usize, cols: usize) -> Vec<u8> {
+    let mut tr = vec![0u8; bytes.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            let (src, dst) = (4 * (r * cols + c), 4 * (c * rows + r));
+            tr[dst..dst + 4].copy_from_slice(&bytes[src..src + 4]);
+        }
+    }
+    tr
+}
+
 /// PyTorch's name of a burn parameter: burn's BatchNorm calls its affine parameters
 /// `gamma` and `beta`, torch's `weight` and `bias`; everything else is named alike
 /// (the net's field names were chosen as torch's module paths).
@@ -102,14 +115,7 @@ pub fn torch_state(net: &ChildNet) -> Result<Vec<TorchTensor>, ExportError> {
                     message: format!("expected 2 dimensions, got {shape:?}"),
                 });
             };
-            let mut tr = vec![0u8; bytes.len()];
-            for r in 0..rows {
-                for c in 0..cols {
-                    let (src, dst) = (4 * (r * cols + c), 4 * (c * rows + r));
-                    tr[dst..dst + 4].copy_from_slice(&bytes[src..src + 4]);
-                }
-            }
-            bytes = tr;
+            bytes = transpose_f32(&bytes, rows, cols);
             shape = vec![cols, rows];
         }
         if let Some(p) = t.name.strip_suffix(".bn.running_var") {
@@ -173,14 +179,7 @@ pub fn load_torch_weights(net: &mut ChildNet, path: &Path) -> Result<(), ExportE
             let [rows, cols] = shape[..] else {
                 return Err(bad(&name, format!("expected 2 dimensions, got {shape:?}")));
             };
-            let mut tr = vec![0u8; data.len()];
-            for r in 0..rows {
-                for c in 0..cols {
-                    let (src, dst) = (4 * (r * cols + c), 4 * (c * rows + r));
-                    tr[dst..dst + 4].copy_from_slice(&data[src..src + 4]);
-                }
-            }
-            data = tr;
+            data = transpose_f32(&data, rows, cols);
             shape = vec![cols, rows];
         }
         owned.push((burn_name(&name), shape, data));

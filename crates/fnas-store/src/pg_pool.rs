@@ -252,16 +252,7 @@ impl PgPool {
             tx.commit().map_err(|e| self.pg(e))?;
             Ok(files)
         })();
-        let note = match dropped
-            .and_then(|files| pool_files::remove_evicted(&self.dir, &files).map(|()| files.len()))
-        {
-            Ok(n) => format!("; its network ({n} entries) was dropped from the pool"),
-            Err(d) => format!("; dropping its network failed: {d}"),
-        };
-        PoolError::Corrupt {
-            id,
-            message: format!("{message}{note}"),
-        }
+        pool_files::dropped(&self.dir, id, &message, dropped)
     }
 
     fn index_rows(&self, rows: &[Written<'_>]) -> Result<Vec<i64>, PoolError> {

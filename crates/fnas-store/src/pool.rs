@@ -330,16 +330,7 @@ impl SqlitePool {
                 .map_err(|e| self.index(e))?;
             Ok(files)
         })();
-        let note = match dropped
-            .and_then(|files| pool_files::remove_evicted(&self.dir, &files).map(|()| files.len()))
-        {
-            Ok(n) => format!("; its network ({n} entries) was dropped from the pool"),
-            Err(d) => format!("; dropping its network failed: {d}"),
-        };
-        PoolError::Corrupt {
-            id,
-            message: format!("{message}{note}"),
-        }
+        pool_files::dropped(&self.dir, id, &message, dropped)
     }
 
     fn entry_from_row(&self, r: &Row<'_>) -> Result<PoolEntry, PoolError> {

@@ -352,6 +352,21 @@ fn write_parts<'a>(
     Ok(rows)
 }
 
+/// The error of a damaged entry whose network's rows `deleted` removed (their files are
+/// removed here, as after an eviction): says whether the network left the pool.
+pub(crate) fn dropped(
+    dir: &Path,
+    id: i64,
+    message: &str,
+    deleted: Result<Vec<String>, PoolError>,
+) -> PoolError {
+    let note = match deleted.and_then(|files| remove_evicted(dir, &files).map(|()| files.len())) {
+        Ok(n) => format!("; its network ({n} entries) was dropped from the pool"),
+        Err(d) => format!("; dropping its network failed: {d}"),
+    };
+    corrupt(id, format!("{message}{note}"))
+}
+
 /// Removes the files of evicted rows (after their rows are committed: a crash in
 /// between leaves only orphans). Names that are not plain are never touched.
 pub(crate) fn remove_evicted(dir: &Path, files: &[String]) -> Result<(), PoolError> {
