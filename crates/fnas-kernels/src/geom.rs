@@ -1,0 +1,101 @@
+//! The shape of one convolution, checked once so kernels can index without checks.
+
+/// Why a convolution shape or buffer cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KernelError {
+    /// A size is zero, the kernel does not fit the padded input, or the groups are not
+    /// 1 (dense) or `cin == cout == groups` (depthwise).
+    #[error("unsupported convolution: {0}")]
+    Shape(String),
+    /// A buffer's length differs from the one the shape implies.
+    #[error("{name} holds {got} values, the shape needs {want}")]
+    Buffer {
+        name: &'static str,
+        got: usize,
+        want: usize,
+    },
+}
+
+/// A square-kernel 2-D convolution with equal padding on all sides, NCHW input
+/// `[batch, cin, h, w]`, weight `[cout, cin / groups, kernel, kernel]`, output
+/// `[batch, cout, out_h, out_w]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConvGeom {
+    pub batch: usize,
+    pub cin: usize,
+    pub cout: usize,
+    pub h: usize,
+    pub w: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub pad: usize,
+    pub groups: usize,
+}
+
+impl ConvGeom {
+    /// Output height.
+    pub fn out_h(&self) -> usize {
+        (self.h + 2 * self.pad - self.kernel) / self.stride + 1
+    }
+
+    /// Output width.
+    pub fn out_w(&self) -> usize {
+        (self.w + 2 * self.pad - self.kernel) / self.stride + 1
+    }
+
+    /// Whether this is a depthwise convolution (one input channel per output channel).
+    pub fn is_depthwise(&self) -> bool {
+        self.groups > 1 && self.groups == self.cin && self.groups == self.cout
+    }
+
+    /// Values in the input, the weight and the output.
+    pub fn x_len(&self) -> usize {
+        self.batch * self.cin * self.h * self.w
+    }
+
+    /// Values in the weight.
+    pub fn w_len(&self) -> usize {
+        self.cout * (self.cin / self.groups) * self.kernel * self.kernel
+    }
+
+    /// Values in the output.
+    pub fn y_len(&self) -> usize {
+        self.batch * self.cout * self.out_h() * self.out_w()
+    }
+
+    /// Checks the sizes; kernels call it before touching a buffer.
+    pub fn check(&self) -> Result<(), KernelError> {
+        let bad = |why: &str| Err(KernelError::Shape(format!("{why} ({self:?})")));
+        if [
+            self.batch,
+            self.cin,
+            self.cout,
+            self.h,
+            self.w,
+            self.kernel,
+            self.stride,
+        ]
+        .contains(&0)
+        {
+            return bad("a size is zero");
+        }
+        if self.h + 2 * self.pad < self.kernel || self.w + 2 * self.pad < self.kernel {
+            return bad("the kernel is larger than the padded input");
+        }
+        if self.groups != 1 && !self.is_depthwise() {
+            return bad("groups must be 1 or equal to cin and cout");
+        }
+        Ok(())
+    }
+
+    /// Checks the shape and that each buffer has the length the shape implies.
+    pub fn check_buffers(&self, bufs: &[(&'static str, usize, usize)]) -> Result<(), KernelError> {
+        self.check()?;
+        for &(name, got, want) in bufs {
+            if got != want {
+                return Err(KernelError::Buffer { name, got, want });
+            }
+        }
+        Ok(())
+    }
+}
