@@ -18,6 +18,7 @@ pub mod folder;
 #[cfg(test)]
 mod fuzz;
 pub mod idx;
+pub mod kernels;
 pub mod latency;
 pub mod net;
 pub mod plan;

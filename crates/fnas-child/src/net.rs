@@ -13,8 +13,9 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::store::ModuleSnapshot;
-use burn::tensor::activation::{relu, sigmoid};
+use burn::tensor::activation::{self, relu, sigmoid};
 
+use crate::kernels::{self, Kernels};
 use crate::plan::{ChildPlan, LayerOp, LayerPlan, SePlan, SkipKind};
 
 /// A bias-free conv followed by BatchNorm (`conv.*`, `bn.*`); activation is the caller's,
@@ -23,6 +24,8 @@ use crate::plan::{ChildPlan, LayerOp, LayerPlan, SePlan, SkipKind};
 pub struct ConvBn {
     pub conv: Conv2d,
     pub bn: BatchNorm,
+    /// Whether [`Kernels::Fast`] computes it (see [`ChildNet::with_kernels`]).
+    pub fast: bool,
 }
 
 impl ConvBn {
@@ -44,12 +47,58 @@ impl ConvBn {
                 .with_bias(false)
                 .init(device),
             bn: BatchNormConfig::new(cout).init(device),
+            fast: Kernels::for_device(device) == Kernels::Fast,
         }
     }
 
     /// conv then BN.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.bn.forward(self.conv.forward(x))
+        self.forward_act(x, false)
+    }
+
+    /// conv, BN, then ReLU if `relu` (fused into the BN with the fast kernels).
+    pub fn forward_act(&self, x: Tensor<4>, relu: bool) -> Tensor<4> {
+        let weight = self.conv.weight.val();
+        let (k, stride) = (weight.dims()[2], self.conv.stride[0]);
+        let geom = kernels::conv_geom(&x.dims(), &weight.dims(), stride, k / 2);
+        if !self.fast || geom.is_none() {
+            let y = self.bn.forward(self.conv.forward(x));
+            return if relu { activation::relu(y) } else { y };
+        }
+        let bn = &self.bn;
+        if x.device().is_autodiff() && bn.training.is_enabled() {
+            let h = kernels::conv2d(x, weight, stride, k / 2);
+            let (y, mean, var) =
+                kernels::batch_norm_train(h, bn.gamma.val(), bn.beta.val(), bn.epsilon, relu);
+            // The running statistics as burn's BatchNorm keeps them.
+            let device = y.device();
+            let m = bn.momentum;
+            let running_mean = bn.running_mean.value_sync().to_device(&device);
+            let running_var = bn.running_var.value_sync().to_device(&device);
+            bn.running_mean.update(
+                running_mean
+                    .mul_scalar(1.0 - m)
+                    .add(mean.detach().mul_scalar(m))
+                    .detach(),
+            );
+            bn.running_var.update(
+                running_var
+                    .mul_scalar(1.0 - m)
+                    .add(var.detach().mul_scalar(m))
+                    .detach(),
+            );
+            y
+        } else {
+            // Inference: BN folded into the convolution's weight and a bias.
+            let device = x.device();
+            let mean = bn.running_mean.value().to_device(&device);
+            let var = bn.running_var.value().to_device(&device);
+            let scale = bn.gamma.val() / var.add_scalar(bn.epsilon).sqrt();
+            let cout = scale.dims()[0];
+            let bias = bn.beta.val() - mean * scale.clone();
+            let weight = weight * scale.reshape([cout, 1, 1, 1]);
+            kernels::conv2d_bias_act(x, weight, bias, stride, k / 2, relu)
+        }
     }
 }
 
@@ -128,7 +177,7 @@ impl Layer {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let mut h = x.clone();
         for part in [&self.expand, &self.conv, &self.dw].into_iter().flatten() {
-            h = relu(part.forward(h));
+            h = part.forward_act(h, true);
         }
         if let Some(se) = &self.se {
             h = se.forward(h);
@@ -190,16 +239,40 @@ impl ChildNet {
 
     /// `[batch, channels, R, R]` images to `[batch, classes]` logits.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let mut h = relu(self.stem.forward(x));
+        let mut h = self.stem.forward_act(x, true);
         for block in &self.blocks {
             for layer in &block.layers {
                 h = layer.forward(h);
             }
         }
-        let h = relu(self.head.forward(h));
+        let h = self.head.forward_act(h, true);
         let [b, c, _, _] = h.dims();
         let pooled = h.mean_dim(3).mean_dim(2).reshape([b, c]);
         self.classifier.forward(pooled)
+    }
+
+    /// The same network computed by `kernels` (the fast kernels only where the device
+    /// is the CPU: [`Kernels::check`]).
+    pub fn with_kernels(mut self, kernels: Kernels) -> ChildNet {
+        let fast = kernels == Kernels::Fast;
+        self.stem.fast = fast;
+        self.head.fast = fast;
+        for layer in self.blocks.iter_mut().flat_map(|b| b.layers.iter_mut()) {
+            for part in [
+                &mut layer.expand,
+                &mut layer.conv,
+                &mut layer.dw,
+                &mut layer.pw,
+                &mut layer.project,
+                &mut layer.skip,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                part.fast = fast;
+            }
+        }
+        self
     }
 
     /// Trainable parameters: [`Module::num_params`] minus BN running statistics, which

@@ -6,6 +6,7 @@
 
 mod data;
 mod image_folder;
+mod kernels;
 mod train;
 mod transfer;
 mod warm;
