@@ -10,6 +10,8 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod bn;
+pub mod depthwise;
 mod geom;
 pub mod reference;
 
