@@ -107,20 +107,6 @@ impl Plan {
         self.s * self.h * self.cw
     }
 
-    /// Splits an input plane into its column phases (strided convolutions only).
-    fn split(&self, x: &[f32], xs: &mut Vec<f32>) {
-        xs.clear();
-        xs.resize(self.phase_len(), 0.0);
-        let (h, w, s, cw) = (self.h, self.w, self.s, self.cw);
-        for (p, dst) in xs.chunks_exact_mut(h * cw).enumerate() {
-            for (xrow, drow) in x.chunks_exact(w).zip(dst.chunks_exact_mut(cw)) {
-                for (d, v) in drow.iter_mut().zip(xrow.iter().skip(p).step_by(s)) {
-                    *d = *v;
-                }
-            }
-        }
-    }
-
     /// The inverse of [`Plan::split`]: writes the phases back into one plane.
     fn merge(&self, xs: &[f32], x: &mut [f32]) {
         let (h, w, s, cw) = (self.h, self.w, self.s, self.cw);
@@ -128,27 +114,6 @@ impl Plan {
             for (xrow, srow) in x.chunks_exact_mut(w).zip(src.chunks_exact(cw)) {
                 for (d, v) in xrow.iter_mut().skip(p).step_by(s).zip(srow) {
                     *d = *v;
-                }
-            }
-        }
-    }
-
-    /// One output plane: `y = sum over taps of w[tap] * shifted x`.
-    /// `xs` is the input plane (stride 1) or its phase split.
-    fn forward_plane(&self, xs: &[f32], wk: &[f32], y: &mut [f32]) {
-        let (k, ow, cw, hcw) = (self.k, self.ow, self.cw, self.h * self.cw);
-        for (oy, yrow) in y.chunks_exact_mut(ow).enumerate() {
-            yrow.fill(0.0);
-            for ky in 0..k {
-                let Some(iy) = self.in_row(oy, ky) else {
-                    continue;
-                };
-                for (t, &wv) in self.taps.iter().zip(&wk[ky * k..(ky + 1) * k]) {
-                    let n = t.hi - t.lo;
-                    let src = &xs[t.phase * hcw + iy * cw + t.start..][..n];
-                    for (yv, xv) in yrow[t.lo..t.hi].iter_mut().zip(src) {
-                        *yv += wv * *xv;
-                    }
                 }
             }
         }
@@ -173,26 +138,238 @@ impl Plan {
             }
         }
     }
+}
 
-    /// Adds `dy * shifted x` of one plane into per-tap row accumulators
-    /// `acc[tap * ow + ox]` (elementwise, so it vectorises without reassociation).
-    fn backward_weight_plane(&self, xs: &[f32], dy: &[f32], acc: &mut [f32]) {
-        let (k, ow, cw, hcw) = (self.k, self.ow, self.cw, self.h * self.cw);
-        for (oy, dyrow) in dy.chunks_exact(ow).enumerate() {
-            for ky in 0..k {
-                let Some(iy) = self.in_row(oy, ky) else {
+/// The widest vector instructions the CPU offers, detected once per call.
+///
+/// Why: the crate is built for baseline x86-64 (SSE2, 4 lanes), but the children run on
+/// machines with AVX2 or AVX-512. The same plane bodies compiled for those (8 and 16
+/// lanes) are much faster; they use plain multiply and add (no FMA), so every
+/// instruction set gives bit-identical results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Isa {
+    Base,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+impl Isa {
+    fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return Isa::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                return Isa::Avx2;
+            }
+        }
+        Isa::Base
+    }
+}
+
+/// Output columns computed together: one accumulator of `LANES` values stays in
+/// registers across all `k * k` taps, so each output is stored once.
+const LANES: usize = 16;
+
+/// A zero-padded copy of one plane, split into column phases, with enough zero columns
+/// at the right that every tap of every `LANES`-wide output chunk can be read without
+/// a bounds test: the "valid" convolution of this buffer is the padded convolution.
+#[derive(Debug)]
+struct Padded {
+    s: usize,
+    k: usize,
+    /// Padded rows (`h + 2 * pad`).
+    ph: usize,
+    /// Row length of one phase: the output width rounded up to `LANES`, plus the
+    /// largest in-phase tap offset.
+    cw: usize,
+    /// Per kernel column `kx`: where its phase starts plus its in-phase offset, so the
+    /// inner loops do no division.
+    tapcol: Vec<usize>,
+}
+
+impl Padded {
+    fn new(h: usize, s: usize, k: usize, pad: usize, ow: usize) -> Self {
+        let (ph, cw) = (h + 2 * pad, ow.div_ceil(LANES) * LANES + (k - 1) / s);
+        Padded {
+            s,
+            k,
+            ph,
+            cw,
+            tapcol: (0..k).map(|kx| (kx % s) * ph * cw + kx / s).collect(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.s * self.ph * self.cw
+    }
+
+    /// Fills `buf` with plane `x` (`h x w`) padded by `pad` and phase-split.
+    fn fill(&self, x: &[f32], w: usize, pad: usize, buf: &mut Vec<f32>) {
+        buf.clear();
+        buf.resize(self.len(), 0.0);
+        let (s, cw, ph) = (self.s, self.cw, self.ph);
+        for (iy, xrow) in x.chunks_exact(w).enumerate() {
+            let prow = iy + pad;
+            for p in 0..s {
+                // Padded column c = ix + pad has phase c % s and position c / s.
+                let first = (p + s - pad % s) % s; // first ix with (ix + pad) % s == p
+                if first >= w {
+                    continue;
+                }
+                let j0 = (first + pad) / s;
+                let start = (p * ph + prow) * cw;
+                let Some(dst) = buf.get_mut(start + j0..start + cw) else {
                     continue;
                 };
-                for (kx, t) in self.taps.iter().enumerate() {
-                    let n = t.hi - t.lo;
-                    let src = &xs[t.phase * hcw + iy * cw + t.start..][..n];
-                    let arow = &mut acc[(ky * k + kx) * ow..][t.lo..t.hi];
-                    for ((a, g), xv) in arow.iter_mut().zip(&dyrow[t.lo..t.hi]).zip(src) {
-                        *a += *g * *xv;
+                for (d, v) in dst.iter_mut().zip(xrow[first..].iter().step_by(s)) {
+                    *d = *v;
+                }
+            }
+        }
+    }
+
+    /// `y[oy][ox] = sum over taps of wk[ky][kx] * padded[oy * s + ky][ox * s + kx]`,
+    /// `R` output rows at a time so that `R` independent accumulators hide the latency
+    /// of the additions (one accumulator chain per row would stall on it).
+    #[inline(always)]
+    fn conv_body(&self, xs: &[f32], wk: &[f32], ow: usize, y: &mut [f32]) {
+        const R: usize = 4;
+        let oh = y.len() / ow;
+        let mut oy = 0;
+        while oy + R <= oh {
+            self.conv_rows::<R>(xs, wk, ow, oy, y);
+            oy += R;
+        }
+        while oy < oh {
+            self.conv_rows::<1>(xs, wk, ow, oy, y);
+            oy += 1;
+        }
+    }
+
+    #[inline(always)]
+    fn conv_rows<const R: usize>(
+        &self,
+        xs: &[f32],
+        wk: &[f32],
+        ow: usize,
+        oy: usize,
+        y: &mut [f32],
+    ) {
+        let (s, k, cw) = (self.s, self.k, self.cw);
+        for c0 in (0..ow).step_by(LANES) {
+            let mut acc = [[0f32; LANES]; R];
+            for ky in 0..k {
+                for (&col, &wv) in self.tapcol.iter().zip(&wk[ky * k..(ky + 1) * k]) {
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        let off = ((oy + r) * s + ky) * cw + c0 + col;
+                        let Some(src) = xs.get(off..).and_then(|v| v.first_chunk::<LANES>()) else {
+                            continue;
+                        };
+                        for l in 0..LANES {
+                            a[l] += wv * src[l];
+                        }
+                    }
+                }
+            }
+            let n = LANES.min(ow - c0);
+            for (r, a) in acc.iter().enumerate() {
+                let start = (oy + r) * ow + c0;
+                if let Some(dst) = y.get_mut(start..start + n) {
+                    dst.copy_from_slice(&a[..n]);
+                }
+            }
+        }
+    }
+
+    /// `acc[ky * k + kx][lane] += sum over outputs in that lane of
+    /// dy[oy][ox] * padded[oy*s+ky][ox*s+kx]`; `dy` rows are `ow.div_ceil(LANES) * LANES`
+    /// long with zeros past `ow`. Each `dy` chunk is loaded once and multiplied into
+    /// all `k * k` tap accumulators (independent, so no addition-latency chain); the
+    /// caller folds `acc` into `f64` every few samples.
+    #[inline(always)]
+    fn weight_body(&self, xs: &[f32], dyp: &[f32], oh: usize, acc: &mut [[f32; LANES]]) {
+        let (s, k, cw) = (self.s, self.k, self.cw);
+        let owc = cw - (k - 1) / s;
+        for oy in 0..oh {
+            for c0 in (0..owc).step_by(LANES) {
+                let Some(d) = dyp
+                    .get(oy * owc + c0..)
+                    .and_then(|v| v.first_chunk::<LANES>())
+                else {
+                    continue;
+                };
+                for (ky, arow) in acc.chunks_exact_mut(k).enumerate() {
+                    let rowbase = (oy * s + ky) * cw + c0;
+                    for (&col, t) in self.tapcol.iter().zip(arow.iter_mut()) {
+                        let Some(src) = xs
+                            .get(rowbase + col..)
+                            .and_then(|v| v.first_chunk::<LANES>())
+                        else {
+                            continue;
+                        };
+                        for l in 0..LANES {
+                            t[l] += d[l] * src[l];
+                        }
                     }
                 }
             }
         }
+    }
+}
+
+impl Padded {
+    fn conv(&self, isa: Isa, xs: &[f32], wk: &[f32], ow: usize, y: &mut [f32]) {
+        match isa {
+            // SAFETY: `Isa::detect` returned this variant only after checking that the
+            // CPU supports the instructions the callee is compiled with.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { self.conv_avx512(xs, wk, ow, y) },
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { self.conv_avx2(xs, wk, ow, y) },
+            Isa::Base => self.conv_body(xs, wk, ow, y),
+        }
+    }
+
+    fn weight(&self, isa: Isa, xs: &[f32], dyp: &[f32], oh: usize, total: &mut [[f32; LANES]]) {
+        match isa {
+            // SAFETY: `Isa::detect` returned this variant only after checking that the
+            // CPU supports the instructions the callee is compiled with.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { self.weight_avx512(xs, dyp, oh, total) },
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { self.weight_avx2(xs, dyp, oh, total) },
+            Isa::Base => self.weight_body(xs, dyp, oh, total),
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    fn conv_avx512(&self, xs: &[f32], wk: &[f32], ow: usize, y: &mut [f32]) {
+        self.conv_body(xs, wk, ow, y)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn conv_avx2(&self, xs: &[f32], wk: &[f32], ow: usize, y: &mut [f32]) {
+        self.conv_body(xs, wk, ow, y)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    fn weight_avx512(&self, xs: &[f32], dyp: &[f32], oh: usize, total: &mut [[f32; LANES]]) {
+        self.weight_body(xs, dyp, oh, total)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn weight_avx2(&self, xs: &[f32], dyp: &[f32], oh: usize, total: &mut [[f32; LANES]]) {
+        self.weight_body(xs, dyp, oh, total)
     }
 }
 
@@ -213,26 +390,33 @@ fn min_planes(work_per_plane: usize) -> usize {
 
 /// `y = depthwise_conv(x, w)`; see [`crate::reference::conv_forward`].
 pub fn forward(g: &ConvGeom, x: &[f32], w: &[f32], y: &mut [f32]) -> Result<(), KernelError> {
+    forward_isa(g, x, w, y, Isa::detect())
+}
+
+fn forward_isa(
+    g: &ConvGeom,
+    x: &[f32],
+    w: &[f32],
+    y: &mut [f32],
+    isa: Isa,
+) -> Result<(), KernelError> {
     check_depthwise(g)?;
     g.check_buffers(&[
         ("x", x.len(), g.x_len()),
         ("w", w.len(), g.w_len()),
         ("y", y.len(), g.y_len()),
     ])?;
-    let plan = Plan::new(g);
-    let (c, hw, kk, ohw) = (g.cin, g.h * g.w, g.kernel * g.kernel, plan.oh * plan.ow);
-    y.par_chunks_mut(ohw)
+    let (c, hw, kk) = (g.cin, g.h * g.w, g.kernel * g.kernel);
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let pd = Padded::new(g.h, g.stride, g.kernel, g.pad, ow);
+    y.par_chunks_mut(oh * ow)
         .enumerate()
-        .with_min_len(min_planes(ohw * kk))
-        .for_each_init(Vec::new, |xs, (i, yp)| {
+        .with_min_len(min_planes(oh * ow * kk))
+        .for_each_init(Vec::new, |buf, (i, yp)| {
             let xp = &x[i * hw..(i + 1) * hw];
             let wk = &w[(i % c) * kk..(i % c + 1) * kk];
-            if plan.s == 1 {
-                plan.forward_plane(xp, wk, yp);
-            } else {
-                plan.split(xp, xs);
-                plan.forward_plane(xs, wk, yp);
-            }
+            pd.fill(xp, g.w, g.pad, buf);
+            pd.conv(isa, buf, wk, ow, yp);
         });
     Ok(())
 }
@@ -245,6 +429,16 @@ pub fn backward_input(
     w: &[f32],
     dx: &mut [f32],
 ) -> Result<(), KernelError> {
+    backward_input_isa(g, dy, w, dx, Isa::detect())
+}
+
+fn backward_input_isa(
+    g: &ConvGeom,
+    dy: &[f32],
+    w: &[f32],
+    dx: &mut [f32],
+    isa: Isa,
+) -> Result<(), KernelError> {
     check_depthwise(g)?;
     g.check_buffers(&[
         ("dy", dy.len(), g.y_len()),
@@ -253,9 +447,29 @@ pub fn backward_input(
     ])?;
     let plan = Plan::new(g);
     let (c, hw, kk, ohw) = (g.cin, g.h * g.w, g.kernel * g.kernel, plan.oh * plan.ow);
+    let min_len = min_planes(ohw * kk);
+    if g.stride == 1 && g.pad < g.kernel {
+        // Stride 1: dx is the convolution of dy, padded by k - 1 - pad, with the
+        // flipped kernel, so the register-blocked forward body does it.
+        let pd = Padded::new(plan.oh, 1, g.kernel, g.kernel - 1 - g.pad, g.w);
+        let wflip: Vec<f32> = w
+            .chunks_exact(kk)
+            .flat_map(|wk| wk.iter().rev().copied())
+            .collect();
+        dx.par_chunks_mut(hw)
+            .enumerate()
+            .with_min_len(min_len)
+            .for_each_init(Vec::new, |buf, (i, dxp)| {
+                let dyp = &dy[i * ohw..(i + 1) * ohw];
+                let wk = &wflip[(i % c) * kk..(i % c + 1) * kk];
+                pd.fill(dyp, plan.ow, g.kernel - 1 - g.pad, buf);
+                pd.conv(isa, buf, wk, g.w, dxp);
+            });
+        return Ok(());
+    }
     dx.par_chunks_mut(hw)
         .enumerate()
-        .with_min_len(min_planes(ohw * kk))
+        .with_min_len(min_len)
         .for_each_init(Vec::new, |dxs, (i, dxp)| {
             let dyp = &dy[i * ohw..(i + 1) * ohw];
             let wk = &w[(i % c) * kk..(i % c + 1) * kk];
@@ -281,32 +495,50 @@ pub fn backward_weight(
     dy: &[f32],
     dw: &mut [f32],
 ) -> Result<(), KernelError> {
+    backward_weight_isa(g, x, dy, dw, Isa::detect())
+}
+
+fn backward_weight_isa(
+    g: &ConvGeom,
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    isa: Isa,
+) -> Result<(), KernelError> {
     check_depthwise(g)?;
     g.check_buffers(&[
         ("x", x.len(), g.x_len()),
         ("dy", dy.len(), g.y_len()),
         ("dw", dw.len(), g.w_len()),
     ])?;
-    let plan = Plan::new(g);
-    let (c, hw, kk, ohw) = (g.cin, g.h * g.w, g.kernel * g.kernel, plan.oh * plan.ow);
-    let ow = plan.ow;
+    let (c, hw, kk) = (g.cin, g.h * g.w, g.kernel * g.kernel);
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let pd = Padded::new(g.h, g.stride, g.kernel, g.pad, ow);
+    let owc = ow.div_ceil(LANES) * LANES;
+    // Products are summed in f32 lanes for this many samples (about 256 terms per
+    // lane), then folded into f64.
+    let flush = (256 / (oh * owc / LANES).max(1)).max(1);
     dw.par_chunks_mut(kk).enumerate().for_each_init(
-        || (Vec::new(), vec![0f32; kk * ow]),
-        |(xs, acc), (ch, dwc)| {
+        || (Vec::new(), vec![0f32; oh * owc]),
+        |(buf, dyp), (ch, dwc)| {
             let mut total = vec![0f64; kk];
+            let mut lanes = vec![[0f32; LANES]; kk];
             for n in 0..g.batch {
                 let i = n * c + ch;
-                let xp = &x[i * hw..(i + 1) * hw];
-                let dyp = &dy[i * ohw..(i + 1) * ohw];
-                acc.fill(0.0);
-                if plan.s == 1 {
-                    plan.backward_weight_plane(xp, dyp, acc);
-                } else {
-                    plan.split(xp, xs);
-                    plan.backward_weight_plane(xs, dyp, acc);
+                pd.fill(&x[i * hw..(i + 1) * hw], g.w, g.pad, buf);
+                // dy rows padded to whole chunks with zeros.
+                for (d, s) in dyp
+                    .chunks_exact_mut(owc)
+                    .zip(dy[i * oh * ow..(i + 1) * oh * ow].chunks_exact(ow))
+                {
+                    d[..ow].copy_from_slice(s);
                 }
-                for (t, arow) in total.iter_mut().zip(acc.chunks_exact(ow)) {
-                    *t += arow.iter().map(|&a| f64::from(a)).sum::<f64>();
+                pd.weight(isa, buf, dyp, oh, &mut lanes);
+                if (n + 1) % flush == 0 || n + 1 == g.batch {
+                    for (t, l) in total.iter_mut().zip(lanes.iter_mut()) {
+                        *t += l.iter().map(|&a| f64::from(a)).sum::<f64>();
+                        *l = [0.0; LANES];
+                    }
                 }
             }
             for (d, t) in dwc.iter_mut().zip(total) {
@@ -315,4 +547,69 @@ pub fn backward_weight(
         },
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every instruction set this CPU has gives the same bits as the baseline build
+    /// (the public functions only ever run the widest one).
+    #[test]
+    fn instruction_sets_agree() {
+        let mut isas = vec![Isa::Base];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                isas.push(Isa::Avx2);
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                isas.push(Isa::Avx512);
+            }
+        }
+        for (c, h, w, k, s) in [
+            (3, 9, 11, 3, 1),
+            (5, 7, 7, 5, 2),
+            (2, 8, 19, 7, 1),
+            (3, 1, 1, 3, 1),
+        ] {
+            let g = ConvGeom {
+                batch: 3,
+                cin: c,
+                cout: c,
+                h,
+                w,
+                kernel: k,
+                stride: s,
+                pad: k / 2,
+                groups: c,
+            };
+            let val = |n: usize, m: usize| -> Vec<f32> {
+                (0..n).map(|i| ((i * m % 23) as f32 - 11.0) / 7.0).collect()
+            };
+            let (x, wt, dy) = (val(g.x_len(), 7), val(g.w_len(), 5), val(g.y_len(), 3));
+            let run = |isa| {
+                let mut y = vec![0.0; g.y_len()];
+                let mut dx = vec![0.0; g.x_len()];
+                let mut dw = vec![0.0; g.w_len()];
+                forward_isa(&g, &x, &wt, &mut y, isa).unwrap();
+                backward_input_isa(&g, &dy, &wt, &mut dx, isa).unwrap();
+                backward_weight_isa(&g, &x, &dy, &mut dw, isa).unwrap();
+                (y, dx, dw)
+            };
+            let base = run(Isa::Base);
+            let mut y = vec![0.0; g.y_len()];
+            crate::reference::conv_forward(&g, &x, &wt, &mut y).unwrap();
+            let err = base
+                .0
+                .iter()
+                .zip(&y)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert!(err < 1e-4, "{g:?}: {err}");
+            for &isa in &isas[1..] {
+                assert_eq!(run(isa), base, "{isa:?} {g:?}");
+            }
+        }
+    }
 }
