@@ -147,7 +147,7 @@ impl Plan {
 /// lanes) are much faster; they use plain multiply and add (no FMA), so every
 /// instruction set gives bit-identical results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Isa {
+pub(crate) enum Isa {
     Base,
     #[cfg(target_arch = "x86_64")]
     Avx2,
@@ -156,7 +156,7 @@ enum Isa {
 }
 
 impl Isa {
-    fn detect() -> Self {
+    pub(crate) fn detect() -> Self {
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx512f") {
@@ -168,6 +168,35 @@ impl Isa {
         }
         Isa::Base
     }
+
+    /// Runs `f` compiled for this instruction set. `f` should be an
+    /// `#[inline(always)]` closure whose helpers are `#[inline(always)]` too: only code
+    /// inlined into the wrappers below is compiled with their features.
+    #[inline]
+    pub(crate) fn run<R>(self, f: impl FnOnce() -> R) -> R {
+        match self {
+            // SAFETY: `Isa::detect` returned this variant only after checking that the
+            // CPU supports the instructions the callee is compiled with.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { run_avx512(f) },
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { run_avx2(f) },
+            Isa::Base => f(),
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn run_avx512<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn run_avx2<R>(f: impl FnOnce() -> R) -> R {
+    f()
 }
 
 /// Output columns computed together: one accumulator of `LANES` values stays in
@@ -207,10 +236,15 @@ impl Padded {
         self.s * self.ph * self.cw
     }
 
-    /// Fills `buf` with plane `x` (`h x w`) padded by `pad` and phase-split.
+    /// Fills `buf` with plane `x` (`h x w`) padded by `pad` and phase-split. A buffer
+    /// of the right length is assumed to come from an earlier `fill` with the same
+    /// geometry: the plane lands on the same positions, so its zeros are still in place
+    /// and only the plane is copied.
     fn fill(&self, x: &[f32], w: usize, pad: usize, buf: &mut Vec<f32>) {
-        buf.clear();
-        buf.resize(self.len(), 0.0);
+        if buf.len() != self.len() {
+            buf.clear();
+            buf.resize(self.len(), 0.0);
+        }
         let (s, cw, ph) = (self.s, self.cw, self.ph);
         for (iy, xrow) in x.chunks_exact(w).enumerate() {
             let prow = iy + pad;
