@@ -246,6 +246,43 @@ impl Padded {
             buf.resize(self.len(), 0.0);
         }
         let (s, cw, ph) = (self.s, self.cw, self.ph);
+        if s <= 2 {
+            // The common strides without a strided gather (which does not vectorise):
+            // a row copy, or a deinterleave of column pairs into the two phases.
+            let (lo, hi) = buf.split_at_mut(ph * cw);
+            for (iy, xrow) in x.chunks_exact(w).enumerate() {
+                let row = (iy + pad) * cw;
+                if s == 1 {
+                    if let Some(dst) = lo.get_mut(row + pad..row + pad + w) {
+                        dst.copy_from_slice(xrow);
+                    }
+                    continue;
+                }
+                // x[2m] lands in phase pad % 2 at m + pad / 2, x[2m + 1] in the other
+                // phase at m + (pad + 1) / 2; positions past `cw` are never read.
+                let (Some(p0), Some(p1)) = (lo.get_mut(row..row + cw), hi.get_mut(row..row + cw))
+                else {
+                    continue;
+                };
+                let (even, odd) = if pad % 2 == 0 { (p0, p1) } else { (p1, p0) };
+                let (je, jo) = (pad / 2, pad.div_ceil(2));
+                let pairs = xrow.chunks_exact(2);
+                if let Some(&last) = pairs.remainder().first() {
+                    if let Some(d) = even.get_mut(je + w / 2) {
+                        *d = last;
+                    }
+                }
+                for ((e, o), pair) in even[je.min(cw)..]
+                    .iter_mut()
+                    .zip(odd[jo.min(cw)..].iter_mut())
+                    .zip(pairs)
+                {
+                    *e = pair[0];
+                    *o = pair[1];
+                }
+            }
+            return;
+        }
         for (iy, xrow) in x.chunks_exact(w).enumerate() {
             let prow = iy + pad;
             for p in 0..s {
