@@ -20,126 +20,6 @@ use rayon::prelude::*;
 
 use crate::geom::{ConvGeom, KernelError};
 
-/// One kernel column `kx`: which input phase it reads, and the output columns
-/// `lo..hi` it touches, reading phase positions `start..start + (hi - lo)`.
-#[derive(Debug, Clone, Copy)]
-struct ColTap {
-    phase: usize,
-    lo: usize,
-    hi: usize,
-    start: usize,
-}
-
-/// Everything a plane kernel needs, derived once per call.
-#[derive(Debug)]
-struct Plan {
-    h: usize,
-    w: usize,
-    k: usize,
-    s: usize,
-    pad: usize,
-    oh: usize,
-    ow: usize,
-    /// Row length of a phase plane (`ceil(w / s)`); `w` with stride 1.
-    cw: usize,
-    taps: Vec<ColTap>,
-}
-
-impl Plan {
-    fn new(g: &ConvGeom) -> Self {
-        let (w, s, pad) = (g.w, g.stride, g.pad);
-        let ow = g.out_w();
-        let cw = w.div_ceil(s);
-        let taps = (0..g.kernel)
-            .map(|kx| {
-                // Input column of output column ox: ox * s + kx - pad = (ox + off) * s + phase.
-                let d = kx as isize - pad as isize;
-                let si = s as isize;
-                let phase = d.rem_euclid(si) as usize;
-                let off = d.div_euclid(si);
-                // Columns of this phase inside the image.
-                let ncols = if phase < w {
-                    (w - phase).div_ceil(s)
-                } else {
-                    0
-                } as isize;
-                let lo = (-off).max(0);
-                let hi = (ncols - off).min(ow as isize);
-                if hi <= lo {
-                    ColTap {
-                        phase,
-                        lo: 0,
-                        hi: 0,
-                        start: 0,
-                    }
-                } else {
-                    ColTap {
-                        phase,
-                        lo: lo as usize,
-                        hi: hi as usize,
-                        start: (lo + off) as usize,
-                    }
-                }
-            })
-            .collect();
-        Plan {
-            h: g.h,
-            w,
-            k: g.kernel,
-            s,
-            pad,
-            oh: g.out_h(),
-            ow,
-            cw,
-            taps,
-        }
-    }
-
-    /// The input row of output row `oy` and kernel row `ky`, if inside the image.
-    #[inline]
-    fn in_row(&self, oy: usize, ky: usize) -> Option<usize> {
-        (oy * self.s + ky)
-            .checked_sub(self.pad)
-            .filter(|&iy| iy < self.h)
-    }
-
-    fn phase_len(&self) -> usize {
-        self.s * self.h * self.cw
-    }
-
-    /// The inverse of [`Plan::split`]: writes the phases back into one plane.
-    fn merge(&self, xs: &[f32], x: &mut [f32]) {
-        let (h, w, s, cw) = (self.h, self.w, self.s, self.cw);
-        for (p, src) in xs.chunks_exact(h * cw).enumerate() {
-            for (xrow, srow) in x.chunks_exact_mut(w).zip(src.chunks_exact(cw)) {
-                for (d, v) in xrow.iter_mut().skip(p).step_by(s).zip(srow) {
-                    *d = *v;
-                }
-            }
-        }
-    }
-
-    /// One input-gradient plane (in phase layout for strided convolutions), scattered
-    /// from `dy` through the taps. `dxs` must be zero on entry.
-    fn backward_input_plane(&self, dy: &[f32], wk: &[f32], dxs: &mut [f32]) {
-        let (k, ow, cw, hcw) = (self.k, self.ow, self.cw, self.h * self.cw);
-        for (oy, dyrow) in dy.chunks_exact(ow).enumerate() {
-            for ky in 0..k {
-                let Some(iy) = self.in_row(oy, ky) else {
-                    continue;
-                };
-                for (t, &wv) in self.taps.iter().zip(&wk[ky * k..(ky + 1) * k]) {
-                    let n = t.hi - t.lo;
-                    let dst = &mut dxs[t.phase * hcw + iy * cw + t.start..][..n];
-                    for (d, g) in dst.iter_mut().zip(&dyrow[t.lo..t.hi]) {
-                        *d += wv * *g;
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// The widest vector instructions the CPU offers, detected once per call.
 ///
 /// Why: the crate is built for baseline x86-64 (SSE2, 4 lanes), but the children run on
@@ -264,7 +144,7 @@ impl Padded {
                 else {
                     continue;
                 };
-                let (even, odd) = if pad % 2 == 0 { (p0, p1) } else { (p1, p0) };
+                let (even, odd) = if pad % 2 == 1 { (p1, p0) } else { (p0, p1) };
                 let (je, jo) = (pad / 2, pad.div_ceil(2));
                 let pairs = xrow.chunks_exact(2);
                 if let Some(&last) = pairs.remainder().first() {
@@ -444,6 +324,164 @@ impl Padded {
     }
 }
 
+/// `backward_input` for strides above 1 (and padding of `kernel` or more), as a
+/// gather: input position `iy = qy * s + py` receives exactly the taps `ky` with
+/// `ky = py + pad (mod s)`, from output row `qy + (py + pad - ky) / s`, and likewise
+/// for columns. So each of the `s * s` phases `(py, px)` of `dx` is a stride-1 sum of
+/// shifted copies of `dy` (one zero-padded copy serves all phases) with its own few
+/// taps, computed like the forward: `R` rows by `LANES` columns of accumulators in
+/// registers, each `dx` value written once. The `k * k` taps are split among the
+/// phases, so the work is the forward's, with no multiplication by inserted zeros.
+#[derive(Debug)]
+struct Gather {
+    s: usize,
+    /// `dy` rows and row length in the padded copy, and where `dy` starts in it.
+    rows: usize,
+    width: usize,
+    top: usize,
+    left: usize,
+    phases: Vec<Phase>,
+}
+
+/// One `(py, px)` phase of `dx`: its size and its taps as (row shift, column shift,
+/// weight index) into the padded `dy`.
+#[derive(Debug)]
+struct Phase {
+    py: usize,
+    px: usize,
+    nqy: usize,
+    nqx: usize,
+    taps: Vec<(usize, usize, usize)>,
+}
+
+impl Gather {
+    fn new(g: &ConvGeom) -> Self {
+        let (s, k, pad) = (g.stride, g.kernel, g.pad as isize);
+        let (oh, ow) = (g.out_h(), g.out_w());
+        // Valid taps of phase p along one axis: (kernel index, offset into dy).
+        let axis = |p: usize| -> Vec<(usize, isize)> {
+            (0..k)
+                .filter(|&kk| (p as isize + pad - kk as isize).rem_euclid(s as isize) == 0)
+                .map(|kk| (kk, (p as isize + pad - kk as isize) / s as isize))
+                .collect()
+        };
+        let offs: Vec<isize> = (0..s)
+            .flat_map(|p| axis(p).into_iter().map(|t| t.1))
+            .collect();
+        let lo = offs.iter().copied().min().unwrap_or(0).min(0);
+        let hi = offs.iter().copied().max().unwrap_or(0).max(0);
+        let (top, left) = ((-lo) as usize, (-lo) as usize);
+        let (nqy, nqx) = (g.h.div_ceil(s), g.w.div_ceil(s));
+        let rows = (top + oh).max(nqy + hi as usize + top);
+        let width = (left + ow).max(nqx.div_ceil(LANES) * LANES + hi as usize + left);
+        let mut phases = Vec::new();
+        for py in 0..s.min(g.h) {
+            for px in 0..s.min(g.w) {
+                let mut taps = Vec::new();
+                for &(ky, oy) in &axis(py) {
+                    for &(kx, ox) in &axis(px) {
+                        taps.push((
+                            (oy + top as isize) as usize,
+                            (ox + left as isize) as usize,
+                            ky * k + kx,
+                        ));
+                    }
+                }
+                phases.push(Phase {
+                    py,
+                    px,
+                    nqy: (g.h - py).div_ceil(s),
+                    nqx: (g.w - px).div_ceil(s),
+                    taps,
+                });
+            }
+        }
+        Gather {
+            s,
+            rows,
+            width,
+            top,
+            left,
+            phases,
+        }
+    }
+
+    /// Copies `dy` (`oh x ow`) into the zero-padded buffer (zeros kept between calls,
+    /// as in [`Padded::fill`]).
+    fn fill(&self, dy: &[f32], ow: usize, buf: &mut Vec<f32>) {
+        if buf.len() != self.rows * self.width {
+            buf.clear();
+            buf.resize(self.rows * self.width, 0.0);
+        }
+        for (oy, src) in dy.chunks_exact(ow).enumerate() {
+            let start = (oy + self.top) * self.width + self.left;
+            if let Some(dst) = buf.get_mut(start..start + ow) {
+                dst.copy_from_slice(src);
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn body(&self, dyp: &[f32], wk: &[f32], w: usize, dx: &mut [f32]) {
+        const R: usize = 4;
+        for ph in &self.phases {
+            let mut qy = 0;
+            while qy + R <= ph.nqy {
+                self.rows_body::<R>(ph, dyp, wk, w, qy, dx);
+                qy += R;
+            }
+            while qy < ph.nqy {
+                self.rows_body::<1>(ph, dyp, wk, w, qy, dx);
+                qy += 1;
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn rows_body<const R: usize>(
+        &self,
+        ph: &Phase,
+        dyp: &[f32],
+        wk: &[f32],
+        w: usize,
+        qy: usize,
+        dx: &mut [f32],
+    ) {
+        let (s, width) = (self.s, self.width);
+        for c0 in (0..ph.nqx).step_by(LANES) {
+            let mut acc = [[0f32; LANES]; R];
+            for &(ry, rx, wi) in &ph.taps {
+                let wv = wk[wi];
+                for (r, a) in acc.iter_mut().enumerate() {
+                    let off = (qy + r + ry) * width + c0 + rx;
+                    let Some(src) = dyp.get(off..).and_then(|v| v.first_chunk::<LANES>()) else {
+                        continue;
+                    };
+                    for l in 0..LANES {
+                        a[l] += wv * src[l];
+                    }
+                }
+            }
+            let n = LANES.min(ph.nqx - c0);
+            for (r, a) in acc.iter().enumerate() {
+                let start = ((qy + r) * s + ph.py) * w + c0 * s + ph.px;
+                if let Some(row) = dx.get_mut(start..) {
+                    for (d, v) in row.iter_mut().step_by(s).zip(&a[..n]) {
+                        *d = *v;
+                    }
+                }
+            }
+        }
+    }
+
+    fn run(&self, isa: Isa, dyp: &[f32], wk: &[f32], w: usize, dx: &mut [f32]) {
+        isa.run(
+            #[inline(always)]
+            || self.body(dyp, wk, w, dx),
+        )
+    }
+}
+
 fn check_depthwise(g: &ConvGeom) -> Result<(), KernelError> {
     g.check()?;
     if g.groups != g.cin || g.groups != g.cout {
@@ -516,13 +554,14 @@ fn backward_input_isa(
         ("w", w.len(), g.w_len()),
         ("dx", dx.len(), g.x_len()),
     ])?;
-    let plan = Plan::new(g);
-    let (c, hw, kk, ohw) = (g.cin, g.h * g.w, g.kernel * g.kernel, plan.oh * plan.ow);
+    let (c, hw, kk) = (g.cin, g.h * g.w, g.kernel * g.kernel);
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let ohw = oh * ow;
     let min_len = min_planes(ohw * kk);
     if g.stride == 1 && g.pad < g.kernel {
         // Stride 1: dx is the convolution of dy, padded by k - 1 - pad, with the
         // flipped kernel, so the register-blocked forward body does it.
-        let pd = Padded::new(plan.oh, 1, g.kernel, g.kernel - 1 - g.pad, g.w);
+        let pd = Padded::new(oh, 1, g.kernel, g.kernel - 1 - g.pad, g.w);
         let wflip: Vec<f32> = w
             .chunks_exact(kk)
             .flat_map(|wk| wk.iter().rev().copied())
@@ -533,26 +572,20 @@ fn backward_input_isa(
             .for_each_init(Vec::new, |buf, (i, dxp)| {
                 let dyp = &dy[i * ohw..(i + 1) * ohw];
                 let wk = &wflip[(i % c) * kk..(i % c + 1) * kk];
-                pd.fill(dyp, plan.ow, g.kernel - 1 - g.pad, buf);
+                pd.fill(dyp, ow, g.kernel - 1 - g.pad, buf);
                 pd.conv(isa, buf, wk, g.w, dxp);
             });
         return Ok(());
     }
+    let ga = Gather::new(g);
     dx.par_chunks_mut(hw)
         .enumerate()
         .with_min_len(min_len)
-        .for_each_init(Vec::new, |dxs, (i, dxp)| {
+        .for_each_init(Vec::new, |buf, (i, dxp)| {
             let dyp = &dy[i * ohw..(i + 1) * ohw];
             let wk = &w[(i % c) * kk..(i % c + 1) * kk];
-            if plan.s == 1 {
-                dxp.fill(0.0);
-                plan.backward_input_plane(dyp, wk, dxp);
-            } else {
-                dxs.clear();
-                dxs.resize(plan.phase_len(), 0.0);
-                plan.backward_input_plane(dyp, wk, dxs);
-                plan.merge(dxs, dxp);
-            }
+            ga.fill(dyp, ow, buf);
+            ga.run(isa, buf, wk, g.w, dxp);
         });
     Ok(())
 }
@@ -594,6 +627,7 @@ fn backward_weight_isa(
         |(buf, dyp), (ch, dwc)| {
             let mut total = vec![0f64; kk];
             let mut lanes = vec![[0f32; LANES]; kk];
+            let mut since_flush = 0;
             for n in 0..g.batch {
                 let i = n * c + ch;
                 pd.fill(&x[i * hw..(i + 1) * hw], g.w, g.pad, buf);
@@ -605,7 +639,9 @@ fn backward_weight_isa(
                     d[..ow].copy_from_slice(s);
                 }
                 pd.weight(isa, buf, dyp, oh, &mut lanes);
-                if (n + 1) % flush == 0 || n + 1 == g.batch {
+                since_flush += 1;
+                if since_flush == flush || n + 1 == g.batch {
+                    since_flush = 0;
                     for (t, l) in total.iter_mut().zip(lanes.iter_mut()) {
                         *t += l.iter().map(|&a| f64::from(a)).sum::<f64>();
                         *l = [0.0; LANES];
