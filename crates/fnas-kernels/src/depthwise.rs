@@ -188,21 +188,33 @@ impl Padded {
     /// of the additions (one accumulator chain per row would stall on it).
     #[inline(always)]
     fn conv_body(&self, xs: &[f32], wk: &[f32], ow: usize, y: &mut [f32]) {
+        // The kernel sizes children use get their tap loops unrolled.
+        match self.k {
+            3 => self.conv_all::<3>(xs, wk, ow, y),
+            5 => self.conv_all::<5>(xs, wk, ow, y),
+            7 => self.conv_all::<7>(xs, wk, ow, y),
+            _ => self.conv_all::<0>(xs, wk, ow, y),
+        }
+    }
+
+    /// `K` is the kernel size, or 0 for "read it from `self.k`".
+    #[inline(always)]
+    fn conv_all<const K: usize>(&self, xs: &[f32], wk: &[f32], ow: usize, y: &mut [f32]) {
         const R: usize = 4;
         let oh = y.len() / ow;
         let mut oy = 0;
         while oy + R <= oh {
-            self.conv_rows::<R>(xs, wk, ow, oy, y);
+            self.conv_rows::<R, K>(xs, wk, ow, oy, y);
             oy += R;
         }
         while oy < oh {
-            self.conv_rows::<1>(xs, wk, ow, oy, y);
+            self.conv_rows::<1, K>(xs, wk, ow, oy, y);
             oy += 1;
         }
     }
 
     #[inline(always)]
-    fn conv_rows<const R: usize>(
+    fn conv_rows<const R: usize, const K: usize>(
         &self,
         xs: &[f32],
         wk: &[f32],
@@ -210,11 +222,15 @@ impl Padded {
         oy: usize,
         y: &mut [f32],
     ) {
-        let (s, k, cw) = (self.s, self.k, self.cw);
+        let (s, cw) = (self.s, self.cw);
+        let k = if K == 0 { self.k } else { K };
+        let (Some(cols), Some(wk)) = (self.tapcol.get(..k), wk.get(..k * k)) else {
+            return;
+        };
         for c0 in (0..ow).step_by(LANES) {
             let mut acc = [[0f32; LANES]; R];
-            for ky in 0..k {
-                for (&col, &wv) in self.tapcol.iter().zip(&wk[ky * k..(ky + 1) * k]) {
+            for (ky, wrow) in wk.chunks_exact(k).enumerate() {
+                for (&col, &wv) in cols.iter().zip(wrow) {
                     for (r, a) in acc.iter_mut().enumerate() {
                         let off = ((oy + r) * s + ky) * cw + c0 + col;
                         let Some(src) = xs.get(off..).and_then(|v| v.first_chunk::<LANES>()) else {
@@ -243,6 +259,65 @@ impl Padded {
     /// caller folds `acc` into `f64` every few samples.
     #[inline(always)]
     fn weight_body(&self, xs: &[f32], dyp: &[f32], oh: usize, acc: &mut [[f32; LANES]]) {
+        match self.k {
+            3 => self.weight_fixed::<3>(xs, dyp, oh, acc),
+            5 => self.weight_fixed::<5>(xs, dyp, oh, acc),
+            7 => self.weight_fixed::<7>(xs, dyp, oh, acc),
+            _ => self.weight_any(xs, dyp, oh, acc),
+        }
+    }
+
+    /// [`Padded::weight_body`] for a kernel size known at compile time: one kernel row
+    /// at a time, its `K` accumulators stay in registers over the whole plane (the
+    /// `dy` plane is read `K` times from L1 instead of `K * K` accumulators going
+    /// through memory).
+    #[inline(always)]
+    fn weight_fixed<const K: usize>(
+        &self,
+        xs: &[f32],
+        dyp: &[f32],
+        oh: usize,
+        acc: &mut [[f32; LANES]],
+    ) {
+        let (s, cw) = (self.s, self.cw);
+        let owc = cw - (K - 1) / s;
+        let Some(cols) = self.tapcol.first_chunk::<K>() else {
+            return;
+        };
+        for (ky, arow) in acc.chunks_exact_mut(K).enumerate() {
+            let mut a = [[0f32; LANES]; K];
+            for oy in 0..oh {
+                let rowbase = (oy * s + ky) * cw;
+                for c0 in (0..owc).step_by(LANES) {
+                    let Some(d) = dyp
+                        .get(oy * owc + c0..)
+                        .and_then(|v| v.first_chunk::<LANES>())
+                    else {
+                        continue;
+                    };
+                    for (t, &col) in a.iter_mut().zip(cols) {
+                        let Some(src) = xs
+                            .get(rowbase + c0 + col..)
+                            .and_then(|v| v.first_chunk::<LANES>())
+                        else {
+                            continue;
+                        };
+                        for l in 0..LANES {
+                            t[l] += d[l] * src[l];
+                        }
+                    }
+                }
+            }
+            for (dst, t) in arow.iter_mut().zip(&a) {
+                for l in 0..LANES {
+                    dst[l] += t[l];
+                }
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn weight_any(&self, xs: &[f32], dyp: &[f32], oh: usize, acc: &mut [[f32; LANES]]) {
         let (s, k, cw) = (self.s, self.k, self.cw);
         let owc = cw - (k - 1) / s;
         for oy in 0..oh {
