@@ -146,6 +146,7 @@ fn train_forward_impl<const RELU: bool>(
     y: &mut [f32],
     mean: &mut [f32],
     var: &mut [f32],
+    isa: Isa,
 ) -> Result<(), KernelError> {
     let (len, c) = (g.len(), g.channels);
     g.check_buffers(&[
@@ -157,7 +158,6 @@ fn train_forward_impl<const RELU: bool>(
         ("var", var.len(), c),
     ])?;
     let m = (g.batch * g.hw) as f64;
-    let isa = Isa::detect();
     by_channel(g, y)
         .into_par_iter()
         .zip(mean.par_iter_mut())
@@ -205,9 +205,9 @@ fn train_backward_impl(
     dx: &mut [f32],
     dgamma: &mut [f32],
     dbeta: &mut [f32],
+    isa: Isa,
 ) -> Result<(), KernelError> {
     let m = (g.batch * g.hw) as f64;
-    let isa = Isa::detect();
     by_channel(g, dx)
         .into_par_iter()
         .zip(dgamma.par_iter_mut())
@@ -275,7 +275,7 @@ pub fn train_forward(
     mean: &mut [f32],
     var: &mut [f32],
 ) -> Result<(), KernelError> {
-    train_forward_impl::<false>(g, x, gamma, beta, eps, y, mean, var)
+    train_forward_impl::<false>(g, x, gamma, beta, eps, y, mean, var, Isa::detect())
 }
 
 /// [`train_forward`] followed by a ReLU, in the same pass: `y = max(0, bn(x))`.
@@ -290,7 +290,7 @@ pub fn train_forward_relu(
     mean: &mut [f32],
     var: &mut [f32],
 ) -> Result<(), KernelError> {
-    train_forward_impl::<true>(g, x, gamma, beta, eps, y, mean, var)
+    train_forward_impl::<true>(g, x, gamma, beta, eps, y, mean, var, Isa::detect())
 }
 
 /// Gradients of [`train_forward`]; same contract as
@@ -319,7 +319,20 @@ pub fn train_backward(
         ("dgamma", dgamma.len(), c),
         ("dbeta", dbeta.len(), c),
     ])?;
-    train_backward_impl(g, x, None, dy, gamma, mean, var, eps, dx, dgamma, dbeta)
+    train_backward_impl(
+        g,
+        x,
+        None,
+        dy,
+        gamma,
+        mean,
+        var,
+        eps,
+        dx,
+        dgamma,
+        dbeta,
+        Isa::detect(),
+    )
 }
 
 /// Gradients of [`train_forward_relu`]: `dy` is masked to where the output
@@ -363,6 +376,7 @@ pub fn train_backward_relu(
         dx,
         dgamma,
         dbeta,
+        Isa::detect(),
     )
 }
 
@@ -405,4 +419,64 @@ pub fn inference_forward(
             );
         });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every instruction set this CPU has gives the same bits as the baseline build
+    /// (the public functions only ever run the widest one).
+    #[test]
+    fn instruction_sets_agree() {
+        let mut isas = vec![Isa::Base];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                isas.push(Isa::Avx2);
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                isas.push(Isa::Avx512);
+            }
+        }
+        let g = BnGeom {
+            batch: 3,
+            channels: 5,
+            hw: 77,
+        };
+        let val = |n: usize, m: usize| -> Vec<f32> {
+            (0..n).map(|i| ((i * m % 23) as f32 - 11.0) / 7.0).collect()
+        };
+        let (x, dy) = (val(g.len(), 7), val(g.len(), 5));
+        let (gamma, beta) = (val(5, 3), val(5, 2));
+        let run = |isa| {
+            let mut out = Vec::new();
+            for relu in [false, true] {
+                let (mut y, mut mean, mut var) = (vec![0.0; g.len()], [0.0; 5], [0.0; 5]);
+                if relu {
+                    train_forward_impl::<true>(
+                        &g, &x, &gamma, &beta, 1e-5, &mut y, &mut mean, &mut var, isa,
+                    )
+                    .unwrap();
+                } else {
+                    train_forward_impl::<false>(
+                        &g, &x, &gamma, &beta, 1e-5, &mut y, &mut mean, &mut var, isa,
+                    )
+                    .unwrap();
+                }
+                let (mut dx, mut dg, mut db) = (vec![0.0; g.len()], [0.0; 5], [0.0; 5]);
+                let yr = relu.then_some(y.as_slice());
+                train_backward_impl(
+                    &g, &x, yr, &dy, &gamma, &mean, &var, 1e-5, &mut dx, &mut dg, &mut db, isa,
+                )
+                .unwrap();
+                out.push((y.clone(), mean, var, dx, dg, db));
+            }
+            out
+        };
+        let base = run(Isa::Base);
+        for &isa in &isas[1..] {
+            assert_eq!(run(isa), base, "{isa:?}");
+        }
+    }
 }
