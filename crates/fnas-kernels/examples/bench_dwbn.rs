@@ -1,6 +1,6 @@
 //! Times the depthwise and BatchNorm kernels on typical child shapes at 1 and 2 threads.
 //!
-//! `cargo run --release -p fnas-kernels --example bench_dwbn`
+//! `cargo run --release -p fnas-kernels --example bench_dwbn [name filter]`
 
 use std::time::Instant;
 
@@ -37,7 +37,14 @@ fn time(mut f: impl FnMut()) -> f64 {
     v[0]
 }
 
+/// Runs and prints one kernel, unless a command-line filter is given that `name` does
+/// not contain.
 fn row(name: &str, f: &mut (dyn FnMut() + Send)) {
+    if let Some(filter) = std::env::args().nth(1) {
+        if !name.contains(&filter) {
+            return;
+        }
+    }
     let pools: Vec<_> = [1, 2]
         .iter()
         .map(|&n| {
