@@ -5,7 +5,7 @@
 //! channel's passes back to back: the statistics pass (or the gradient-sum pass) and the
 //! output pass. A channel of a typical child activation (64 x 28 x 28 values, 200 KB)
 //! stays in L2 between the two, so `x` comes from memory once. The channel's output
-//! chunks are not contiguous in NCHW; [`by_channel`] hands each task its own chunks
+//! chunks are not contiguous in NCHW; `by_channel` hands each task its own chunks
 //! (plain `chunks_mut`, no unsafe).
 //!
 //! Sums: within one `(sample, channel)` chunk in 16 `f32` lanes (vectorised), across

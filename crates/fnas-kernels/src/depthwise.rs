@@ -1,20 +1,32 @@
 //! Depthwise convolution (`groups == cin == cout`, weight `[c, 1, k, k]`), forward and
 //! both backwards, written directly on each `(sample, channel)` plane.
 //!
-//! Why not im2col or a per-group GEMM: a depthwise plane has `k * k` multiply-adds per
-//! output, far too little work for a GEMM to amortise its packing. Instead every kernel
-//! tap `(ky, kx)` becomes one `axpy` along an output row, over the range of output
-//! columns whose input column lies inside the image. That range is computed once per tap
-//! ([`ColTap`]), so the inner loop has no bounds tests and autovectorises.
+//! Why not im2col or a per-group GEMM: a depthwise plane has only `k * k`
+//! multiply-adds per output, far too little work for a GEMM to amortise its packing.
 //!
-//! Strided convolutions would make that `axpy` read every `s`-th input value, which
-//! does not vectorise well; the input plane is therefore first split into `s` column
-//! phases (column `ix` goes to phase `ix % s`, position `ix / s`), after which every tap
-//! reads a contiguous run of one phase. `backward_input` scatters into such a phase plane
-//! and interleaves it back. With stride 1 the plane is used as it is (no copy).
+//! How: each input plane is first copied into a zero-padded, column-phase-split buffer
+//! (`Padded`; column `c` of the padded plane goes to phase `c % s`, position `c / s`),
+//! with spare zero columns on the right. In that buffer every tap of every output is
+//! in range and every tap reads a contiguous run, so the convolution has no bounds
+//! logic in its loops: `R = 4` output rows by `LANES = 16` output columns are
+//! accumulated in registers over all `k * k` taps (unrolled for k = 3, 5, 7) and
+//! stored once. The padded copy costs one pass over the (L1-resident) plane; its
+//! zeros are reused between planes.
+//!
+//! - `backward_input`, stride 1: the convolution of `dy`, padded by `k - 1 - pad`, with
+//!   the flipped kernel (the same code as the forward).
+//! - `backward_input`, other strides: each of the `s * s` phases of `dx` gathers from a
+//!   padded `dy` through its own subset of the taps (`Gather`), so there is no
+//!   scatter and no multiplication by inserted zeros.
+//! - `backward_weight`: for each kernel row, `k` lane accumulators (registers) collect
+//!   `dy * shifted x` over a plane; `f32` lanes are folded into `f64` every few samples.
+//!
+//! The loops are compiled three times (baseline, AVX2, AVX-512; see `Isa`) and the
+//! widest the CPU has is picked at run time; all give bit-identical results.
 //!
 //! Parallelism: `forward` and `backward_input` over `(sample, channel)` planes,
-//! `backward_weight` over channels (each task owns its weights, so no reduction).
+//! `backward_weight` over channels (each task owns its weights, so no reduction, and
+//! the result does not depend on the number of threads).
 
 use rayon::prelude::*;
 
