@@ -77,6 +77,10 @@ fn dw_shapes() -> Vec<ConvGeom> {
         dw(64, 5, 10, 10, 3, 2, 1),
         dw(64, 3, 7, 7, 7, 1, 3),
         dw(2, 6, 6, 6, 3, 1, 0),
+        // Several 16-wide column chunks per row.
+        dw(1, 3, 30, 33, 3, 1, 1),
+        dw(1, 3, 37, 35, 5, 2, 2),
+        dw(2, 2, 9, 40, 7, 1, 3),
         dw(2, 3, 8, 8, 3, 3, 1),
         dw(1, 2, 5, 5, 3, 2, 2),
         dw(2, 3, 5, 6, 1, 1, 0),
@@ -444,4 +448,40 @@ fn bn_rejects_bad_buffers() {
         bn::inference_forward(&zero, &[], &v(c), &v(c), &v(c), &v(c), eps, &mut y),
         Err(KernelError::Shape(_))
     ));
+}
+
+/// Every small geometry (even kernels, strides up to 3, padding up to 3, planes down to
+/// 1x1, padding wider than the kernel) against the reference.
+#[test]
+fn depthwise_matches_reference_on_all_small_geometries() {
+    let mut n = 0;
+    for h in 1..=6 {
+        for w in [1, 4, 7] {
+            for kernel in [1, 2, 3, 5] {
+                for stride in 1..=3 {
+                    for pad in 0..=3 {
+                        let g = dw(2, 3, h, w, kernel, stride, pad);
+                        if g.check().is_err() {
+                            continue;
+                        }
+                        n += 1;
+                        let x = data(g.x_len(), n);
+                        let wt = data(g.w_len(), n + 1);
+                        let dy = data(g.y_len(), n + 2);
+                        let mut y = vec![0.0; g.y_len()];
+                        let mut dx = vec![0.0; g.x_len()];
+                        let mut dwt = vec![0.0; g.w_len()];
+                        reference::conv_forward(&g, &x, &wt, &mut y).unwrap();
+                        reference::conv_backward_input(&g, &dy, &wt, &mut dx).unwrap();
+                        reference::conv_backward_weight(&g, &x, &dy, &mut dwt).unwrap();
+                        let fast = dw_run(&g, &x, &wt, &dy);
+                        assert_close(&format!("forward {g:?}"), &fast.0, &y);
+                        assert_close(&format!("backward_input {g:?}"), &fast.1, &dx);
+                        assert_close(&format!("backward_weight {g:?}"), &fast.2, &dwt);
+                    }
+                }
+            }
+        }
+    }
+    assert!(n > 300, "{n} geometries");
 }
