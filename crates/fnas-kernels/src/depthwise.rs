@@ -212,21 +212,37 @@ impl Padded {
     /// `K` is the kernel size, or 0 for "read it from `self.k`".
     #[inline(always)]
     fn conv_all<const K: usize>(&self, xs: &[f32], wk: &[f32], ow: usize, y: &mut [f32]) {
+        if ow <= LANES / 2 {
+            // Narrow planes (7x7): half-width chunks waste fewer lanes.
+            self.conv_rows_all::<K, { LANES / 2 }>(xs, wk, ow, y);
+        } else {
+            self.conv_rows_all::<K, LANES>(xs, wk, ow, y);
+        }
+    }
+
+    #[inline(always)]
+    fn conv_rows_all<const K: usize, const L: usize>(
+        &self,
+        xs: &[f32],
+        wk: &[f32],
+        ow: usize,
+        y: &mut [f32],
+    ) {
         const R: usize = 4;
         let oh = y.len() / ow;
         let mut oy = 0;
         while oy + R <= oh {
-            self.conv_rows::<R, K>(xs, wk, ow, oy, y);
+            self.conv_rows::<R, K, L>(xs, wk, ow, oy, y);
             oy += R;
         }
         while oy < oh {
-            self.conv_rows::<1, K>(xs, wk, ow, oy, y);
+            self.conv_rows::<1, K, L>(xs, wk, ow, oy, y);
             oy += 1;
         }
     }
 
     #[inline(always)]
-    fn conv_rows<const R: usize, const K: usize>(
+    fn conv_rows<const R: usize, const K: usize, const L: usize>(
         &self,
         xs: &[f32],
         wk: &[f32],
@@ -239,22 +255,22 @@ impl Padded {
         let (Some(cols), Some(wk)) = (self.tapcol.get(..k), wk.get(..k * k)) else {
             return;
         };
-        for c0 in (0..ow).step_by(LANES) {
-            let mut acc = [[0f32; LANES]; R];
+        for c0 in (0..ow).step_by(L) {
+            let mut acc = [[0f32; L]; R];
             for (ky, wrow) in wk.chunks_exact(k).enumerate() {
                 for (&col, &wv) in cols.iter().zip(wrow) {
                     for (r, a) in acc.iter_mut().enumerate() {
                         let off = ((oy + r) * s + ky) * cw + c0 + col;
-                        let Some(src) = xs.get(off..).and_then(|v| v.first_chunk::<LANES>()) else {
+                        let Some(src) = xs.get(off..).and_then(|v| v.first_chunk::<L>()) else {
                             continue;
                         };
-                        for l in 0..LANES {
+                        for l in 0..L {
                             a[l] += wv * src[l];
                         }
                     }
                 }
             }
-            let n = LANES.min(ow - c0);
+            let n = L.min(ow - c0);
             for (r, a) in acc.iter().enumerate() {
                 let start = (oy + r) * ow + c0;
                 if let Some(dst) = y.get_mut(start..start + n) {
@@ -270,12 +286,29 @@ impl Padded {
     /// all `k * k` tap accumulators (independent, so no addition-latency chain); the
     /// caller folds `acc` into `f64` every few samples.
     #[inline(always)]
-    fn weight_body(&self, xs: &[f32], dyp: &[f32], oh: usize, acc: &mut [[f32; LANES]]) {
+    fn weight_body(&self, xs: &[f32], dyp: &[f32], oh: usize, ow: usize, acc: &mut [[f32; LANES]]) {
         match self.k {
-            3 => self.weight_fixed::<3>(xs, dyp, oh, acc),
-            5 => self.weight_fixed::<5>(xs, dyp, oh, acc),
-            7 => self.weight_fixed::<7>(xs, dyp, oh, acc),
+            3 => self.weight_width::<3>(xs, dyp, oh, ow, acc),
+            5 => self.weight_width::<5>(xs, dyp, oh, ow, acc),
+            7 => self.weight_width::<7>(xs, dyp, oh, ow, acc),
             _ => self.weight_any(xs, dyp, oh, acc),
+        }
+    }
+
+    /// Narrow planes (7x7) in half-width chunks, which waste fewer lanes.
+    #[inline(always)]
+    fn weight_width<const K: usize>(
+        &self,
+        xs: &[f32],
+        dyp: &[f32],
+        oh: usize,
+        ow: usize,
+        acc: &mut [[f32; LANES]],
+    ) {
+        if ow <= LANES / 2 {
+            self.weight_fixed::<K, { LANES / 2 }>(xs, dyp, oh, ow, acc)
+        } else {
+            self.weight_fixed::<K, LANES>(xs, dyp, oh, ow, acc)
         }
     }
 
@@ -284,11 +317,12 @@ impl Padded {
     /// `dy` plane is read `K` times from L1 instead of `K * K` accumulators going
     /// through memory).
     #[inline(always)]
-    fn weight_fixed<const K: usize>(
+    fn weight_fixed<const K: usize, const L: usize>(
         &self,
         xs: &[f32],
         dyp: &[f32],
         oh: usize,
+        ow: usize,
         acc: &mut [[f32; LANES]],
     ) {
         let (s, cw) = (self.s, self.cw);
@@ -297,31 +331,29 @@ impl Padded {
             return;
         };
         for (ky, arow) in acc.chunks_exact_mut(K).enumerate() {
-            let mut a = [[0f32; LANES]; K];
+            let mut a = [[0f32; L]; K];
             for oy in 0..oh {
                 let rowbase = (oy * s + ky) * cw;
-                for c0 in (0..owc).step_by(LANES) {
-                    let Some(d) = dyp
-                        .get(oy * owc + c0..)
-                        .and_then(|v| v.first_chunk::<LANES>())
+                for c0 in (0..ow).step_by(L) {
+                    let Some(d) = dyp.get(oy * owc + c0..).and_then(|v| v.first_chunk::<L>())
                     else {
                         continue;
                     };
                     for (t, &col) in a.iter_mut().zip(cols) {
                         let Some(src) = xs
                             .get(rowbase + c0 + col..)
-                            .and_then(|v| v.first_chunk::<LANES>())
+                            .and_then(|v| v.first_chunk::<L>())
                         else {
                             continue;
                         };
-                        for l in 0..LANES {
+                        for l in 0..L {
                             t[l] += d[l] * src[l];
                         }
                     }
                 }
             }
             for (dst, t) in arow.iter_mut().zip(&a) {
-                for l in 0..LANES {
+                for l in 0..L {
                     dst[l] += t[l];
                 }
             }
@@ -373,16 +405,24 @@ impl Padded {
         }
     }
 
-    fn weight(&self, isa: Isa, xs: &[f32], dyp: &[f32], oh: usize, total: &mut [[f32; LANES]]) {
+    fn weight(
+        &self,
+        isa: Isa,
+        xs: &[f32],
+        dyp: &[f32],
+        oh: usize,
+        ow: usize,
+        total: &mut [[f32; LANES]],
+    ) {
         match isa {
             // SAFETY: `Isa::detect` returned this variant only after checking that the
             // CPU supports the instructions the callee is compiled with.
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => unsafe { self.weight_avx512(xs, dyp, oh, total) },
+            Isa::Avx512 => unsafe { self.weight_avx512(xs, dyp, oh, ow, total) },
             // SAFETY: as above.
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => unsafe { self.weight_avx2(xs, dyp, oh, total) },
-            Isa::Base => self.weight_body(xs, dyp, oh, total),
+            Isa::Avx2 => unsafe { self.weight_avx2(xs, dyp, oh, ow, total) },
+            Isa::Base => self.weight_body(xs, dyp, oh, ow, total),
         }
     }
 
@@ -400,14 +440,28 @@ impl Padded {
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
-    fn weight_avx512(&self, xs: &[f32], dyp: &[f32], oh: usize, total: &mut [[f32; LANES]]) {
-        self.weight_body(xs, dyp, oh, total)
+    fn weight_avx512(
+        &self,
+        xs: &[f32],
+        dyp: &[f32],
+        oh: usize,
+        ow: usize,
+        total: &mut [[f32; LANES]],
+    ) {
+        self.weight_body(xs, dyp, oh, ow, total)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    fn weight_avx2(&self, xs: &[f32], dyp: &[f32], oh: usize, total: &mut [[f32; LANES]]) {
-        self.weight_body(xs, dyp, oh, total)
+    fn weight_avx2(
+        &self,
+        xs: &[f32],
+        dyp: &[f32],
+        oh: usize,
+        ow: usize,
+        total: &mut [[f32; LANES]],
+    ) {
+        self.weight_body(xs, dyp, oh, ow, total)
     }
 }
 
@@ -725,7 +779,7 @@ fn backward_weight_isa(
                 {
                     d[..ow].copy_from_slice(s);
                 }
-                pd.weight(isa, buf, dyp, oh, &mut lanes);
+                pd.weight(isa, buf, dyp, oh, ow, &mut lanes);
                 since_flush += 1;
                 if since_flush == flush || n + 1 == g.batch {
                     since_flush = 0;
