@@ -763,23 +763,33 @@ fn backward_weight_isa(
     // Products are summed in f32 lanes for this many samples (about 256 terms per
     // lane), then folded into f64.
     let flush = (256 / (oh * owc / LANES).max(1)).max(1);
-    dw.par_chunks_mut(kk).enumerate().for_each_init(
+    // Each task owns a group of adjacent channels and walks the samples in order, so
+    // for each sample it reads the group's planes, which are contiguous (one channel
+    // at a time would jump by a whole sample between planes, and the hardware
+    // prefetcher loses the stream at every plane). Enough groups for every thread.
+    let group = (c / (4 * rayon::current_num_threads())).clamp(1, 8);
+    dw.par_chunks_mut(kk * group).enumerate().for_each_init(
         || (Vec::new(), vec![0f32; oh * owc]),
-        |(buf, dyp), (ch, dwc)| {
-            let mut total = vec![0f64; kk];
-            let mut lanes = vec![[0f32; LANES]; kk];
+        |(buf, dyp), (gi, dwg)| {
+            let nch = dwg.len() / kk;
+            let mut total = vec![0f64; kk * nch];
+            let mut lanes = vec![[0f32; LANES]; kk * nch];
             let mut since_flush = 0;
             for n in 0..g.batch {
-                let i = n * c + ch;
-                pd.fill(&x[i * hw..(i + 1) * hw], g.w, g.pad, buf);
-                // dy rows padded to whole chunks with zeros.
-                for (d, s) in dyp
-                    .chunks_exact_mut(owc)
-                    .zip(dy[i * oh * ow..(i + 1) * oh * ow].chunks_exact(ow))
-                {
-                    d[..ow].copy_from_slice(s);
+                for (j, lanes_c) in lanes.chunks_exact_mut(kk).enumerate() {
+                    let i = n * c + gi * group + j;
+                    pd.fill(&x[i * hw..(i + 1) * hw], g.w, g.pad, buf);
+                    // dy rows padded to whole chunks with zeros.
+                    for (d, s) in dyp
+                        .chunks_exact_mut(owc)
+                        .zip(dy[i * oh * ow..(i + 1) * oh * ow].chunks_exact(ow))
+                    {
+                        d[..ow].copy_from_slice(s);
+                    }
+                    pd.weight(isa, buf, dyp, oh, ow, lanes_c);
                 }
-                pd.weight(isa, buf, dyp, oh, ow, &mut lanes);
+                // The same samples for every channel, whatever the grouping: the result
+                // does not depend on the number of threads.
                 since_flush += 1;
                 if since_flush == flush || n + 1 == g.batch {
                     since_flush = 0;
@@ -789,7 +799,7 @@ fn backward_weight_isa(
                     }
                 }
             }
-            for (d, t) in dwc.iter_mut().zip(total) {
+            for (d, t) in dwg.iter_mut().zip(total) {
                 *d = t as f32;
             }
         },
