@@ -485,3 +485,26 @@ fn depthwise_matches_reference_on_all_small_geometries() {
     }
     assert!(n > 300, "{n} geometries");
 }
+
+/// An outlier in the first chunk (which sets the statistics' shift) on top of a large
+/// mean: statistics and outputs still match the two-pass reference.
+#[test]
+fn bn_statistics_survive_an_outlier_in_the_first_chunk() {
+    let g = BnGeom {
+        batch: 64,
+        channels: 2,
+        hw: 49,
+    };
+    let (mut x, gamma, beta, dy) = bn_inputs(&g, 21, 500.0, 0.1);
+    for ch in 0..g.channels {
+        x[ch * g.hw] = 800.0;
+    }
+    let r = bn_ref(&g, &x, &gamma, &beta, &dy, 1e-5);
+    let f = bn_fast(&g, &x, &gamma, &beta, &dy, 1e-5, false);
+    assert_close("y", &f.y, &r.y);
+    assert_close("mean", &f.mean, &r.mean);
+    for (a, b) in f.var.iter().zip(&r.var) {
+        assert!((a - b).abs() <= 1e-4 * b, "var {a} vs {b}");
+    }
+    assert_close("dx", &f.dx, &r.dx);
+}
