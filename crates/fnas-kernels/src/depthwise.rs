@@ -36,9 +36,9 @@ use crate::geom::{ConvGeom, KernelError};
 ///
 /// Why: the crate is built for baseline x86-64 (SSE2, 4 lanes), but the children run on
 /// machines with AVX2 or AVX-512. The same loops compiled for AVX-512 measured 1.2-1.6x
-/// faster on the depthwise shapes of `examples/bench_dwbn` and 1.3-2x on BatchNorm
-/// (the AMD EPYC build machine, one thread). They use plain multiply and add (FMA measured no faster), so
-/// every instruction set gives bit-identical results.
+/// faster on the depthwise shapes of `examples/bench_dwbn` and 1.3-2x on BatchNorm (the
+/// AMD EPYC build machine, one thread). They use plain multiply and add (FMA measured
+/// no faster), so every instruction set gives bit-identical results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Isa {
     Base,
