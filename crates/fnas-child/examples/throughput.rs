@@ -34,6 +34,7 @@ use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, SgdConfig};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use fnas_child::idx;
+use fnas_child::kernels::Kernels;
 use fnas_child::net::ChildNet;
 use fnas_child::plan::{median_arch, ChildPlan};
 use fnas_child::task::ProxyTask;
@@ -54,11 +55,12 @@ struct Args {
     plan_out: Option<PathBuf>,
     plan_only: bool,
     data_dir: Option<PathBuf>,
+    kernels: Kernels,
 }
 
 const USAGE: &str = "usage: throughput [--arch TEXT | --random-largest N [--seed S]] \
 [--images N] [--batch B] [--threads T] [--procs P] [--plan-out FILE] [--plan-only] \
-[--data-dir DIR]";
+[--data-dir DIR] [--kernels burn|fast]";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -72,6 +74,7 @@ fn parse_args() -> Result<Args, String> {
         plan_out: None,
         plan_only: false,
         data_dir: None,
+        kernels: Kernels::Fast,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -99,6 +102,7 @@ fn parse_args() -> Result<Args, String> {
             "--procs" => a.procs = num(&value)?,
             "--plan-out" => a.plan_out = Some(value.into()),
             "--data-dir" => a.data_dir = Some(value.into()),
+            "--kernels" => a.kernels = value.parse()?,
             _ => return Err(format!("unknown flag {flag}\n{USAGE}")),
         }
     }
@@ -174,12 +178,13 @@ fn train_child(
     y: &[i64],
     batch: usize,
     seed: u64,
+    kernels: Kernels,
     barrier: &Barrier,
 ) -> ChildRun {
     let plain = Device::flex();
     let ad = plain.clone().autodiff();
     ad.seed(seed);
-    let mut model = ChildNet::new(plan, &ad);
+    let mut model = ChildNet::new(plan, &ad).with_kernels(kernels);
     let mut optim = SgdConfig::new()
         .with_momentum(Some(
             MomentumConfig::new()
@@ -278,7 +283,9 @@ fn run(args: &Args) -> Result<(), String> {
                         .stack_size(16 << 20)
                         .build()
                         .map_err(|e| e.to_string())?;
-                    Ok(pool.install(|| train_child(plan, x, y, args.batch, p as u64, barrier)))
+                    Ok(pool.install(|| {
+                        train_child(plan, x, y, args.batch, p as u64, args.kernels, barrier)
+                    }))
                 })
             })
             .collect();
@@ -299,7 +306,7 @@ fn run(args: &Args) -> Result<(), String> {
         / runs.len() as f64;
     let loss: f32 = runs.iter().map(|r| r.final_loss).sum::<f32>() / runs.len() as f32;
     println!(
-        "fnas images_per_s={:.1} per_proc={:.1} threads={} procs={} batch={} images={} seconds={:.2} final_loss={:.3}",
+        "fnas images_per_s={:.1} per_proc={:.1} threads={} procs={} batch={} images={} seconds={:.2} final_loss={:.3} kernels={}",
         images as f64 / wall,
         per_proc,
         args.threads,
@@ -307,7 +314,8 @@ fn run(args: &Args) -> Result<(), String> {
         args.batch,
         images,
         wall,
-        loss
+        loss,
+        args.kernels
     );
     Ok(())
 }

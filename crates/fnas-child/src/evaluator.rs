@@ -22,6 +22,7 @@ use fnas_core::{Architecture, Cost, EvalError, Evaluation, Evaluator, Metrics, S
 use fnas_core::pool::{BlockPool, DistanceWeights, PoolEntry};
 
 use crate::command::TrialCommand;
+use crate::kernels::Kernels;
 use crate::latency::measure_latency;
 use crate::net::ChildNet;
 use crate::plan::ChildPlan;
@@ -78,6 +79,9 @@ pub struct TrainingSettings {
     /// Train children with the user's own command instead of burn (see
     /// [`crate::command`]); `reward_seeds` does not apply then.
     pub command: Option<TrialCommand>,
+    /// Which implementation computes convolutions and BatchNorms ([`Kernels::check`]ed
+    /// against `device`).
+    pub kernels: Kernels,
 }
 
 /// The training device of a name: `cpu` (burn flex), or `cuda` / `cuda:N` in a build
@@ -122,6 +126,7 @@ impl Default for TrainingSettings {
             device: Device::flex(),
             reward_seeds: 1,
             command: None,
+            kernels: Kernels::Fast,
         }
     }
 }
@@ -512,7 +517,7 @@ impl TrainingEvaluator {
             o.evaluate_test = opts.evaluate_test && run == 0;
             let apply_error: Mutex<Option<String>> = Mutex::new(None);
             let build = |d: &Device| {
-                let mut net = ChildNet::new(plan, d);
+                let mut net = ChildNet::new(plan, d).with_kernels(self.settings.kernels);
                 if let Some(w) = warm {
                     if let Err(e) = w.apply(&mut net) {
                         if let Ok(mut slot) = apply_error.lock() {
@@ -638,7 +643,8 @@ impl TrainingEvaluator {
         cmd.prepare(&dir, &trial, &model_py)
             .map_err(|e| fatal(&e))?;
         if let (Some(w), Some(path)) = (warm, &init) {
-            let mut net = ChildNet::new(plan, &self.settings.device);
+            let mut net =
+                ChildNet::new(plan, &self.settings.device).with_kernels(self.settings.kernels);
             w.apply(&mut net).map_err(|e| fatal(&e))?;
             crate::export::torch_state(&net)
                 .and_then(|t| crate::export::write_safetensors(&t, path))
@@ -665,7 +671,7 @@ impl TrainingEvaluator {
         // fit the child costs its pool entry, not the trial
         let mut weights_trouble = false;
         let model = report.weights.as_ref().and_then(|path| {
-            let mut net = ChildNet::new(plan, &self.settings.device);
+            let mut net = ChildNet::new(plan, &self.settings.device).with_kernels(self.settings.kernels);
             match crate::export::load_torch_weights(&mut net, path) {
                 Ok(()) => Some(net),
                 Err(e) => {
@@ -691,7 +697,9 @@ impl TrainingEvaluator {
             // not reported: measured here, batch 1, like a child fnas trains itself
             let net = match &model {
                 Some(m) => m.clone(),
-                None => ChildNet::new(plan, &self.settings.device),
+                None => {
+                    ChildNet::new(plan, &self.settings.device).with_kernels(self.settings.kernels)
+                }
             };
             let lat = measure_latency(
                 &net,
@@ -760,7 +768,7 @@ impl TrainingEvaluator {
         }
         let plan = self.plan(arch)?;
         let device = self.settings.device.clone();
-        let mut net = ChildNet::new(&plan, &device);
+        let mut net = ChildNet::new(&plan, &device).with_kernels(self.settings.kernels);
         let mut st = SafetensorsStore::from_file(&path);
         net.load_from(&mut st)
             .map_err(|e| EvalError::Fatal(format!("loading {}: {e:?}", path.display())))?;

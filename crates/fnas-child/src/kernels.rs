@@ -55,6 +55,15 @@ impl Kernels {
         Ok(requested)
     }
 
+    /// The kernels `--kernels NAME` asks for (absent: [`Kernels::for_device`]), checked
+    /// against `device`.
+    pub fn resolve(name: Option<&str>, device: &Device) -> Result<Kernels, String> {
+        match name {
+            None => Ok(Kernels::for_device(device)),
+            Some(n) => Kernels::check(n.parse()?, device),
+        }
+    }
+
     /// The names `--kernels` accepts.
     pub const NAMES: [&'static str; 2] = ["burn", "fast"];
 }

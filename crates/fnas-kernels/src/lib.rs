@@ -10,7 +10,9 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod bn;
 pub mod conv;
+pub mod depthwise;
 mod geom;
 pub mod reference;
 

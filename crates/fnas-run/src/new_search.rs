@@ -52,6 +52,8 @@ pub struct TaskOptions {
     pub epochs: Option<usize>,
     /// Real training: cpu, or cuda / cuda:N.
     pub device: String,
+    /// Real training: `burn` or `fast` kernels (absent: the device's default).
+    pub kernels: Option<String>,
     /// The benchmark data, or the images of a real-training task.
     pub data_dir: Option<PathBuf>,
     /// An image folder a real-training task trains on instead of its own data (the task
@@ -68,6 +70,7 @@ impl Default for TaskOptions {
             space: "mnas-28".into(),
             epochs: None,
             device: "cpu".into(),
+            kernels: None,
             data_dir: None,
             images: None,
         }
@@ -514,6 +517,7 @@ impl NewSearch {
                     reward_seeds: usize::try_from(o.reward.seeds)
                         .map_err(|_| RunError::invalid("--reward-seeds is too large"))?,
                     command: o.trial.config()?,
+                    kernels: o.task.kernels.clone(),
                 };
                 if tc.command.is_some() && tc.reward_seeds > 1 {
                     invalid!("--reward-seeds is for children fnas trains itself; with --trial-command, average seeds inside your script");

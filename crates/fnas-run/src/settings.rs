@@ -164,6 +164,10 @@ pub struct TrainingConfig {
     /// The user's own trial command trains the children (absent: fnas trains them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<TrialCommandConfig>,
+    /// `burn` or `fast` (absent: fast on the CPU, burn's on a GPU); see
+    /// `fnas_child::kernels`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernels: Option<String>,
 }
 
 /// An external trial command recorded with the experiment, so every worker runs the same.

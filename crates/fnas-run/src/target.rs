@@ -114,8 +114,11 @@ pub fn training_evaluator(
         .materialise()
         .context_with(|| format!("loading the images of task `{}`", cfg.task.name))?;
     let device = fnas_child::evaluator::device_by_name(&cfg.device).map_err(RunError::Invalid)?;
+    let kernels = fnas_child::kernels::Kernels::resolve(cfg.kernels.as_deref(), &device)
+        .map_err(RunError::Invalid)?;
     let settings = TrainingSettings {
         device,
+        kernels,
         workers: cfg.workers.max(1),
         seed,
         latency_runs: cfg.latency_runs.max(1),

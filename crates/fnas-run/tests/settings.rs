@@ -92,6 +92,7 @@ fn v0_real_training_with_pool() {
         budget_unit: BudgetUnit::Evaluations,
         reward_seeds: 1,
         command: None,
+        kernels: None,
     };
     assert_eq!(s.training, Some(expected));
     assert_eq!(s.evolution, default_evolution());
@@ -177,6 +178,7 @@ fn current_settings_round_trip() {
             code_dir: "/srv/code".into(),
             timeout_seconds: Some(600.0),
         }),
+        kernels: None,
     };
     let mut s = SearchSettings::training(tc, 8, RewardConfig::default());
     s.select = StrategyKind::FnasSelectUcb.select_preset(&s.ppo);
@@ -237,6 +239,7 @@ fn image_folder_task_round_trips_and_old_tasks_read_as_idx() {
         budget_unit: BudgetUnit::Evaluations,
         reward_seeds: 1,
         command: None,
+        kernels: None,
     };
     let s = SearchSettings::training(tc, 2, RewardConfig::default());
     let back = migrate(serde_json::to_value(&s).unwrap()).unwrap();

@@ -213,6 +213,10 @@ pub struct TrainArgs {
     /// Training device: cpu (burn flex), or cuda / cuda:N in a build with `--features cuda`.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Who computes convolutions and BatchNorms: `fast` (fnas's CPU kernels, the default
+    /// on the CPU) or `burn` (burn's own operations, the default on a GPU).
+    #[arg(long, value_name = "burn|fast")]
+    pub kernels: Option<String>,
     /// Store whose knowledge pool receives the trained child's blocks (and, with
     /// --warm-start, initialises it).
     #[arg(long)]
@@ -351,6 +355,10 @@ pub struct TaskArgs {
     /// Real training: device, cpu (burn flex) or cuda / cuda:N (build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Real training: who computes convolutions and BatchNorms, `fast` (fnas's CPU kernels,
+    /// the default on the CPU) or `burn` (burn's own operations, the default on a GPU).
+    #[arg(long, value_name = "burn|fast")]
+    pub kernels: Option<String>,
     /// Where the benchmark data is (default: $FNAS_DATA_DIR, ./data, or the repo's data/).
     #[arg(long, conflicts_with = "images")]
     pub data_dir: Option<PathBuf>,
@@ -693,6 +701,7 @@ impl SearchArgs {
                 space: t.space.clone(),
                 epochs: t.epochs,
                 device: t.device.clone(),
+                kernels: t.kernels.clone(),
                 data_dir: t.data_dir.clone(),
                 images: t.images.clone(),
             },

@@ -51,6 +51,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         budget_unit: Default::default(),
         reward_seeds: 1,
         command: None,
+        kernels: a.kernels.clone(),
     };
     let space = SearchSpace::by_name_or_path(&a.space)?;
     let arch = parse_arch(&space, &a.arch)?;
