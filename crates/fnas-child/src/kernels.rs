@@ -319,8 +319,13 @@ impl FastOps for Flex {
         let mut y = vec![0.0; g.len()];
         let mut mean = vec![0.0; g.channels];
         let mut var = vec![0.0; g.channels];
+        let forward = if relu {
+            fnas_kernels::bn::train_forward_relu
+        } else {
+            fnas_kernels::bn::train_forward
+        };
         must(
-            fnas_kernels::reference::bn_train_forward(
+            forward(
                 &g,
                 &values(&x),
                 &values(&gamma),
@@ -332,9 +337,6 @@ impl FastOps for Flex {
             ),
             "batch_norm_train",
         );
-        if relu {
-            y.iter_mut().for_each(|v| *v = v.max(0.0));
-        }
         let c = g.channels;
         (flex(y, &x.shape()), flex(mean, &[c]), flex(var, &[c]))
     }
@@ -394,31 +396,38 @@ impl Backward<Flex, 3> for BnBackward {
         let grad = grads.consume::<Flex>(&ops.node);
         let (x, gamma, mean, var, epsilon, relu_out) = ops.state;
         let g = bn_geom(&x);
-        let mut dy = values(&grad).into_owned();
-        if let Some(out) = relu_out {
-            for (d, o) in dy.iter_mut().zip(values(&out).iter()) {
-                if *o <= 0.0 {
-                    *d = 0.0;
-                }
-            }
-        }
         let (c, len) = (g.channels, g.len());
         let (mut dx, mut dgamma, mut dbeta) = (vec![0.0; len], vec![0.0; c], vec![0.0; c]);
-        must(
-            fnas_kernels::reference::bn_train_backward(
+        let (x_v, dy, gamma_v) = (values(&x), values(&grad), values(&gamma));
+        let (mean_v, var_v) = (values(&mean), values(&var));
+        let r = match &relu_out {
+            Some(out) => fnas_kernels::bn::train_backward_relu(
                 &g,
-                &values(&x),
+                &x_v,
+                &values(out),
                 &dy,
-                &values(&gamma),
-                &values(&mean),
-                &values(&var),
+                &gamma_v,
+                &mean_v,
+                &var_v,
                 epsilon,
                 &mut dx,
                 &mut dgamma,
                 &mut dbeta,
             ),
-            "batch_norm_train backward",
-        );
+            None => fnas_kernels::bn::train_backward(
+                &g,
+                &x_v,
+                &dy,
+                &gamma_v,
+                &mean_v,
+                &var_v,
+                epsilon,
+                &mut dx,
+                &mut dgamma,
+                &mut dbeta,
+            ),
+        };
+        must(r, "batch_norm_train backward");
         if let Some(node) = node_x {
             grads.register::<Flex>(node.id, flex(dx, &x.shape()));
         }

@@ -1,10 +1,13 @@
 //! One entry point per convolution direction: picks the kernel for the shape.
 
 use crate::geom::{ConvGeom, KernelError};
-use crate::reference;
+use crate::{depthwise, reference};
 
 /// `y = conv(x, w)`.
 pub fn forward(g: &ConvGeom, x: &[f32], w: &[f32], y: &mut [f32]) -> Result<(), KernelError> {
+    if g.is_depthwise() {
+        return depthwise::forward(g, x, w, y);
+    }
     reference::conv_forward(g, x, w, y)
 }
 
@@ -15,6 +18,9 @@ pub fn backward_input(
     w: &[f32],
     dx: &mut [f32],
 ) -> Result<(), KernelError> {
+    if g.is_depthwise() {
+        return depthwise::backward_input(g, dy, w, dx);
+    }
     reference::conv_backward_input(g, dy, w, dx)
 }
 
@@ -25,5 +31,8 @@ pub fn backward_weight(
     dy: &[f32],
     dw: &mut [f32],
 ) -> Result<(), KernelError> {
+    if g.is_depthwise() {
+        return depthwise::backward_weight(g, x, dy, dw);
+    }
     reference::conv_backward_weight(g, x, dy, dw)
 }
