@@ -272,106 +272,132 @@ impl Shape {
         })
     }
 
-    /// Scratch values needed for one sample's `col`.
+    /// Scratch values needed for one sample: its `col`, then (when padded) the
+    /// zero-bordered copy of the sample that `col` is gathered from.
     fn col_scratch(&self) -> usize {
         if self.direct {
             0
         } else {
-            self.ckk * self.ohw
+            self.ckk * self.ohw + self.padded_len()
         }
     }
 
-    /// Output columns `[lo, hi)` whose input column `ox·stride + kx - pad` lies inside
-    /// the image; the others read padding.
-    fn valid_cols(&self, kx: usize) -> (usize, usize) {
-        let (s, p) = (self.stride, self.pad);
-        let lo = if kx >= p { 0 } else { (p - kx).div_ceil(s) }.min(self.ow);
-        let hi = if self.w + p > kx {
-            ((self.w - 1 + p - kx) / s + 1).min(self.ow)
-        } else {
-            0
-        };
-        (lo, hi.max(lo))
+    /// Padded height and width.
+    fn padded_hw(&self) -> (usize, usize) {
+        (self.h + 2 * self.pad, self.w + 2 * self.pad)
     }
 
-    /// The im2col matrix of one sample (`x_n` values): `x` itself when the unfolding is
-    /// the identity, else `col` filled with `col[(ci·k + ky)·k + kx][oy·ow + ox] =
-    /// x[ci][oy·s + ky - pad][ox·s + kx - pad]` (zero in the padding).
-    fn unfold<'a>(&self, x: &'a [f32], col: &'a mut [f32]) -> &'a [f32] {
+    /// Values in the zero-bordered copy of one sample (none when unpadded: the sample is
+    /// read in place).
+    fn padded_len(&self) -> usize {
+        if self.pad == 0 {
+            0
+        } else {
+            let (hp, wp) = self.padded_hw();
+            self.cin * hp * wp
+        }
+    }
+
+    /// The im2col matrix of one sample (`x_n` values) in `scratch`
+    /// (`col_scratch()` values): `x` itself when the unfolding is the identity, else
+    /// `col[(ci·k + ky)·k + kx][oy·ow + ox] = xpad[ci][oy·s + ky][ox·s + kx]` with
+    /// `xpad` the sample with `pad` zeros around each channel. Gathering from the padded
+    /// copy leaves the inner loops without bounds arithmetic: with outputs as narrow as
+    /// 7 columns, per-row bookkeeping would cost more than the copying.
+    fn unfold<'a>(&self, x: &'a [f32], scratch: &'a mut [f32]) -> &'a [f32] {
         if self.direct {
             return x;
         }
-        self.im2col(x, col);
-        col
-    }
-
-    fn im2col(&self, x: &[f32], col: &mut [f32]) {
-        let (k, s, p, ow) = (self.k, self.stride, self.pad, self.ow);
-        let hw = self.h * self.w;
+        let (col, padbuf) = scratch.split_at_mut(self.ckk * self.ohw);
+        let (hp, wp) = self.padded_hw();
+        let src: &[f32] = if self.pad == 0 {
+            x
+        } else {
+            let p = self.pad;
+            for (dst, chan) in padbuf
+                .chunks_exact_mut(hp * wp)
+                .zip(x.chunks_exact(self.h * self.w))
+            {
+                dst[..p * wp].fill(0.0);
+                dst[(p + self.h) * wp..].fill(0.0);
+                for (drow, srow) in dst[p * wp..(p + self.h) * wp]
+                    .chunks_exact_mut(wp)
+                    .zip(chan.chunks_exact(self.w))
+                {
+                    drow[..p].fill(0.0);
+                    drow[p..p + self.w].copy_from_slice(srow);
+                    drow[p + self.w..].fill(0.0);
+                }
+            }
+            padbuf
+        };
+        let (k, s, ow) = (self.k, self.stride, self.ow);
+        let span = (ow - 1) * s + 1;
         let mut rows = col.chunks_exact_mut(self.ohw);
-        for src in x.chunks_exact(hw).take(self.cin) {
+        for chan in src.chunks_exact(hp * wp).take(self.cin) {
             for ky in 0..k {
                 for kx in 0..k {
-                    let Some(dst) = rows.next() else { return };
-                    let (lo, hi) = self.valid_cols(kx);
+                    let Some(dst) = rows.next() else { return col };
                     for (oy, d) in dst.chunks_exact_mut(ow).enumerate() {
-                        let iy = (oy * s + ky).wrapping_sub(p);
-                        if iy >= self.h {
-                            d.fill(0.0);
-                            continue;
-                        }
-                        d[..lo].fill(0.0);
-                        d[hi..].fill(0.0);
-                        let row = &src[iy * self.w..(iy + 1) * self.w];
-                        if lo == hi {
-                            continue;
-                        }
-                        let first = lo * s + kx - p;
+                        let start = (oy * s + ky) * wp + kx;
+                        let from = &chan[start..start + span];
                         if s == 1 {
-                            d[lo..hi].copy_from_slice(&row[first..first + (hi - lo)]);
+                            d.copy_from_slice(from);
                         } else {
-                            for (o, v) in d[lo..hi].iter_mut().zip(row[first..].iter().step_by(s)) {
-                                *o = *v;
+                            for (j, o) in d.iter_mut().enumerate() {
+                                *o = from[j * s];
                             }
                         }
                     }
                 }
             }
         }
+        col
     }
 
     /// col2im: overwrites `dx` (one sample) with the sum, over every `col` entry, of that
     /// entry at the input position it was unfolded from (padding entries are dropped).
-    fn fold(&self, col: &[f32], dx: &mut [f32]) {
-        dx.fill(0.0);
-        let (k, s, p, ow) = (self.k, self.stride, self.pad, self.ow);
-        let hw = self.h * self.w;
+    /// `scratch` is the `col_scratch()` buffer whose first `ckk·ohw` values are `col`;
+    /// with padding the sums go to its zero-bordered tail first, mirroring [`Self::unfold`].
+    fn fold(&self, scratch: &mut [f32], dx: &mut [f32]) {
+        let (col, padbuf) = scratch.split_at_mut(self.ckk * self.ohw);
+        let (hp, wp) = self.padded_hw();
+        let acc: &mut [f32] = if self.pad == 0 { dx } else { padbuf };
+        acc.fill(0.0);
+        let (k, s, ow) = (self.k, self.stride, self.ow);
+        let span = (ow - 1) * s + 1;
         let mut rows = col.chunks_exact(self.ohw);
-        for dst in dx.chunks_exact_mut(hw).take(self.cin) {
+        for chan in acc.chunks_exact_mut(hp * wp).take(self.cin) {
             for ky in 0..k {
                 for kx in 0..k {
-                    let Some(src) = rows.next() else { return };
-                    let (lo, hi) = self.valid_cols(kx);
-                    if lo == hi {
-                        continue;
-                    }
+                    let Some(src) = rows.next() else { break };
                     for (oy, c) in src.chunks_exact(ow).enumerate() {
-                        let iy = (oy * s + ky).wrapping_sub(p);
-                        if iy >= self.h {
-                            continue;
-                        }
-                        let row = &mut dst[iy * self.w..(iy + 1) * self.w];
-                        let first = lo * s + kx - p;
+                        let start = (oy * s + ky) * wp + kx;
+                        let to = &mut chan[start..start + span];
                         if s == 1 {
-                            for (o, v) in row[first..first + (hi - lo)].iter_mut().zip(&c[lo..hi]) {
+                            for (o, v) in to.iter_mut().zip(c) {
                                 *o += *v;
                             }
                         } else {
-                            for (o, v) in row[first..].iter_mut().step_by(s).zip(&c[lo..hi]) {
-                                *o += *v;
+                            for (j, v) in c.iter().enumerate() {
+                                to[j * s] += *v;
                             }
                         }
                     }
+                }
+            }
+        }
+        if self.pad > 0 {
+            let p = self.pad;
+            for (chan, out) in padbuf
+                .chunks_exact(hp * wp)
+                .zip(dx.chunks_exact_mut(self.h * self.w))
+            {
+                for (srow, drow) in chan[p * wp..(p + self.h) * wp]
+                    .chunks_exact(wp)
+                    .zip(out.chunks_exact_mut(self.w))
+                {
+                    drow.copy_from_slice(&srow[p..p + self.w]);
                 }
             }
         }
