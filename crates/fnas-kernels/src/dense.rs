@@ -4,6 +4,11 @@
 //! `[cout, cin·k·k]` matrix and `col` the `[cin·k·k, out_h·out_w]` im2col unfolding.
 //! Where the unfolding is the identity (1×1 stride-1 unpadded kernels, and kernels that
 //! cover the whole unpadded input) the sample itself is `col`, so no copy is made. The
+//! For stride 1 (when enough rows of `col` per output channel pay for it) the
+//! unfolding is "wide": it keeps the padded row width `w + 2·pad` per
+//! output row (the extra columns are junk, dropped from `y` and zeroed in `dy`), so each
+//! row of `col` is one contiguous slice of the zero-bordered sample, a single copy
+//! instead of one short copy per output row. The
 //! backward passes are the two other products of the same three matrices:
 //! `col(dx[n]) = Wᵀ · dy[n]` (then scattered back by col2im) and
 //! `dW = Σₙ dy[n] · col(x[n])ᵀ`; transposes are read through `gemm`'s strides, never
@@ -32,19 +37,24 @@ pub fn forward(g: &ConvGeom, x: &[f32], w: &[f32], y: &mut [f32]) -> Result<(), 
     let s = Shape::new(g)?;
     let per = samples_per_chunk(g.batch);
     let run = |xc: &[f32], yc: &mut [f32]| {
-        with_scratch(s.col_scratch(), |col| {
+        with_scratch(s.scratch_len(), |scratch| {
+            let (col, padbuf, wide) = s.split(scratch);
             for (xn, yn) in xc.chunks_exact(s.x_n).zip(yc.chunks_exact_mut(s.y_n)) {
-                let c = s.unfold(xn, col);
-                // y[n] (cout × ohw) = W (cout × ckk) · col (ckk × ohw)
+                let c = s.unfold(xn, col, padbuf);
+                // y[n] (cout × ncol) = W (cout × ckk) · col (ckk × ncol)
+                let out = if s.wide { &mut *wide } else { &mut *yn };
                 matmul(
                     s.cout,
-                    s.ohw,
+                    s.ncol,
                     s.ckk,
-                    MatMut::row_major(yn, s.ohw),
+                    MatMut::row_major(out, s.ncol),
                     MatRef::row_major(w, s.ckk),
-                    MatRef::row_major(c, s.ohw),
+                    MatRef::row_major(c, s.ncol),
                     false,
                 );
+                if s.wide {
+                    s.narrow(wide, yn);
+                }
             }
         })
     };
@@ -81,16 +91,17 @@ pub fn backward_input(
         cs: s.ckk,
     };
     let run = |dyc: &[f32], dxc: &mut [f32]| {
-        with_scratch(s.col_scratch(), |col| {
+        with_scratch(s.scratch_len(), |scratch| {
+            let (col, padbuf, wide) = s.split(scratch);
             for (dyn_, dxn) in dyc.chunks_exact(s.y_n).zip(dxc.chunks_exact_mut(s.x_n)) {
-                let dy_m = MatRef::row_major(dyn_, s.ohw);
+                let dy_m = MatRef::row_major(s.widen(dyn_, wide), s.ncol);
                 if s.direct {
                     // dx[n] is its own col: write the product straight into it.
                     matmul(
                         s.ckk,
-                        s.ohw,
+                        s.ncol,
                         s.cout,
-                        MatMut::row_major(dxn, s.ohw),
+                        MatMut::row_major(dxn, s.ncol),
                         wt,
                         dy_m,
                         false,
@@ -98,14 +109,14 @@ pub fn backward_input(
                 } else {
                     matmul(
                         s.ckk,
-                        s.ohw,
+                        s.ncol,
                         s.cout,
-                        MatMut::row_major(col, s.ohw),
+                        MatMut::row_major(col, s.ncol),
                         wt,
                         dy_m,
                         false,
                     );
-                    s.fold(col, dxn);
+                    s.fold(col, padbuf, dxn);
                 }
             }
         })
@@ -140,24 +151,26 @@ pub fn backward_weight(
     let s = Shape::new(g)?;
     let per = samples_per_chunk(g.batch);
     let run = |xc: &[f32], dyc: &[f32], out: &mut [f32]| {
-        with_scratch(s.col_scratch(), |col| {
+        with_scratch(s.scratch_len(), |scratch| {
+            let (col, padbuf, wide) = s.split(scratch);
             for (i, (xn, dyn_)) in xc
                 .chunks_exact(s.x_n)
                 .zip(dyc.chunks_exact(s.y_n))
                 .enumerate()
             {
-                let c = s.unfold(xn, col);
-                // dW (cout × ckk) += dy[n] (cout × ohw) · colᵀ (ohw × ckk)
+                let c = s.unfold(xn, col, padbuf);
+                // dW (cout × ckk) += dy[n] (cout × ncol) · colᵀ (ncol × ckk); the junk
+                // columns of a wide col meet zeros in the widened dy.
                 matmul(
                     s.cout,
                     s.ckk,
-                    s.ohw,
+                    s.ncol,
                     MatMut::row_major(out, s.ckk),
-                    MatRef::row_major(dyn_, s.ohw),
+                    MatRef::row_major(s.widen(dyn_, wide), s.ncol),
                     MatRef {
                         data: c,
                         rs: 1,
-                        cs: s.ohw,
+                        cs: s.ncol,
                     },
                     i > 0,
                 );
@@ -232,16 +245,18 @@ struct Shape {
     stride: usize,
     pad: usize,
     ow: usize,
-    /// Output positions per channel (`oh·ow`): the columns of `col`.
-    ohw: usize,
     /// `cin·k·k`: the rows of `col`, the columns of `W`.
     ckk: usize,
+    /// Columns of `col`: `oh·ow`, or `oh·(w + 2·pad)` when wide.
+    ncol: usize,
     /// Values per input sample.
     x_n: usize,
     /// Values per output sample.
     y_n: usize,
     /// Whether the im2col unfolding of a sample is the sample itself.
     direct: bool,
+    /// Whether `col` keeps the padded width (stride 1, not direct, and worth it).
+    wide: bool,
 }
 
 impl Shape {
@@ -255,6 +270,16 @@ impl Shape {
         let k = g.kernel;
         let one_by_one = k == 1 && g.stride == 1 && g.pad == 0;
         let whole = g.pad == 0 && k == g.h && k == g.w;
+        let direct = one_by_one || whole;
+        // Wide trades one short copy per (col row, output row) for one per (output
+        // channel, output row) (narrowing y, widening dy) plus `2·pad` junk columns in
+        // every product; with ~5 ns per short copy and ~40 flop/ns of gemm that pays
+        // when 5·(ckk - cout) > ckk·cout·(wp - ow) / 40. (Stems, with ckk = 9, lose.)
+        let junk = (g.w + 2 * g.pad).saturating_sub(ow);
+        let ckk = g.cin * k * k;
+        let wide =
+            !direct && g.stride == 1 && ckk > g.cout && 200 * (ckk - g.cout) > ckk * g.cout * junk;
+        let wp = g.w + 2 * g.pad;
         Ok(Self {
             cin: g.cin,
             cout: g.cout,
@@ -264,22 +289,13 @@ impl Shape {
             stride: g.stride,
             pad: g.pad,
             ow,
-            ohw: oh * ow,
             ckk: g.cin * k * k,
+            ncol: if wide { oh * wp } else { oh * ow },
             x_n: g.cin * g.h * g.w,
             y_n: g.cout * oh * ow,
-            direct: one_by_one || whole,
+            direct,
+            wide,
         })
-    }
-
-    /// Scratch values needed for one sample: its `col`, then (when padded) the
-    /// zero-bordered copy of the sample that `col` is gathered from.
-    fn col_scratch(&self) -> usize {
-        if self.direct {
-            0
-        } else {
-            self.ckk * self.ohw + self.padded_len()
-        }
     }
 
     /// Padded height and width.
@@ -287,60 +303,116 @@ impl Shape {
         (self.h + 2 * self.pad, self.w + 2 * self.pad)
     }
 
-    /// Values in the zero-bordered copy of one sample (none when unpadded: the sample is
-    /// read in place).
-    fn padded_len(&self) -> usize {
-        if self.pad == 0 {
-            0
-        } else {
-            let (hp, wp) = self.padded_hw();
+    /// Lengths of the three scratch parts for one sample: `col`; the zero-bordered copy
+    /// of the sample (none when the unpadded sample can be read in place; `k - 1` spare
+    /// zeros when wide, read by the last rows' junk columns); the wide `y`/`dy`.
+    fn scratch_parts(&self) -> [usize; 3] {
+        if self.direct {
+            return [0; 3];
+        }
+        let (hp, wp) = self.padded_hw();
+        let padded = if self.wide {
+            self.cin * hp * wp + self.k - 1
+        } else if self.pad > 0 {
             self.cin * hp * wp
+        } else {
+            0
+        };
+        let wide = if self.wide { self.cout * self.ncol } else { 0 };
+        [self.ckk * self.ncol, padded, wide]
+    }
+
+    fn scratch_len(&self) -> usize {
+        self.scratch_parts().iter().sum()
+    }
+
+    /// Splits a `scratch_len()` buffer into `(col, padded, wide)`.
+    fn split<'a>(&self, scratch: &'a mut [f32]) -> (&'a mut [f32], &'a mut [f32], &'a mut [f32]) {
+        let [c, p, _] = self.scratch_parts();
+        let (col, rest) = scratch.split_at_mut(c);
+        let (padbuf, wide) = rest.split_at_mut(p);
+        (col, padbuf, wide)
+    }
+
+    /// Writes the sample `x` with `pad` zeros around each channel into `padbuf` (and
+    /// zeros in any spare tail).
+    fn pad_into(&self, x: &[f32], padbuf: &mut [f32]) {
+        let (hp, wp) = self.padded_hw();
+        let p = self.pad;
+        let (body, tail) = padbuf.split_at_mut(self.cin * hp * wp);
+        tail.fill(0.0);
+        for (dst, chan) in body
+            .chunks_exact_mut(hp * wp)
+            .zip(x.chunks_exact(self.h * self.w))
+        {
+            dst[..p * wp].fill(0.0);
+            dst[(p + self.h) * wp..].fill(0.0);
+            for (drow, srow) in dst[p * wp..(p + self.h) * wp]
+                .chunks_exact_mut(wp)
+                .zip(chan.chunks_exact(self.w))
+            {
+                drow[..p].fill(0.0);
+                drow[p..p + self.w].copy_from_slice(srow);
+                drow[p + self.w..].fill(0.0);
+            }
         }
     }
 
-    /// The im2col matrix of one sample (`x_n` values) in `scratch`
-    /// (`col_scratch()` values): `x` itself when the unfolding is the identity, else
-    /// `col[(ci·k + ky)·k + kx][oy·ow + ox] = xpad[ci][oy·s + ky][ox·s + kx]` with
-    /// `xpad` the sample with `pad` zeros around each channel. Gathering from the padded
-    /// copy leaves the inner loops without bounds arithmetic: with outputs as narrow as
-    /// 7 columns, per-row bookkeeping would cost more than the copying.
-    fn unfold<'a>(&self, x: &'a [f32], scratch: &'a mut [f32]) -> &'a [f32] {
+    /// Copies the interior of a zero-bordered sample back to an unpadded one.
+    fn unpad_into(&self, padbuf: &[f32], dx: &mut [f32]) {
+        let (hp, wp) = self.padded_hw();
+        let p = self.pad;
+        for (chan, out) in padbuf
+            .chunks_exact(hp * wp)
+            .zip(dx.chunks_exact_mut(self.h * self.w))
+        {
+            for (srow, drow) in chan[p * wp..(p + self.h) * wp]
+                .chunks_exact(wp)
+                .zip(out.chunks_exact_mut(self.w))
+            {
+                drow.copy_from_slice(&srow[p..p + self.w]);
+            }
+        }
+    }
+
+    /// Where row `(ci, ky, kx)` of `col` starts reading in the padded sample.
+    fn row_origin(&self, ci: usize, ky: usize, kx: usize) -> usize {
+        let (hp, wp) = self.padded_hw();
+        ci * hp * wp + ky * wp + kx
+    }
+
+    /// The im2col matrix (`ckk × ncol`) of one sample: `x` itself when the unfolding is
+    /// the identity, else `col` filled from the zero-bordered copy `xpad` with
+    /// `col[(ci·k + ky)·k + kx][oy·ow + ox] = xpad[ci][oy·s + ky][ox·s + kx]` (for wide
+    /// rows `ox` runs over the whole padded width). Gathering from the padded copy leaves
+    /// the inner loops without bounds arithmetic: with outputs as narrow as 7 columns,
+    /// per-row bookkeeping would cost more than the copying.
+    fn unfold<'a>(&self, x: &'a [f32], col: &'a mut [f32], padbuf: &'a mut [f32]) -> &'a [f32] {
         if self.direct {
             return x;
         }
-        let (col, padbuf) = scratch.split_at_mut(self.ckk * self.ohw);
-        let (hp, wp) = self.padded_hw();
-        let src: &[f32] = if self.pad == 0 {
+        let src: &[f32] = if padbuf.is_empty() {
             x
         } else {
-            let p = self.pad;
-            for (dst, chan) in padbuf
-                .chunks_exact_mut(hp * wp)
-                .zip(x.chunks_exact(self.h * self.w))
-            {
-                dst[..p * wp].fill(0.0);
-                dst[(p + self.h) * wp..].fill(0.0);
-                for (drow, srow) in dst[p * wp..(p + self.h) * wp]
-                    .chunks_exact_mut(wp)
-                    .zip(chan.chunks_exact(self.w))
-                {
-                    drow[..p].fill(0.0);
-                    drow[p..p + self.w].copy_from_slice(srow);
-                    drow[p + self.w..].fill(0.0);
-                }
-            }
+            self.pad_into(x, padbuf);
             padbuf
         };
-        let (k, s, ow) = (self.k, self.stride, self.ow);
+        let (k, s, ow, ncol) = (self.k, self.stride, self.ow, self.ncol);
+        let wp = self.padded_hw().1;
         let span = (ow - 1) * s + 1;
-        let mut rows = col.chunks_exact_mut(self.ohw);
-        for chan in src.chunks_exact(hp * wp).take(self.cin) {
+        let mut rows = col.chunks_exact_mut(ncol);
+        for ci in 0..self.cin {
             for ky in 0..k {
                 for kx in 0..k {
                     let Some(dst) = rows.next() else { return col };
+                    let origin = self.row_origin(ci, ky, kx);
+                    if self.wide {
+                        dst.copy_from_slice(&src[origin..origin + ncol]);
+                        continue;
+                    }
                     for (oy, d) in dst.chunks_exact_mut(ow).enumerate() {
-                        let start = (oy * s + ky) * wp + kx;
-                        let from = &chan[start..start + span];
+                        let start = origin + oy * s * wp;
+                        let from = &src[start..start + span];
                         if s == 1 {
                             d.copy_from_slice(from);
                         } else {
@@ -355,25 +427,54 @@ impl Shape {
         col
     }
 
+    /// `dy[n]` as a `cout × ncol` matrix: itself, or when wide copied into `wide` with
+    /// zeros in the junk columns (so they add nothing to `dW` or `dx`).
+    fn widen<'a>(&self, dy: &'a [f32], wide: &'a mut [f32]) -> &'a [f32] {
+        if !self.wide {
+            return dy;
+        }
+        let wp = self.padded_hw().1;
+        for (d, s) in wide.chunks_exact_mut(wp).zip(dy.chunks_exact(self.ow)) {
+            d[..self.ow].copy_from_slice(s);
+            d[self.ow..].fill(0.0);
+        }
+        wide
+    }
+
+    /// Drops the junk columns of a wide `cout × ncol` product into `y[n]`.
+    fn narrow(&self, wide: &[f32], y: &mut [f32]) {
+        let wp = self.padded_hw().1;
+        for (d, s) in y.chunks_exact_mut(self.ow).zip(wide.chunks_exact(wp)) {
+            d.copy_from_slice(&s[..self.ow]);
+        }
+    }
+
     /// col2im: overwrites `dx` (one sample) with the sum, over every `col` entry, of that
     /// entry at the input position it was unfolded from (padding entries are dropped).
-    /// `scratch` is the `col_scratch()` buffer whose first `ckk·ohw` values are `col`;
-    /// with padding the sums go to its zero-bordered tail first, mirroring [`Self::unfold`].
-    fn fold(&self, scratch: &mut [f32], dx: &mut [f32]) {
-        let (col, padbuf) = scratch.split_at_mut(self.ckk * self.ohw);
-        let (hp, wp) = self.padded_hw();
-        let acc: &mut [f32] = if self.pad == 0 { dx } else { padbuf };
+    /// Mirrors [`Self::unfold`]: sums go to the zero-bordered `padbuf` when there is one
+    /// (wide junk columns hold zeros and land harmlessly), then its interior to `dx`.
+    fn fold(&self, col: &[f32], padbuf: &mut [f32], dx: &mut [f32]) {
+        let padded = !padbuf.is_empty();
+        let acc: &mut [f32] = if padded { padbuf } else { dx };
         acc.fill(0.0);
-        let (k, s, ow) = (self.k, self.stride, self.ow);
+        let (k, s, ow, ncol) = (self.k, self.stride, self.ow, self.ncol);
+        let wp = self.padded_hw().1;
         let span = (ow - 1) * s + 1;
-        let mut rows = col.chunks_exact(self.ohw);
-        for chan in acc.chunks_exact_mut(hp * wp).take(self.cin) {
+        let mut rows = col.chunks_exact(ncol);
+        for ci in 0..self.cin {
             for ky in 0..k {
                 for kx in 0..k {
                     let Some(src) = rows.next() else { break };
+                    let origin = self.row_origin(ci, ky, kx);
+                    if self.wide {
+                        for (o, v) in acc[origin..origin + ncol].iter_mut().zip(src) {
+                            *o += *v;
+                        }
+                        continue;
+                    }
                     for (oy, c) in src.chunks_exact(ow).enumerate() {
-                        let start = (oy * s + ky) * wp + kx;
-                        let to = &mut chan[start..start + span];
+                        let start = origin + oy * s * wp;
+                        let to = &mut acc[start..start + span];
                         if s == 1 {
                             for (o, v) in to.iter_mut().zip(c) {
                                 *o += *v;
@@ -387,19 +488,8 @@ impl Shape {
                 }
             }
         }
-        if self.pad > 0 {
-            let p = self.pad;
-            for (chan, out) in padbuf
-                .chunks_exact(hp * wp)
-                .zip(dx.chunks_exact_mut(self.h * self.w))
-            {
-                for (srow, drow) in chan[p * wp..(p + self.h) * wp]
-                    .chunks_exact(wp)
-                    .zip(out.chunks_exact_mut(self.w))
-                {
-                    drow.copy_from_slice(&srow[p..p + self.w]);
-                }
-            }
+        if padded {
+            self.unpad_into(padbuf, dx);
         }
     }
 }
