@@ -14,10 +14,10 @@
 //! `dW = Σₙ dy[n] · col(x[n])ᵀ`; transposes are read through `gemm`'s strides, never
 //! copied.
 //!
-//! Threads: the batch is cut into one chunk per thread of the calling rayon pool, each
-//! chunk with its own scratch, and `gemm` runs single-threaded inside (its own threading
-//! would split matrices that are far too small to pay for it). On a pool of one thread
-//! the samples run in a plain loop with no rayon call at all.
+//! Threads: the batch is cut into a few chunks per thread of the calling rayon pool,
+//! each chunk with its own scratch, and `gemm` runs single-threaded inside (its own
+//! threading would split matrices that are far too small to pay for it). On a pool of
+//! one thread the samples run in a plain loop with no rayon task at all.
 
 use std::cell::RefCell;
 
@@ -133,8 +133,8 @@ pub fn backward_input(
 
 /// `dw = d(sum(dy * conv(x, w))) / dw` for `groups == 1`; overwrites `dw`.
 ///
-/// Each chunk of samples sums into its own partial `dw` (the first chunk straight into
-/// `dw`), and the partials are added at the end, so threads never share an accumulator.
+/// Each chunk of samples sums into its own partial `dw` and the partials are added at the
+/// end, so threads never share an accumulator.
 pub fn backward_weight(
     g: &ConvGeom,
     x: &[f32],
@@ -150,9 +150,18 @@ pub fn backward_weight(
     ])?;
     let s = Shape::new(g)?;
     let per = samples_per_chunk(g.batch);
+    // With fewer output channels than col rows, the sum is kept transposed (column-major
+    // `[ckk, cout]`): gemm then packs the small dy per sample instead of the large col,
+    // and one transpose per chunk puts it back.
+    let transposed = s.cout < s.ckk;
     let run = |xc: &[f32], dyc: &[f32], out: &mut [f32]| {
         with_scratch(s.scratch_len(), |scratch| {
             let (col, padbuf, wide) = s.split(scratch);
+            let mut acc_t = if transposed {
+                vec![0f32; s.cout * s.ckk]
+            } else {
+                Vec::new()
+            };
             for (i, (xn, dyn_)) in xc
                 .chunks_exact(s.x_n)
                 .zip(dyc.chunks_exact(s.y_n))
@@ -161,11 +170,20 @@ pub fn backward_weight(
                 let c = s.unfold(xn, col, padbuf);
                 // dW (cout × ckk) += dy[n] (cout × ncol) · colᵀ (ncol × ckk); the junk
                 // columns of a wide col meet zeros in the widened dy.
+                let dst = if transposed {
+                    MatMut {
+                        data: &mut acc_t,
+                        rs: 1,
+                        cs: s.cout,
+                    }
+                } else {
+                    MatMut::row_major(out, s.ckk)
+                };
                 matmul(
                     s.cout,
                     s.ckk,
                     s.ncol,
-                    MatMut::row_major(out, s.ckk),
+                    dst,
                     MatRef::row_major(s.widen(dyn_, wide), s.ncol),
                     MatRef {
                         data: c,
@@ -175,29 +193,30 @@ pub fn backward_weight(
                     i > 0,
                 );
             }
+            if transposed {
+                for (r, src) in acc_t.chunks_exact(s.cout).enumerate() {
+                    for (co, v) in src.iter().enumerate() {
+                        out[co * s.ckk + r] = *v;
+                    }
+                }
+            }
         })
     };
     if per >= g.batch {
         run(x, dy, dw);
         return Ok(());
     }
-    let (x0, x_rest) = x.split_at(per * s.x_n);
-    let (dy0, dy_rest) = dy.split_at(per * s.y_n);
     let w_len = dw.len();
-    let ((), partials) = rayon::join(
-        || run(x0, dy0, dw),
-        || {
-            x_rest
-                .par_chunks(per * s.x_n)
-                .zip(dy_rest.par_chunks(per * s.y_n))
-                .map(|(xc, dyc)| {
-                    let mut part = vec![0f32; w_len];
-                    run(xc, dyc, &mut part);
-                    part
-                })
-                .collect::<Vec<_>>()
-        },
-    );
+    let partials = x
+        .par_chunks(per * s.x_n)
+        .zip(dy.par_chunks(per * s.y_n))
+        .map(|(xc, dyc)| {
+            let mut part = vec![0f32; w_len];
+            run(xc, dyc, &mut part);
+            part
+        })
+        .collect::<Vec<_>>();
+    dw.fill(0.0);
     for part in partials {
         for (d, p) in dw.iter_mut().zip(part) {
             *d += p;
@@ -206,11 +225,16 @@ pub fn backward_weight(
     Ok(())
 }
 
-/// Samples per rayon task: one chunk per thread of the current pool (at least one
-/// sample each), so a pool of one thread gets the whole batch and no task at all.
+/// Samples per rayon task: the whole batch on a pool of one thread (a plain loop, no
+/// task at all), else about four chunks per thread, so that a thread slowed by another
+/// process leaves its last chunks to be stolen instead of holding up the call.
 fn samples_per_chunk(batch: usize) -> usize {
-    let threads = rayon::current_num_threads().clamp(1, batch.max(1));
-    batch.div_ceil(threads)
+    let threads = rayon::current_num_threads().max(1);
+    if threads == 1 {
+        batch
+    } else {
+        batch.div_ceil(4 * threads).max(1)
+    }
 }
 
 thread_local! {
