@@ -3,13 +3,14 @@
 //! Per sample the convolution is `y[n] = W · col(x[n])`, with `W` the weight viewed as a
 //! `[cout, cin·k·k]` matrix and `col` the `[cin·k·k, out_h·out_w]` im2col unfolding.
 //! Where the unfolding is the identity (1×1 stride-1 unpadded kernels, and kernels that
-//! cover the whole unpadded input) the sample itself is `col`, so no copy is made. The
-//! For stride 1 (when enough rows of `col` per output channel pay for it) the
-//! unfolding is "wide": it keeps the padded row width `w + 2·pad` per
-//! output row (the extra columns are junk, dropped from `y` and zeroed in `dy`), so each
-//! row of `col` is one contiguous slice of the zero-bordered sample, a single copy
-//! instead of one short copy per output row. The
-//! backward passes are the two other products of the same three matrices:
+//! cover the whole unpadded input) the sample itself is `col`, so no copy is made.
+//! Where enough rows of `col` per output channel pay for it, the unfolding is "wide": the
+//! padded sample is split into `stride × stride` phase planes (one plane for stride 1),
+//! and each output row keeps the plane width (the extra columns are junk, dropped from
+//! `y` and zeroed in `dy`), so each row of `col` is one contiguous slice of a plane, a
+//! single copy instead of one short copy per output row.
+//!
+//! The backward passes are the two other products of the same three matrices:
 //! `col(dx[n]) = Wᵀ · dy[n]` (then scattered back by col2im) and
 //! `dW = Σₙ dy[n] · col(x[n])ᵀ`; transposes are read through `gemm`'s strides, never
 //! copied.
@@ -42,7 +43,7 @@ pub fn forward(g: &ConvGeom, x: &[f32], w: &[f32], y: &mut [f32]) -> Result<(), 
             for (xn, yn) in xc.chunks_exact(s.x_n).zip(yc.chunks_exact_mut(s.y_n)) {
                 let c = s.unfold(xn, col, padbuf);
                 // y[n] (cout × ncol) = W (cout × ckk) · col (ckk × ncol)
-                let out = if s.wide { &mut *wide } else { &mut *yn };
+                let out = if s.junk { &mut *wide } else { &mut *yn };
                 matmul(
                     s.cout,
                     s.ncol,
@@ -52,7 +53,7 @@ pub fn forward(g: &ConvGeom, x: &[f32], w: &[f32], y: &mut [f32]) -> Result<(), 
                     MatRef::row_major(c, s.ncol),
                     false,
                 );
-                if s.wide {
+                if s.junk {
                     s.narrow(wide, yn);
                 }
             }
@@ -271,7 +272,7 @@ struct Shape {
     ow: usize,
     /// `cin·k·k`: the rows of `col`, the columns of `W`.
     ckk: usize,
-    /// Columns of `col`: `oh·ow`, or `oh·(w + 2·pad)` when wide.
+    /// Columns of `col`: `oh·ow`, or `oh·wq` when wide.
     ncol: usize,
     /// Values per input sample.
     x_n: usize,
@@ -279,8 +280,15 @@ struct Shape {
     y_n: usize,
     /// Whether the im2col unfolding of a sample is the sample itself.
     direct: bool,
-    /// Whether `col` keeps the padded width (stride 1, not direct, and worth it).
+    /// Whether `col` rows are whole contiguous slices of the phase planes.
     wide: bool,
+    /// Whether wide rows hold junk columns (`wq > ow`), so `y` and `dy` need copies.
+    junk: bool,
+    /// Phases per axis of the padded copy: the stride when wide, else 1.
+    q: usize,
+    /// Height and width of one phase plane: `ceil((h + 2·pad) / q)` and the same for `w`.
+    hq: usize,
+    wq: usize,
 }
 
 impl Shape {
@@ -295,15 +303,19 @@ impl Shape {
         let one_by_one = k == 1 && g.stride == 1 && g.pad == 0;
         let whole = g.pad == 0 && k == g.h && k == g.w;
         let direct = one_by_one || whole;
-        // Wide trades one short copy per (col row, output row) for one per (output
-        // channel, output row) (narrowing y, widening dy) plus `2·pad` junk columns in
-        // every product; with ~5 ns per short copy and ~40 flop/ns of gemm that pays
-        // when 5·(ckk - cout) > ckk·cout·(wp - ow) / 40. (Stems, with ckk = 9, lose.)
-        let junk = (g.w + 2 * g.pad).saturating_sub(ow);
+        let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
         let ckk = g.cin * k * k;
+        // Wide trades one short copy per (col row, output row) for one per (output
+        // channel, output row) (narrowing y, widening dy) plus `wq - ow` junk columns in
+        // every product; with ~5 ns per short copy and ~40 flop/ns of gemm that pays
+        // when 5·(ckk - cout) > ckk·cout·(wq - ow) / 40. (Stems, with ckk = 9, lose.)
+        let junk = wp.div_ceil(g.stride) - ow;
+        // A kernel narrower than the stride (1×1 strided skips) would leave phase planes
+        // unread: the narrow gather reads only what it needs.
         let wide =
-            !direct && g.stride == 1 && ckk > g.cout && 200 * (ckk - g.cout) > ckk * g.cout * junk;
-        let wp = g.w + 2 * g.pad;
+            !direct && k >= g.stride && ckk > g.cout && 200 * (ckk - g.cout) > ckk * g.cout * junk;
+        let q = if wide { g.stride } else { 1 };
+        let (hq, wq) = (hp.div_ceil(q), wp.div_ceil(q));
         Ok(Self {
             cin: g.cin,
             cout: g.cout,
@@ -313,36 +325,40 @@ impl Shape {
             stride: g.stride,
             pad: g.pad,
             ow,
-            ckk: g.cin * k * k,
-            ncol: if wide { oh * wp } else { oh * ow },
+            ckk,
+            ncol: if wide { oh * wq } else { oh * ow },
             x_n: g.cin * g.h * g.w,
             y_n: g.cout * oh * ow,
             direct,
             wide,
+            junk: wide && junk > 0,
+            q,
+            hq,
+            wq,
         })
     }
 
-    /// Padded height and width.
-    fn padded_hw(&self) -> (usize, usize) {
-        (self.h + 2 * self.pad, self.w + 2 * self.pad)
+    /// Values in the planes of the padded copy, without the spare tail.
+    fn planes_len(&self) -> usize {
+        self.cin * self.q * self.q * self.hq * self.wq
     }
 
     /// Lengths of the three scratch parts for one sample: `col`; the zero-bordered copy
-    /// of the sample (none when the unpadded sample can be read in place; `k - 1` spare
-    /// zeros when wide, read by the last rows' junk columns); the wide `y`/`dy`.
+    /// of the sample (none when an unpadded narrow unfolding can read the sample in
+    /// place; when wide, spare zeros for the last rows' junk columns to read); the wide
+    /// `y`/`dy`.
     fn scratch_parts(&self) -> [usize; 3] {
         if self.direct {
             return [0; 3];
         }
-        let (hp, wp) = self.padded_hw();
         let padded = if self.wide {
-            self.cin * hp * wp + self.k - 1
+            self.planes_len() + (self.k - 1) / self.q + 1
         } else if self.pad > 0 {
-            self.cin * hp * wp
+            self.planes_len()
         } else {
             0
         };
-        let wide = if self.wide { self.cout * self.ncol } else { 0 };
+        let wide = if self.junk { self.cout * self.ncol } else { 0 };
         [self.ckk * self.ncol, padded, wide]
     }
 
@@ -358,59 +374,83 @@ impl Shape {
         (col, padbuf, wide)
     }
 
-    /// Writes the sample `x` with `pad` zeros around each channel into `padbuf` (and
-    /// zeros in any spare tail).
+    /// Start of phase plane `(ci, a, b)`: the padded positions `(i·q + a, j·q + b)` of
+    /// channel `ci`, at `(i, j)` in a `hq × wq` plane.
+    fn plane(&self, ci: usize, a: usize, b: usize) -> usize {
+        ((ci * self.q + a) * self.q + b) * self.hq * self.wq
+    }
+
+    /// Calls `f(x_row, plane_row, first_ix, first_j)` for every (input row, column
+    /// phase): input columns `first_ix, first_ix + q, …` sit at `first_j, first_j + 1, …`
+    /// of the plane row.
+    fn for_each_row_phase(&self, mut f: impl FnMut(usize, usize, usize, usize)) {
+        let (q, p) = (self.q, self.pad);
+        for ci in 0..self.cin {
+            for iy in 0..self.h {
+                let r = iy + p;
+                for b in 0..q {
+                    let ix0 = (b + q - p % q) % q;
+                    if ix0 >= self.w {
+                        continue;
+                    }
+                    let plane_row = self.plane(ci, r % q, b) + (r / q) * self.wq;
+                    f((ci * self.h + iy) * self.w, plane_row, ix0, (ix0 + p) / q);
+                }
+            }
+        }
+    }
+
+    /// Writes the sample `x`, with `pad` zeros around each channel, into `padbuf` split
+    /// into `q × q` phase planes per channel (zeros everywhere else, spare tail included).
     fn pad_into(&self, x: &[f32], padbuf: &mut [f32]) {
-        let (hp, wp) = self.padded_hw();
-        let p = self.pad;
-        let (body, tail) = padbuf.split_at_mut(self.cin * hp * wp);
-        tail.fill(0.0);
-        for (dst, chan) in body
-            .chunks_exact_mut(hp * wp)
-            .zip(x.chunks_exact(self.h * self.w))
-        {
-            dst[..p * wp].fill(0.0);
-            dst[(p + self.h) * wp..].fill(0.0);
-            for (drow, srow) in dst[p * wp..(p + self.h) * wp]
-                .chunks_exact_mut(wp)
-                .zip(chan.chunks_exact(self.w))
-            {
-                drow[..p].fill(0.0);
-                drow[p..p + self.w].copy_from_slice(srow);
-                drow[p + self.w..].fill(0.0);
+        padbuf.fill(0.0);
+        let (q, w) = (self.q, self.w);
+        self.for_each_row_phase(|xr, pr, ix0, j0| {
+            let n = (w - ix0).div_ceil(q);
+            let dst = &mut padbuf[pr + j0..pr + j0 + n];
+            if q == 1 {
+                dst.copy_from_slice(&x[xr..xr + w]);
+            } else {
+                let src = &x[xr + ix0..xr + w];
+                for (t, d) in dst.iter_mut().enumerate() {
+                    *d = src[t * q];
+                }
             }
-        }
+        });
     }
 
-    /// Copies the interior of a zero-bordered sample back to an unpadded one.
+    /// The inverse of [`Self::pad_into`]: copies the positions of the sample from the
+    /// phase planes back to an unpadded `dx`.
     fn unpad_into(&self, padbuf: &[f32], dx: &mut [f32]) {
-        let (hp, wp) = self.padded_hw();
-        let p = self.pad;
-        for (chan, out) in padbuf
-            .chunks_exact(hp * wp)
-            .zip(dx.chunks_exact_mut(self.h * self.w))
-        {
-            for (srow, drow) in chan[p * wp..(p + self.h) * wp]
-                .chunks_exact(wp)
-                .zip(out.chunks_exact_mut(self.w))
-            {
-                drow.copy_from_slice(&srow[p..p + self.w]);
+        let (q, w) = (self.q, self.w);
+        self.for_each_row_phase(|xr, pr, ix0, j0| {
+            let n = (w - ix0).div_ceil(q);
+            let src = &padbuf[pr + j0..pr + j0 + n];
+            if q == 1 {
+                dx[xr..xr + w].copy_from_slice(src);
+            } else {
+                let dst = &mut dx[xr + ix0..xr + w];
+                for (t, v) in src.iter().enumerate() {
+                    dst[t * q] = *v;
+                }
             }
-        }
+        });
     }
 
-    /// Where row `(ci, ky, kx)` of `col` starts reading in the padded sample.
+    /// Where row `(ci, ky, kx)` of `col` starts reading in the padded copy.
     fn row_origin(&self, ci: usize, ky: usize, kx: usize) -> usize {
-        let (hp, wp) = self.padded_hw();
-        ci * hp * wp + ky * wp + kx
+        let q = self.q;
+        self.plane(ci, ky % q, kx % q) + (ky / q) * self.wq + kx / q
     }
 
     /// The im2col matrix (`ckk × ncol`) of one sample: `x` itself when the unfolding is
-    /// the identity, else `col` filled from the zero-bordered copy `xpad` with
-    /// `col[(ci·k + ky)·k + kx][oy·ow + ox] = xpad[ci][oy·s + ky][ox·s + kx]` (for wide
-    /// rows `ox` runs over the whole padded width). Gathering from the padded copy leaves
-    /// the inner loops without bounds arithmetic: with outputs as narrow as 7 columns,
-    /// per-row bookkeeping would cost more than the copying.
+    /// the identity, else `col` with `col[(ci·k + ky)·k + kx][oy·ow + ox] =
+    /// xpad[ci][oy·s + ky][ox·s + kx]`, `xpad` the sample with `pad` zeros around each
+    /// channel. Gathering from a padded copy leaves the inner loops without bounds
+    /// arithmetic. Wide, the copy is split into `s × s` phase planes (`xpad[ci][i·s +
+    /// a][j·s + b]` at `(i, j)` of plane `(a, b)`), in which each row of `col` (with `ox`
+    /// over the whole plane width `wq`) is one contiguous slice: one copy per row rather
+    /// than one per output row, which matters with outputs as narrow as 7 columns.
     fn unfold<'a>(&self, x: &'a [f32], col: &'a mut [f32], padbuf: &'a mut [f32]) -> &'a [f32] {
         if self.direct {
             return x;
@@ -421,8 +461,7 @@ impl Shape {
             self.pad_into(x, padbuf);
             padbuf
         };
-        let (k, s, ow, ncol) = (self.k, self.stride, self.ow, self.ncol);
-        let wp = self.padded_hw().1;
+        let (k, s, ow, ncol, wq) = (self.k, self.stride, self.ow, self.ncol, self.wq);
         let span = (ow - 1) * s + 1;
         let mut rows = col.chunks_exact_mut(ncol);
         for ci in 0..self.cin {
@@ -435,7 +474,7 @@ impl Shape {
                         continue;
                     }
                     for (oy, d) in dst.chunks_exact_mut(ow).enumerate() {
-                        let start = origin + oy * s * wp;
+                        let start = origin + oy * s * wq;
                         let from = &src[start..start + span];
                         if s == 1 {
                             d.copy_from_slice(from);
@@ -451,14 +490,13 @@ impl Shape {
         col
     }
 
-    /// `dy[n]` as a `cout × ncol` matrix: itself, or when wide copied into `wide` with
-    /// zeros in the junk columns (so they add nothing to `dW` or `dx`).
+    /// `dy[n]` as a `cout × ncol` matrix: itself, or with junk columns copied into `wide`
+    /// with zeros in them (so they add nothing to `dW` or `dx`).
     fn widen<'a>(&self, dy: &'a [f32], wide: &'a mut [f32]) -> &'a [f32] {
-        if !self.wide {
+        if !self.junk {
             return dy;
         }
-        let wp = self.padded_hw().1;
-        for (d, s) in wide.chunks_exact_mut(wp).zip(dy.chunks_exact(self.ow)) {
+        for (d, s) in wide.chunks_exact_mut(self.wq).zip(dy.chunks_exact(self.ow)) {
             d[..self.ow].copy_from_slice(s);
             d[self.ow..].fill(0.0);
         }
@@ -467,22 +505,20 @@ impl Shape {
 
     /// Drops the junk columns of a wide `cout × ncol` product into `y[n]`.
     fn narrow(&self, wide: &[f32], y: &mut [f32]) {
-        let wp = self.padded_hw().1;
-        for (d, s) in y.chunks_exact_mut(self.ow).zip(wide.chunks_exact(wp)) {
+        for (d, s) in y.chunks_exact_mut(self.ow).zip(wide.chunks_exact(self.wq)) {
             d.copy_from_slice(&s[..self.ow]);
         }
     }
 
     /// col2im: overwrites `dx` (one sample) with the sum, over every `col` entry, of that
     /// entry at the input position it was unfolded from (padding entries are dropped).
-    /// Mirrors [`Self::unfold`]: sums go to the zero-bordered `padbuf` when there is one
-    /// (wide junk columns hold zeros and land harmlessly), then its interior to `dx`.
+    /// Mirrors [`Self::unfold`]: sums go to the padded copy when there is one (wide junk
+    /// columns hold zeros and land harmlessly), then its sample positions to `dx`.
     fn fold(&self, col: &[f32], padbuf: &mut [f32], dx: &mut [f32]) {
         let padded = !padbuf.is_empty();
         let acc: &mut [f32] = if padded { padbuf } else { dx };
         acc.fill(0.0);
-        let (k, s, ow, ncol) = (self.k, self.stride, self.ow, self.ncol);
-        let wp = self.padded_hw().1;
+        let (k, s, ow, ncol, wq) = (self.k, self.stride, self.ow, self.ncol, self.wq);
         let span = (ow - 1) * s + 1;
         let mut rows = col.chunks_exact(ncol);
         for ci in 0..self.cin {
@@ -497,7 +533,7 @@ impl Shape {
                         continue;
                     }
                     for (oy, c) in src.chunks_exact(ow).enumerate() {
-                        let start = origin + oy * s * wp;
+                        let start = origin + oy * s * wq;
                         let to = &mut acc[start..start + span];
                         if s == 1 {
                             for (o, v) in to.iter_mut().zip(c) {

@@ -136,6 +136,7 @@ fn odd_shapes_match_reference() {
         geom(2, 4, 6, 3, 3, 3, 1, 0),  // kernel covers the whole input (no im2col)
         geom(2, 1, 12, 6, 6, 3, 1, 0), // narrow stride-1 unfolding, unpadded
         geom(2, 2, 24, 5, 6, 3, 1, 1), // narrow stride-1 unfolding, padded
+        geom(2, 1, 12, 7, 7, 3, 2, 0), // narrow strided unfolding, unpadded
         geom(2, 4, 6, 4, 4, 1, 1, 2),  // 1×1 kernel with padding
         geom(2, 4, 6, 3, 3, 3, 1, 3),  // padding wider than half the kernel
         geom(5, 3, 4, 6, 6, 3, 1, 1),  // batch not a multiple of the threads
