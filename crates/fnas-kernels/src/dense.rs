@@ -38,6 +38,9 @@ pub fn forward(g: &ConvGeom, x: &[f32], w: &[f32], y: &mut [f32]) -> Result<(), 
     let s = Shape::new(g)?;
     let per = samples_per_chunk(g.batch);
     let run = |xc: &[f32], yc: &mut [f32]| {
+        if s.grouped() {
+            return s.direct_grouped(s.cout, s.ckk, MatRef::row_major(w, s.ckk), xc, yc);
+        }
         with_scratch(s.scratch_len(), |scratch| {
             let (col, padbuf, wide) = s.split(scratch);
             for (xn, yn) in xc.chunks_exact(s.x_n).zip(yc.chunks_exact_mut(s.y_n)) {
@@ -92,6 +95,9 @@ pub fn backward_input(
         cs: s.ckk,
     };
     let run = |dyc: &[f32], dxc: &mut [f32]| {
+        if s.grouped() {
+            return s.direct_grouped(s.ckk, s.cout, wt, dyc, dxc);
+        }
         with_scratch(s.scratch_len(), |scratch| {
             let (col, padbuf, wide) = s.split(scratch);
             for (dyn_, dxn) in dyc.chunks_exact(s.y_n).zip(dxc.chunks_exact_mut(s.x_n)) {
@@ -156,6 +162,25 @@ pub fn backward_weight(
     // and one transpose per chunk puts it back.
     let transposed = s.cout < s.ckk;
     let run = |xc: &[f32], dyc: &[f32], out: &mut [f32]| {
+        if s.direct && s.ncol == 1 {
+            // One output position per sample: per-sample products would be rank-1
+            // updates; the chunk's samples are the depth of one product instead,
+            // dW (cout × ckk) = dyᵀ (cout × samples) · x (samples × ckk), read in place.
+            let samples = xc.len() / s.x_n;
+            return matmul(
+                s.cout,
+                s.ckk,
+                samples,
+                MatMut::row_major(out, s.ckk),
+                MatRef {
+                    data: dyc,
+                    rs: 1,
+                    cs: s.cout,
+                },
+                MatRef::row_major(xc, s.ckk),
+                false,
+            );
+        }
         with_scratch(s.scratch_len(), |scratch| {
             let (col, padbuf, wide) = s.split(scratch);
             let mut acc_t = if transposed {
@@ -237,6 +262,9 @@ fn samples_per_chunk(batch: usize) -> usize {
         batch.div_ceil(4 * threads).max(1)
     }
 }
+
+/// Columns aimed at per product when direct samples are grouped.
+const GROUP_COLS: usize = 256;
 
 thread_local! {
     /// im2col scratch kept per thread between calls: a training step runs the same
@@ -372,6 +400,64 @@ impl Shape {
         let (col, rest) = scratch.split_at_mut(c);
         let (padbuf, wide) = rest.split_at_mut(p);
         (col, padbuf, wide)
+    }
+
+    /// Whether samples go through [`Self::direct_grouped`]: direct unfoldings with so
+    /// few output positions that a per-sample product would waste most of gemm's 64-row
+    /// tiles (49 positions at 7×7 use 49 of 64).
+    fn grouped(&self) -> bool {
+        self.direct && self.ncol < GROUP_COLS / 2
+    }
+
+    /// `out[n] (m × ncol) = lhs (m × kdim) · src[n] (kdim × ncol)` for each sample `n` of
+    /// a chunk, with several samples side by side in each product: `src` samples are
+    /// gathered into `[kdim, group·ncol]`, and the product scattered back. With one
+    /// position per sample the chunk is read and written in place through strides.
+    fn direct_grouped(&self, m: usize, kdim: usize, lhs: MatRef, src: &[f32], out: &mut [f32]) {
+        let ncol = self.ncol;
+        if ncol == 1 {
+            let samples = src.len() / kdim;
+            let dst = MatMut {
+                data: out,
+                rs: 1,
+                cs: m,
+            };
+            let rhs = MatRef {
+                data: src,
+                rs: 1,
+                cs: kdim,
+            };
+            return matmul(m, samples, kdim, dst, lhs, rhs, false);
+        }
+        let group = GROUP_COLS.div_ceil(ncol);
+        with_scratch((kdim + m) * group * ncol, |scratch| {
+            let (inb, outb) = scratch.split_at_mut(kdim * group * ncol);
+            for (sg, og) in src
+                .chunks(group * kdim * ncol)
+                .zip(out.chunks_mut(group * m * ncol))
+            {
+                let cols = sg.len() / kdim;
+                for (i, smp) in sg.chunks_exact(kdim * ncol).enumerate() {
+                    for (r, row) in smp.chunks_exact(ncol).enumerate() {
+                        inb[r * cols + i * ncol..][..ncol].copy_from_slice(row);
+                    }
+                }
+                matmul(
+                    m,
+                    cols,
+                    kdim,
+                    MatMut::row_major(&mut outb[..m * cols], cols),
+                    lhs,
+                    MatRef::row_major(&inb[..kdim * cols], cols),
+                    false,
+                );
+                for (i, smp) in og.chunks_exact_mut(m * ncol).enumerate() {
+                    for (r, row) in smp.chunks_exact_mut(ncol).enumerate() {
+                        row.copy_from_slice(&outb[r * cols + i * ncol..][..ncol]);
+                    }
+                }
+            }
+        })
     }
 
     /// Start of phase plane `(ci, a, b)`: the padded positions `(i·q + a, j·q + b)` of
