@@ -1,24 +1,33 @@
-//! Dense (`groups == 1`) convolution as matrix products, one sample at a time.
+//! Dense (`groups == 1`) convolution as matrix products (`gemm`), sample by sample.
 //!
 //! Per sample the convolution is `y[n] = W · col(x[n])`, with `W` the weight viewed as a
-//! `[cout, cin·k·k]` matrix and `col` the `[cin·k·k, out_h·out_w]` im2col unfolding.
-//! Where the unfolding is the identity (1×1 stride-1 unpadded kernels, and kernels that
-//! cover the whole unpadded input) the sample itself is `col`, so no copy is made.
-//! Where enough rows of `col` per output channel pay for it, the unfolding is "wide": the
-//! padded sample is split into `stride × stride` phase planes (one plane for stride 1),
-//! and each output row keeps the plane width (the extra columns are junk, dropped from
-//! `y` and zeroed in `dy`), so each row of `col` is one contiguous slice of a plane, a
-//! single copy instead of one short copy per output row.
-//!
-//! The backward passes are the two other products of the same three matrices:
+//! `[cout, cin·k·k]` matrix and `col` the `[cin·k·k, out_h·out_w]` im2col unfolding. The
+//! backward passes are the two other products of the same three matrices:
 //! `col(dx[n]) = Wᵀ · dy[n]` (then scattered back by col2im) and
 //! `dW = Σₙ dy[n] · col(x[n])ᵀ`; transposes are read through `gemm`'s strides, never
-//! copied.
+//! copied. The ways through, each chosen from the shape alone:
+//!
+//! - **direct**: where the unfolding is the identity (1×1 stride-1 unpadded kernels, and
+//!   kernels that cover the whole unpadded input) the sample itself is `col`. On small
+//!   images (7×7) several samples are gathered side by side into one product, because a
+//!   49-column product fills gemm's 64-row tiles badly; with one output position per
+//!   sample the whole chunk is one product read in place.
+//! - **wide**: where enough rows of `col` per output channel pay for it, the padded
+//!   sample is split into `stride × stride` phase planes (one plane for stride 1) and
+//!   each output row keeps the plane width (the extra columns are junk, dropped from `y`
+//!   and zeroed in `dy`), so each row of `col` is one contiguous slice of a plane: one
+//!   copy per row instead of one short copy per output row.
+//! - **narrow**: otherwise (stems with one input channel, 1×1 strided skips) each output
+//!   row of `col` is gathered from a zero-bordered copy of the sample.
+//!
+//! `dW` is summed transposed when `cout < cin·k·k`, so gemm packs the small `dy` per
+//! sample rather than the large `col`.
 //!
 //! Threads: the batch is cut into a few chunks per thread of the calling rayon pool,
 //! each chunk with its own scratch, and `gemm` runs single-threaded inside (its own
 //! threading would split matrices that are far too small to pay for it). On a pool of
-//! one thread the samples run in a plain loop with no rayon task at all.
+//! one thread the samples run in a plain loop with no rayon task at all. Scratch
+//! buffers are kept per thread between calls (a few MB at most for these shapes).
 
 use std::cell::RefCell;
 
@@ -731,5 +740,101 @@ fn matmul(m: usize, n: usize, k: usize, dst: MatMut, a: MatRef, b: MatRef, accum
             false,
             gemm::Parallelism::None,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reference;
+
+    fn geom(
+        batch: usize,
+        cin: usize,
+        cout: usize,
+        hw: usize,
+        k: usize,
+        s: usize,
+        p: usize,
+    ) -> ConvGeom {
+        ConvGeom {
+            batch,
+            cin,
+            cout,
+            h: hw,
+            w: hw,
+            kernel: k,
+            stride: s,
+            pad: p,
+            groups: 1,
+        }
+    }
+
+    /// Each way through the kernels, named by a shape that takes it, against the
+    /// reference: the integration tests cover shapes, this makes sure they cover paths.
+    #[test]
+    fn every_path_is_taken_and_matches_reference() {
+        type Path = fn(&Shape) -> bool;
+        let cases: [(&str, ConvGeom, Path); 8] = [
+            ("direct, per sample", geom(3, 16, 24, 14, 1, 1, 0), |s| {
+                s.direct && !s.grouped()
+            }),
+            ("direct, grouped", geom(9, 12, 20, 7, 1, 1, 0), |s| {
+                s.grouped() && s.ncol > 1
+            }),
+            ("direct, one position", geom(5, 8, 6, 3, 3, 1, 0), |s| {
+                s.direct && s.ncol == 1
+            }),
+            ("wide, stride 1", geom(2, 8, 8, 6, 3, 1, 1), |s| {
+                s.wide && s.q == 1 && s.junk
+            }),
+            ("wide, stride 2", geom(2, 8, 8, 9, 3, 2, 1), |s| {
+                s.wide && s.q == 2
+            }),
+            (
+                "narrow, stride 1, padded",
+                geom(2, 1, 16, 6, 3, 1, 1),
+                |s| !s.direct && !s.wide && s.stride == 1 && s.pad == 1,
+            ),
+            (
+                "narrow, stride 2, unpadded",
+                geom(2, 1, 16, 7, 3, 2, 0),
+                |s| !s.direct && !s.wide && s.stride == 2 && s.pad == 0,
+            ),
+            ("narrow, 1x1 stride 2", geom(2, 16, 8, 7, 1, 2, 0), |s| {
+                !s.direct && !s.wide
+            }),
+        ];
+        for (name, g, takes) in cases {
+            let s = Shape::new(&g).unwrap();
+            assert!(takes(&s), "{name}: {g:?} takes another path");
+            let x: Vec<f32> = (0..g.x_len())
+                .map(|i| ((i * 7 % 11) as f32 - 5.0) / 5.0)
+                .collect();
+            let w: Vec<f32> = (0..g.w_len())
+                .map(|i| ((i * 5 % 13) as f32 - 6.0) / 6.0)
+                .collect();
+            let dy: Vec<f32> = (0..g.y_len())
+                .map(|i| ((i * 3 % 7) as f32 - 3.0) / 3.0)
+                .collect();
+            let (mut y, mut y_ref) = (vec![1.0; g.y_len()], vec![0.0; g.y_len()]);
+            let (mut dx, mut dx_ref) = (vec![1.0; g.x_len()], vec![0.0; g.x_len()]);
+            let (mut dw, mut dw_ref) = (vec![1.0; g.w_len()], vec![0.0; g.w_len()]);
+            forward(&g, &x, &w, &mut y).unwrap();
+            backward_input(&g, &dy, &w, &mut dx).unwrap();
+            backward_weight(&g, &x, &dy, &mut dw).unwrap();
+            reference::conv_forward(&g, &x, &w, &mut y_ref).unwrap();
+            reference::conv_backward_input(&g, &dy, &w, &mut dx_ref).unwrap();
+            reference::conv_backward_weight(&g, &x, &dy, &mut dw_ref).unwrap();
+            for (what, a, b) in [
+                ("y", &y, &y_ref),
+                ("dx", &dx, &dx_ref),
+                ("dw", &dw, &dw_ref),
+            ] {
+                let scale = b.iter().fold(1f32, |m, v| m.max(v.abs()));
+                let err = a.iter().zip(b).fold(0f32, |m, (p, q)| m.max((p - q).abs())) / scale;
+                assert!(err <= 1e-4, "{name}: {what} error {err}");
+            }
+        }
     }
 }
