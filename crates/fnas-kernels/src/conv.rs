@@ -1,14 +1,14 @@
 //! One entry point per convolution direction: picks the kernel for the shape.
 
 use crate::geom::{ConvGeom, KernelError};
-use crate::{depthwise, reference};
+use crate::{dense, depthwise};
 
 /// `y = conv(x, w)`.
 pub fn forward(g: &ConvGeom, x: &[f32], w: &[f32], y: &mut [f32]) -> Result<(), KernelError> {
     if g.is_depthwise() {
         return depthwise::forward(g, x, w, y);
     }
-    reference::conv_forward(g, x, w, y)
+    dense::forward(g, x, w, y)
 }
 
 /// The gradient of the input.
@@ -21,7 +21,7 @@ pub fn backward_input(
     if g.is_depthwise() {
         return depthwise::backward_input(g, dy, w, dx);
     }
-    reference::conv_backward_input(g, dy, w, dx)
+    dense::backward_input(g, dy, w, dx)
 }
 
 /// The gradient of the weight.
@@ -34,5 +34,5 @@ pub fn backward_weight(
     if g.is_depthwise() {
         return depthwise::backward_weight(g, x, dy, dw);
     }
-    reference::conv_backward_weight(g, x, dy, dw)
+    dense::backward_weight(g, x, dy, dw)
 }

@@ -33,14 +33,15 @@ pub struct ConvGeom {
 }
 
 impl ConvGeom {
-    /// Output height.
+    /// Output height (saturating, so a shape [`ConvGeom::check`] rejects still has
+    /// buffer lengths to report).
     pub fn out_h(&self) -> usize {
-        (self.h + 2 * self.pad - self.kernel) / self.stride + 1
+        (self.h + 2 * self.pad).saturating_sub(self.kernel) / self.stride.max(1) + 1
     }
 
-    /// Output width.
+    /// Output width (saturating like [`ConvGeom::out_h`]).
     pub fn out_w(&self) -> usize {
-        (self.w + 2 * self.pad - self.kernel) / self.stride + 1
+        (self.w + 2 * self.pad).saturating_sub(self.kernel) / self.stride.max(1) + 1
     }
 
     /// Whether this is a depthwise convolution (one input channel per output channel).
@@ -55,7 +56,7 @@ impl ConvGeom {
 
     /// Values in the weight.
     pub fn w_len(&self) -> usize {
-        self.cout * (self.cin / self.groups) * self.kernel * self.kernel
+        self.cout * (self.cin / self.groups.max(1)) * self.kernel * self.kernel
     }
 
     /// Values in the output.
@@ -78,6 +79,9 @@ impl ConvGeom {
         .contains(&0)
         {
             return bad("a size is zero");
+        }
+        if self.groups == 0 {
+            return bad("groups is zero");
         }
         if self.h + 2 * self.pad < self.kernel || self.w + 2 * self.pad < self.kernel {
             return bad("the kernel is larger than the padded input");

@@ -12,6 +12,7 @@
 
 pub mod bn;
 pub mod conv;
+pub mod dense;
 pub mod depthwise;
 mod geom;
 pub mod reference;
