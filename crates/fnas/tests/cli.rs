@@ -940,3 +940,39 @@ fn hostile_names_are_refused_by_every_command() {
         }
     }
 }
+
+/// `--kernels` with an unknown name, and `--device cuda` in a build without the `cuda`
+/// feature: one line naming what is missing, before any store is made.
+#[test]
+fn bad_kernels_and_a_missing_cuda_build_are_one_line_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("s.db");
+    let s = store.to_str().unwrap();
+    let train = |extra: &[&str]| {
+        let mut a = vec!["train", "--arch", "median", "--task", "fashion-mnist-tiny"];
+        a.extend_from_slice(extra);
+        run(&a)
+    };
+    let o = train(&["--kernels", "cudnn"]);
+    assert_clean_error(&o, "unknown kernels 'cudnn': expected one of burn, fast");
+    let o = run(&[
+        "search",
+        "--task",
+        "fashion-mnist-tiny",
+        "--budget",
+        "1",
+        "--kernels",
+        "mkl",
+        "--store",
+        s,
+    ]);
+    assert_clean_error(&o, "unknown kernels 'mkl'");
+    #[cfg(not(feature = "cuda"))]
+    {
+        let o = train(&["--device", "cuda"]);
+        assert_clean_error(&o, "built without CUDA");
+        let o = train(&["--device", "cuda:0", "--kernels", "fast"]);
+        assert_clean_error(&o, "built without CUDA");
+    }
+    assert!(!store.exists(), "a store was made for a refused search");
+}
