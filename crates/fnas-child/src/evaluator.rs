@@ -104,6 +104,14 @@ fn cuda_device(name: &str) -> Result<Device, String> {
             .map_err(|_| format!("device `{name}`: expected cuda:N with N a GPU index"))?,
         None => 0,
     };
+    // burn opens the GPU lazily and panics deep inside the first operation when there is
+    // none; the driver's device node says it up front.
+    let node = format!("/dev/nvidia{index}");
+    if !std::path::Path::new(&node).exists() {
+        return Err(format!(
+            "device `{name}`: no NVIDIA GPU {index} on this machine ({node} is missing); use --device cpu"
+        ));
+    }
     Ok(Device::cuda(index))
 }
 
