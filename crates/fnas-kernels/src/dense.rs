@@ -20,6 +20,12 @@
 //! - **narrow**: otherwise (stems with one input channel, 1×1 strided skips) each output
 //!   row of `col` is gathered from a zero-bordered copy of the sample.
 //!
+//! Where one sample has few columns (14×14 and smaller outputs), wide and narrow
+//! unfoldings put several samples side by side in one `col` (`ckk × group·ncol`), and
+//! `y`/`dy` go through a gathered `cout × group·ncol` copy: one product of ~256 columns
+//! instead of several that fill gemm's 64-row tiles badly (`dW` gets the same grouping,
+//! direct unfoldings included, so its products are deeper).
+//!
 //! With stride 1 (and 8 or more input channels) `backward_input` is instead the forward
 //! pass of the transposed convolution (`dy` padded by `k - 1 - pad`, the weight flipped
 //! and transposed): a deeper product and no scatter-add. `dW` is summed transposed when
@@ -54,21 +60,30 @@ pub fn forward(g: &ConvGeom, x: &[f32], w: &[f32], y: &mut [f32]) -> Result<(), 
         }
         with_scratch(s.scratch_len(), |scratch| {
             let (col, padbuf, wide) = s.split(scratch);
-            for (xn, yn) in xc.chunks_exact(s.x_n).zip(yc.chunks_exact_mut(s.y_n)) {
-                let c = s.unfold(xn, col, padbuf);
-                // y[n] (cout × ncol) = W (cout × ckk) · col (ckk × ncol)
-                let out = if s.junk { &mut *wide } else { &mut *yn };
+            for (xg, yg) in xc
+                .chunks(s.group * s.x_n)
+                .zip(yc.chunks_mut(s.group * s.y_n))
+            {
+                let cols = xg.len() / s.x_n * s.ncol;
+                let c = s.unfold_group(xg, col, padbuf);
+                // y[group] (cout × cols) = W (cout × ckk) · col (ckk × cols)
+                let gathered = s.gathers(cols);
+                let out = if gathered {
+                    &mut wide[..s.cout * cols]
+                } else {
+                    &mut *yg
+                };
                 matmul(
                     s.cout,
-                    s.ncol,
+                    cols,
                     s.ckk,
-                    MatMut::row_major(out, s.ncol),
+                    MatMut::row_major(out, cols),
                     MatRef::row_major(w, s.ckk),
-                    MatRef::row_major(c, s.ncol),
+                    MatRef::row_major(c, cols),
                     false,
                 );
-                if s.junk {
-                    s.narrow(wide, yn);
+                if gathered {
+                    s.scatter(wide, cols, yg);
                 }
             }
         })
@@ -114,15 +129,20 @@ pub fn backward_input(
         }
         with_scratch(s.scratch_len(), |scratch| {
             let (col, padbuf, wide) = s.split(scratch);
-            for (dyn_, dxn) in dyc.chunks_exact(s.y_n).zip(dxc.chunks_exact_mut(s.x_n)) {
-                let dy_m = MatRef::row_major(s.widen(dyn_, wide), s.ncol);
+            for (dyg, dxg) in dyc
+                .chunks(s.group * s.y_n)
+                .zip(dxc.chunks_mut(s.group * s.x_n))
+            {
+                let cols = dyg.len() / s.y_n * s.ncol;
+                let dy_m = MatRef::row_major(s.gather(dyg, wide, cols), cols);
                 if s.direct {
-                    // dx[n] is its own col: write the product straight into it.
+                    // dx[n] is its own col (one sample per group here): write the
+                    // product straight into it.
                     matmul(
                         s.ckk,
-                        s.ncol,
+                        cols,
                         s.cout,
-                        MatMut::row_major(dxn, s.ncol),
+                        MatMut::row_major(dxg, cols),
                         wt,
                         dy_m,
                         false,
@@ -130,14 +150,14 @@ pub fn backward_input(
                 } else {
                     matmul(
                         s.ckk,
-                        s.ncol,
+                        cols,
                         s.cout,
-                        MatMut::row_major(col, s.ncol),
+                        MatMut::row_major(&mut col[..s.ckk * cols], cols),
                         wt,
                         dy_m,
                         false,
                     );
-                    s.fold(col, padbuf, dxn);
+                    s.fold_group(col, cols, padbuf, dxg);
                 }
             }
         })
@@ -201,8 +221,8 @@ pub fn backward_weight(
     let s = Shape::new(g)?;
     let per = samples_per_chunk(g.batch);
     // With fewer output channels than col rows, the sum is kept transposed (column-major
-    // `[ckk, cout]`): gemm then packs the small dy per sample instead of the large col,
-    // and one transpose per chunk puts it back.
+    // `[ckk, cout]`): gemm then packs the small dy instead of the large col, and one
+    // transpose per chunk puts it back.
     let transposed = s.cout < s.ckk;
     let run = |xc: &[f32], dyc: &[f32], out: &mut [f32]| {
         if s.direct && s.ncol == 1 {
@@ -231,14 +251,15 @@ pub fn backward_weight(
             } else {
                 Vec::new()
             };
-            for (i, (xn, dyn_)) in xc
-                .chunks_exact(s.x_n)
-                .zip(dyc.chunks_exact(s.y_n))
+            for (i, (xg, dyg)) in xc
+                .chunks(s.group * s.x_n)
+                .zip(dyc.chunks(s.group * s.y_n))
                 .enumerate()
             {
-                let c = s.unfold(xn, col, padbuf);
-                // dW (cout × ckk) += dy[n] (cout × ncol) · colᵀ (ncol × ckk); the junk
-                // columns of a wide col meet zeros in the widened dy.
+                let cols = xg.len() / s.x_n * s.ncol;
+                let c = s.unfold_group(xg, col, padbuf);
+                // dW (cout × ckk) += dy[group] (cout × cols) · colᵀ (cols × ckk); the
+                // junk columns of a wide col meet zeros in the gathered dy.
                 let dst = if transposed {
                     MatMut {
                         data: &mut acc_t,
@@ -251,13 +272,13 @@ pub fn backward_weight(
                 matmul(
                     s.cout,
                     s.ckk,
-                    s.ncol,
+                    cols,
                     dst,
-                    MatRef::row_major(s.widen(dyn_, wide), s.ncol),
+                    MatRef::row_major(s.gather(dyg, wide, cols), cols),
                     MatRef {
                         data: c,
                         rs: 1,
-                        cs: s.ncol,
+                        cs: cols,
                     },
                     i > 0,
                 );
@@ -306,8 +327,11 @@ fn samples_per_chunk(batch: usize) -> usize {
     }
 }
 
-/// Columns aimed at per product when direct samples are grouped.
+/// Columns aimed at per product when samples are grouped.
 const GROUP_COLS: usize = 256;
+
+/// Most values in a grouped `col`.
+const COL_BUDGET: usize = 1 << 20;
 
 thread_local! {
     /// im2col scratch kept per thread between calls: a training step runs the same
@@ -360,6 +384,11 @@ struct Shape {
     /// Height and width of one phase plane: `ceil((h + 2·pad) / q)` and the same for `w`.
     hq: usize,
     wq: usize,
+    /// Output positions per channel: `oh·ow`.
+    opix: usize,
+    /// Samples side by side in one product (`col` is `ckk × group·ncol`): several where
+    /// one sample's columns would fill gemm's 64-row tiles badly.
+    group: usize,
 }
 
 impl Shape {
@@ -387,6 +416,18 @@ impl Shape {
             !direct && k >= g.stride && ckk > g.cout && 200 * (ckk - g.cout) > ckk * g.cout * junk;
         let q = if wide { g.stride } else { 1 };
         let (hq, wq) = (hp.div_ceil(q), wp.div_ceil(q));
+        let ncol = if wide { oh * wq } else { oh * ow };
+        // Direct unfoldings group only in `backward_weight` (the other passes have
+        // `direct_grouped`), and only where they are small.
+        let group = if ncol >= GROUP_COLS || (direct && ncol >= GROUP_COLS / 2) {
+            1
+        } else {
+            let mut group = GROUP_COLS.div_ceil(ncol).min(g.batch);
+            while group > 1 && ckk * group * ncol > COL_BUDGET {
+                group -= 1;
+            }
+            group
+        };
         Ok(Self {
             cin: g.cin,
             cout: g.cout,
@@ -397,7 +438,7 @@ impl Shape {
             pad: g.pad,
             ow,
             ckk,
-            ncol: if wide { oh * wq } else { oh * ow },
+            ncol,
             x_n: g.cin * g.h * g.w,
             y_n: g.cout * oh * ow,
             direct,
@@ -406,6 +447,8 @@ impl Shape {
             q,
             hq,
             wq,
+            opix: oh * ow,
+            group,
         })
     }
 
@@ -419,8 +462,15 @@ impl Shape {
     /// place; when wide, spare zeros for the last rows' junk columns to read); the wide
     /// `y`/`dy`.
     fn scratch_parts(&self) -> [usize; 3] {
+        let gcols = self.group * self.ncol;
+        let wide = if self.gathers(gcols) {
+            self.cout * gcols
+        } else {
+            0
+        };
         if self.direct {
-            return [0; 3];
+            let col = if self.group > 1 { self.ckk * gcols } else { 0 };
+            return [col, 0, wide];
         }
         let padded = if self.wide {
             self.planes_len() + (self.k - 1) / self.q + 1
@@ -429,8 +479,7 @@ impl Shape {
         } else {
             0
         };
-        let wide = if self.junk { self.cout * self.ncol } else { 0 };
-        [self.ckk * self.ncol, padded, wide]
+        [self.ckk * gcols, padded, wide]
     }
 
     fn scratch_len(&self) -> usize {
@@ -590,9 +639,14 @@ impl Shape {
     /// a][j·s + b]` at `(i, j)` of plane `(a, b)`), in which each row of `col` (with `ox`
     /// over the whole plane width `wq`) is one contiguous slice: one copy per row rather
     /// than one per output row, which matters with outputs as narrow as 7 columns.
-    fn unfold<'a>(&self, x: &'a [f32], col: &'a mut [f32], padbuf: &'a mut [f32]) -> &'a [f32] {
+    ///
+    /// Row `r` is written at `col[r·ld..]`, so that samples can sit side by side.
+    fn unfold_into(&self, x: &[f32], col: &mut [f32], ld: usize, padbuf: &mut [f32]) {
         if self.direct {
-            return x;
+            for (r, row) in x.chunks_exact(self.ncol).enumerate() {
+                col[r * ld..r * ld + self.ncol].copy_from_slice(row);
+            }
+            return;
         }
         let src: &[f32] = if padbuf.is_empty() {
             x
@@ -602,11 +656,12 @@ impl Shape {
         };
         let (k, s, ow, ncol, wq) = (self.k, self.stride, self.ow, self.ncol, self.wq);
         let span = (ow - 1) * s + 1;
-        let mut rows = col.chunks_exact_mut(ncol);
+        let mut r = 0;
         for ci in 0..self.cin {
             for ky in 0..k {
                 for kx in 0..k {
-                    let Some(dst) = rows.next() else { return col };
+                    let dst = &mut col[r * ld..r * ld + ncol];
+                    r += 1;
                     let origin = self.row_origin(ci, ky, kx);
                     if self.wide {
                         dst.copy_from_slice(&src[origin..origin + ncol]);
@@ -626,26 +681,74 @@ impl Shape {
                 }
             }
         }
-        col
     }
 
-    /// `dy[n]` as a `cout × ncol` matrix: itself, or with junk columns copied into `wide`
-    /// with zeros in them (so they add nothing to `dW` or `dx`).
-    fn widen<'a>(&self, dy: &'a [f32], wide: &'a mut [f32]) -> &'a [f32] {
-        if !self.junk {
-            return dy;
+    /// The im2col matrix (`ckk × cols`) of a group of samples side by side: a single
+    /// direct sample is its own; else each sample is unfolded into its columns of `col`.
+    fn unfold_group<'a>(&self, xg: &'a [f32], col: &'a mut [f32], padbuf: &mut [f32]) -> &'a [f32] {
+        let samples = xg.len() / self.x_n;
+        if self.direct && samples == 1 {
+            return xg;
         }
-        for (d, s) in wide.chunks_exact_mut(self.wq).zip(dy.chunks_exact(self.ow)) {
-            d[..self.ow].copy_from_slice(s);
-            d[self.ow..].fill(0.0);
+        let cols = samples * self.ncol;
+        for (i, xn) in xg.chunks_exact(self.x_n).enumerate() {
+            self.unfold_into(xn, &mut col[i * self.ncol..], cols, padbuf);
         }
-        wide
+        &col[..self.ckk * cols]
     }
 
-    /// Drops the junk columns of a wide `cout × ncol` product into `y[n]`.
-    fn narrow(&self, wide: &[f32], y: &mut [f32]) {
-        for (d, s) in y.chunks_exact_mut(self.ow).zip(wide.chunks_exact(self.wq)) {
-            d.copy_from_slice(&s[..self.ow]);
+    /// Whether a product of `cols` columns goes through the `wide` scratch (junk
+    /// columns, or several samples side by side) rather than `y`/`dy` in place.
+    fn gathers(&self, cols: usize) -> bool {
+        self.junk || cols > self.ncol
+    }
+
+    /// `dy` of a group of samples as a `cout × cols` matrix: itself (one sample, no junk
+    /// columns), or its samples side by side in `wide`, junk columns zeroed (so they add
+    /// nothing to `dW` or `dx`).
+    fn gather<'a>(&self, dyg: &'a [f32], wide: &'a mut [f32], cols: usize) -> &'a [f32] {
+        if !self.gathers(cols) {
+            return dyg;
+        }
+        let (ncol, ow, wq) = (self.ncol, self.ow, self.wq);
+        for (i, dyn_) in dyg.chunks_exact(self.y_n).enumerate() {
+            for (co, src) in dyn_.chunks_exact(self.opix).enumerate() {
+                let dst = &mut wide[co * cols + i * ncol..][..ncol];
+                if self.junk {
+                    for (d, s) in dst.chunks_exact_mut(wq).zip(src.chunks_exact(ow)) {
+                        d[..ow].copy_from_slice(s);
+                        d[ow..].fill(0.0);
+                    }
+                } else {
+                    dst.copy_from_slice(src);
+                }
+            }
+        }
+        &wide[..self.cout * cols]
+    }
+
+    /// The inverse of [`Self::gather`]: copies a `cout × cols` product to the samples of
+    /// `yg`, dropping junk columns.
+    fn scatter(&self, wide: &[f32], cols: usize, yg: &mut [f32]) {
+        let (ncol, ow, wq) = (self.ncol, self.ow, self.wq);
+        for (i, yn) in yg.chunks_exact_mut(self.y_n).enumerate() {
+            for (co, dst) in yn.chunks_exact_mut(self.opix).enumerate() {
+                let src = &wide[co * cols + i * ncol..][..ncol];
+                if self.junk {
+                    for (d, s) in dst.chunks_exact_mut(ow).zip(src.chunks_exact(wq)) {
+                        d.copy_from_slice(&s[..ow]);
+                    }
+                } else {
+                    dst.copy_from_slice(src);
+                }
+            }
+        }
+    }
+
+    /// col2im of each sample of a group (its columns of a `ckk × cols` `col`) into `dxg`.
+    fn fold_group(&self, col: &[f32], cols: usize, padbuf: &mut [f32], dxg: &mut [f32]) {
+        for (i, dxn) in dxg.chunks_exact_mut(self.x_n).enumerate() {
+            self.fold_into(&col[i * self.ncol..], cols, padbuf, dxn);
         }
     }
 
@@ -653,17 +756,19 @@ impl Shape {
     /// entry at the input position it was unfolded from (padding entries are dropped).
     /// Mirrors [`Self::unfold`]: sums go to the padded copy when there is one (wide junk
     /// columns hold zeros and land harmlessly), then its sample positions to `dx`.
-    fn fold(&self, col: &[f32], padbuf: &mut [f32], dx: &mut [f32]) {
+    /// Row `r` of `col` is read at `col[r·ld..]`.
+    fn fold_into(&self, col: &[f32], ld: usize, padbuf: &mut [f32], dx: &mut [f32]) {
         let padded = !padbuf.is_empty();
         let acc: &mut [f32] = if padded { padbuf } else { dx };
         acc.fill(0.0);
         let (k, s, ow, ncol, wq) = (self.k, self.stride, self.ow, self.ncol, self.wq);
         let span = (ow - 1) * s + 1;
-        let mut rows = col.chunks_exact(ncol);
+        let mut r = 0;
         for ci in 0..self.cin {
             for ky in 0..k {
                 for kx in 0..k {
-                    let Some(src) = rows.next() else { break };
+                    let src = &col[r * ld..r * ld + ncol];
+                    r += 1;
                     let origin = self.row_origin(ci, ky, kx);
                     if self.wide {
                         for (o, v) in acc[origin..origin + ncol].iter_mut().zip(src) {
@@ -819,7 +924,12 @@ mod tests {
     #[test]
     fn every_path_is_taken_and_matches_reference() {
         type Path = fn(&Shape) -> bool;
-        let cases: [(&str, ConvGeom, Path); 10] = [
+        let cases: [(&str, ConvGeom, Path); 11] = [
+            (
+                "wide, samples grouped, last group partial",
+                geom(9, 8, 8, 7, 5, 1, 2),
+                |s| s.wide && s.junk && s.group > 1 && 9 % s.group != 0,
+            ),
             ("direct, per sample", geom(3, 16, 24, 14, 1, 1, 0), |s| {
                 s.direct && !s.grouped()
             }),
