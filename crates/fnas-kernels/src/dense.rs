@@ -409,11 +409,15 @@ impl Shape {
         // channel, output row) (narrowing y, widening dy) plus `wq - ow` junk columns in
         // every product; with ~5 ns per short copy and ~40 flop/ns of gemm that pays
         // when 5·(ckk - cout) > ckk·cout·(wq - ow) / 40. (Stems, with ckk = 9, lose.)
+        // Stride-1 rows of 16 or fewer values are fixed-size copies, ~4× cheaper.
         let junk = wp.div_ceil(g.stride) - ow;
+        let per_copy = if g.stride == 1 && ow <= 16 { 50 } else { 200 };
         // A kernel narrower than the stride (1×1 strided skips) would leave phase planes
         // unread: the narrow gather reads only what it needs.
-        let wide =
-            !direct && k >= g.stride && ckk > g.cout && 200 * (ckk - g.cout) > ckk * g.cout * junk;
+        let wide = !direct
+            && k >= g.stride
+            && ckk > g.cout
+            && per_copy * (ckk - g.cout) > ckk * g.cout * junk;
         let q = if wide { g.stride } else { 1 };
         let (hq, wq) = (hp.div_ceil(q), wp.div_ceil(q));
         let ncol = if wide { oh * wq } else { oh * ow };
@@ -667,6 +671,10 @@ impl Shape {
                         dst.copy_from_slice(&src[origin..origin + ncol]);
                         continue;
                     }
+                    if s == 1 && ow <= 16 {
+                        copy_short_rows(dst, src, origin, ow, wq);
+                        continue;
+                    }
                     for (oy, d) in dst.chunks_exact_mut(ow).enumerate() {
                         let start = origin + oy * s * wq;
                         let from = &src[start..start + span];
@@ -795,6 +803,29 @@ impl Shape {
         if padded {
             self.unpad_into(padbuf, dx);
         }
+    }
+}
+
+/// `dst[oy·ow..][..ow] = src[origin + oy·wq..][..ow]` for every row `oy` of `dst`, with
+/// `ow <= 16`: rows this short would be one `memcpy` call each, so each is a fixed-size
+/// copy of 8 or 16 values instead (the overshoot lands in the next row, rewritten next;
+/// rows too close to an end take the exact copy).
+fn copy_short_rows(dst: &mut [f32], src: &[f32], origin: usize, ow: usize, wq: usize) {
+    fn rows<const B: usize>(dst: &mut [f32], src: &[f32], origin: usize, ow: usize, wq: usize) {
+        for oy in 0..dst.len() / ow {
+            let (d, f) = (oy * ow, origin + oy * wq);
+            if d + B <= dst.len() && f + B <= src.len() {
+                let block: &[f32; B] = src[f..f + B].try_into().unwrap_or(&[0.0; B]);
+                dst[d..d + B].copy_from_slice(block);
+            } else {
+                dst[d..d + ow].copy_from_slice(&src[f..f + ow]);
+            }
+        }
+    }
+    if ow <= 8 {
+        rows::<8>(dst, src, origin, ow, wq);
+    } else {
+        rows::<16>(dst, src, origin, ow, wq);
     }
 }
 
