@@ -675,6 +675,10 @@ impl Shape {
                         copy_short_rows(dst, src, origin, ow, wq);
                         continue;
                     }
+                    if s == 2 && ow <= 8 {
+                        gather_short_rows::<8, 16>(dst, src, origin, ow, 2 * wq);
+                        continue;
+                    }
                     for (oy, d) in dst.chunks_exact_mut(ow).enumerate() {
                         let start = origin + oy * s * wq;
                         let from = &src[start..start + span];
@@ -784,6 +788,18 @@ impl Shape {
                         }
                         continue;
                     }
+                    if s == 1 && ow <= 8 {
+                        add_short_rows::<8, 8>(acc, src, origin, ow, wq);
+                        continue;
+                    }
+                    if s == 1 && ow <= 16 {
+                        add_short_rows::<16, 16>(acc, src, origin, ow, wq);
+                        continue;
+                    }
+                    if s == 2 && ow <= 8 {
+                        add_short_rows::<8, 16>(acc, src, origin, ow, 2 * wq);
+                        continue;
+                    }
                     for (oy, c) in src.chunks_exact(ow).enumerate() {
                         let start = origin + oy * s * wq;
                         let to = &mut acc[start..start + span];
@@ -826,6 +842,60 @@ fn copy_short_rows(dst: &mut [f32], src: &[f32], origin: usize, ow: usize, wq: u
         rows::<8>(dst, src, origin, ow, wq);
     } else {
         rows::<16>(dst, src, origin, ow, wq);
+    }
+}
+
+/// `dst[oy·ow + j] = src[origin + oy·step + j·S]` for `j < ow <= B` and every row `oy`
+/// of `dst`, with `S = BS / B`: each row a fixed-size block (the overshoot lands in the
+/// next row, rewritten next; rows too close to an end take the exact loop).
+fn gather_short_rows<const B: usize, const BS: usize>(
+    dst: &mut [f32],
+    src: &[f32],
+    origin: usize,
+    ow: usize,
+    step: usize,
+) {
+    let stride = BS / B;
+    for oy in 0..dst.len() / ow {
+        let (d, f) = (oy * ow, origin + oy * step);
+        if d + B <= dst.len() && f + BS <= src.len() {
+            let block: &[f32; BS] = src[f..f + BS].try_into().unwrap_or(&[0.0; BS]);
+            let picked: [f32; B] = std::array::from_fn(|j| block[j * stride]);
+            dst[d..d + B].copy_from_slice(&picked);
+        } else {
+            for j in 0..ow {
+                dst[d + j] = src[f + j * stride];
+            }
+        }
+    }
+}
+
+/// `acc[origin + oy·step + j·S] += src[oy·ow + j]` for `j < ow <= B` and every row `oy`
+/// of `src`, with `S = BS / B`: each row one fixed-size read-add-write of `BS` values
+/// (lanes past `ow`, and between strided lanes, add zero).
+fn add_short_rows<const B: usize, const BS: usize>(
+    acc: &mut [f32],
+    src: &[f32],
+    origin: usize,
+    ow: usize,
+    step: usize,
+) {
+    let stride = BS / B;
+    for (oy, c) in src.chunks_exact(ow).enumerate() {
+        let f = origin + oy * step;
+        if f + BS <= acc.len() {
+            let mut add = [0f32; BS];
+            for (j, v) in c.iter().enumerate() {
+                add[j * stride] = *v;
+            }
+            for (o, v) in acc[f..f + BS].iter_mut().zip(add) {
+                *o += v;
+            }
+        } else {
+            for (j, v) in c.iter().enumerate() {
+                acc[f + j * stride] += *v;
+            }
+        }
     }
 }
 
@@ -955,7 +1025,17 @@ mod tests {
     #[test]
     fn every_path_is_taken_and_matches_reference() {
         type Path = fn(&Shape) -> bool;
-        let cases: [(&str, ConvGeom, Path); 11] = [
+        let cases: [(&str, ConvGeom, Path); 13] = [
+            (
+                "narrow, stride 1, rows of 9 to 16",
+                geom(2, 1, 8, 12, 3, 1, 1),
+                |s| !s.direct && !s.wide && s.stride == 1 && s.ow > 8 && s.ow <= 16,
+            ),
+            (
+                "narrow, stride 2, k7 on 7x7",
+                geom(3, 2, 40, 7, 7, 2, 3),
+                |s| !s.wide && s.stride == 2 && s.group > 1,
+            ),
             (
                 "wide, samples grouped, last group partial",
                 geom(9, 8, 8, 7, 5, 1, 2),
