@@ -129,10 +129,14 @@ pub fn backward_input(
         }
         with_scratch(s.scratch_len(), |scratch| {
             let (col, padbuf, wide) = s.split(scratch);
-            for (dyg, dxg) in dyc
-                .chunks(s.group * s.y_n)
-                .zip(dxc.chunks_mut(s.group * s.x_n))
-            {
+            // col2im reads the product back: keep it in cache rather than as large as
+            // the forward's group.
+            let group = if s.direct {
+                s.group
+            } else {
+                s.group.min((FOLD_COL_VALUES / (s.ckk * s.ncol)).max(1))
+            };
+            for (dyg, dxg) in dyc.chunks(group * s.y_n).zip(dxc.chunks_mut(group * s.x_n)) {
                 let cols = dyg.len() / s.y_n * s.ncol;
                 let dy_m = MatRef::row_major(s.gather(dyg, wide, cols), cols);
                 if s.direct {
@@ -329,6 +333,9 @@ fn samples_per_chunk(batch: usize) -> usize {
 
 /// Columns aimed at per product when samples are grouped.
 const GROUP_COLS: usize = 256;
+
+/// Most values in a grouped `col` that col2im reads back (1 MB, the L2 cache).
+const FOLD_COL_VALUES: usize = 1 << 18;
 
 /// Most values in a grouped `col`.
 const COL_BUDGET: usize = 1 << 20;
