@@ -20,6 +20,12 @@
 //! - **narrow**: otherwise (stems with one input channel, 1×1 strided skips) each output
 //!   row of `col` is gathered from a zero-bordered copy of the sample.
 //!
+//! Where one sample has few columns (14×14 and smaller outputs), wide and narrow
+//! unfoldings put several samples side by side in one `col` (`ckk × group·ncol`), and
+//! `y`/`dy` go through a gathered `cout × group·ncol` copy: one product of ~256 columns
+//! instead of several that fill gemm's 64-row tiles badly (`dW` gets the same grouping,
+//! direct unfoldings included, so its products are deeper).
+//!
 //! With stride 1 (and 8 or more input channels) `backward_input` is instead the forward
 //! pass of the transposed convolution (`dy` padded by `k - 1 - pad`, the weight flipped
 //! and transposed): a deeper product and no scatter-add. `dW` is summed transposed when
@@ -54,21 +60,30 @@ pub fn forward(g: &ConvGeom, x: &[f32], w: &[f32], y: &mut [f32]) -> Result<(), 
         }
         with_scratch(s.scratch_len(), |scratch| {
             let (col, padbuf, wide) = s.split(scratch);
-            for (xn, yn) in xc.chunks_exact(s.x_n).zip(yc.chunks_exact_mut(s.y_n)) {
-                let c = s.unfold(xn, col, padbuf);
-                // y[n] (cout × ncol) = W (cout × ckk) · col (ckk × ncol)
-                let out = if s.junk { &mut *wide } else { &mut *yn };
+            for (xg, yg) in xc
+                .chunks(s.group * s.x_n)
+                .zip(yc.chunks_mut(s.group * s.y_n))
+            {
+                let cols = xg.len() / s.x_n * s.ncol;
+                let c = s.unfold_group(xg, col, padbuf);
+                // y[group] (cout × cols) = W (cout × ckk) · col (ckk × cols)
+                let gathered = s.gathers(cols);
+                let out = if gathered {
+                    &mut wide[..s.cout * cols]
+                } else {
+                    &mut *yg
+                };
                 matmul(
                     s.cout,
-                    s.ncol,
+                    cols,
                     s.ckk,
-                    MatMut::row_major(out, s.ncol),
+                    MatMut::row_major(out, cols),
                     MatRef::row_major(w, s.ckk),
-                    MatRef::row_major(c, s.ncol),
+                    MatRef::row_major(c, cols),
                     false,
                 );
-                if s.junk {
-                    s.narrow(wide, yn);
+                if gathered {
+                    s.scatter(wide, cols, yg);
                 }
             }
         })
@@ -114,15 +129,24 @@ pub fn backward_input(
         }
         with_scratch(s.scratch_len(), |scratch| {
             let (col, padbuf, wide) = s.split(scratch);
-            for (dyn_, dxn) in dyc.chunks_exact(s.y_n).zip(dxc.chunks_exact_mut(s.x_n)) {
-                let dy_m = MatRef::row_major(s.widen(dyn_, wide), s.ncol);
+            // col2im reads the product back: keep it in cache rather than as large as
+            // the forward's group.
+            let group = if s.direct {
+                s.group
+            } else {
+                s.group.min((FOLD_COL_VALUES / (s.ckk * s.ncol)).max(1))
+            };
+            for (dyg, dxg) in dyc.chunks(group * s.y_n).zip(dxc.chunks_mut(group * s.x_n)) {
+                let cols = dyg.len() / s.y_n * s.ncol;
+                let dy_m = MatRef::row_major(s.gather(dyg, wide, cols), cols);
                 if s.direct {
-                    // dx[n] is its own col: write the product straight into it.
+                    // dx[n] is its own col (one sample per group here): write the
+                    // product straight into it.
                     matmul(
                         s.ckk,
-                        s.ncol,
+                        cols,
                         s.cout,
-                        MatMut::row_major(dxn, s.ncol),
+                        MatMut::row_major(dxg, cols),
                         wt,
                         dy_m,
                         false,
@@ -130,14 +154,14 @@ pub fn backward_input(
                 } else {
                     matmul(
                         s.ckk,
-                        s.ncol,
+                        cols,
                         s.cout,
-                        MatMut::row_major(col, s.ncol),
+                        MatMut::row_major(&mut col[..s.ckk * cols], cols),
                         wt,
                         dy_m,
                         false,
                     );
-                    s.fold(col, padbuf, dxn);
+                    s.fold_group(col, cols, padbuf, dxg);
                 }
             }
         })
@@ -201,8 +225,8 @@ pub fn backward_weight(
     let s = Shape::new(g)?;
     let per = samples_per_chunk(g.batch);
     // With fewer output channels than col rows, the sum is kept transposed (column-major
-    // `[ckk, cout]`): gemm then packs the small dy per sample instead of the large col,
-    // and one transpose per chunk puts it back.
+    // `[ckk, cout]`): gemm then packs the small dy instead of the large col, and one
+    // transpose per chunk puts it back.
     let transposed = s.cout < s.ckk;
     let run = |xc: &[f32], dyc: &[f32], out: &mut [f32]| {
         if s.direct && s.ncol == 1 {
@@ -231,14 +255,15 @@ pub fn backward_weight(
             } else {
                 Vec::new()
             };
-            for (i, (xn, dyn_)) in xc
-                .chunks_exact(s.x_n)
-                .zip(dyc.chunks_exact(s.y_n))
+            for (i, (xg, dyg)) in xc
+                .chunks(s.group * s.x_n)
+                .zip(dyc.chunks(s.group * s.y_n))
                 .enumerate()
             {
-                let c = s.unfold(xn, col, padbuf);
-                // dW (cout × ckk) += dy[n] (cout × ncol) · colᵀ (ncol × ckk); the junk
-                // columns of a wide col meet zeros in the widened dy.
+                let cols = xg.len() / s.x_n * s.ncol;
+                let c = s.unfold_group(xg, col, padbuf);
+                // dW (cout × ckk) += dy[group] (cout × cols) · colᵀ (cols × ckk); the
+                // junk columns of a wide col meet zeros in the gathered dy.
                 let dst = if transposed {
                     MatMut {
                         data: &mut acc_t,
@@ -251,13 +276,13 @@ pub fn backward_weight(
                 matmul(
                     s.cout,
                     s.ckk,
-                    s.ncol,
+                    cols,
                     dst,
-                    MatRef::row_major(s.widen(dyn_, wide), s.ncol),
+                    MatRef::row_major(s.gather(dyg, wide, cols), cols),
                     MatRef {
                         data: c,
                         rs: 1,
-                        cs: s.ncol,
+                        cs: cols,
                     },
                     i > 0,
                 );
@@ -306,8 +331,14 @@ fn samples_per_chunk(batch: usize) -> usize {
     }
 }
 
-/// Columns aimed at per product when direct samples are grouped.
+/// Columns aimed at per product when samples are grouped.
 const GROUP_COLS: usize = 256;
+
+/// Most values in a grouped `col` that col2im reads back (1 MB, the L2 cache).
+const FOLD_COL_VALUES: usize = 1 << 18;
+
+/// Most values in a grouped `col`.
+const COL_BUDGET: usize = 1 << 20;
 
 thread_local! {
     /// im2col scratch kept per thread between calls: a training step runs the same
@@ -360,6 +391,11 @@ struct Shape {
     /// Height and width of one phase plane: `ceil((h + 2·pad) / q)` and the same for `w`.
     hq: usize,
     wq: usize,
+    /// Output positions per channel: `oh·ow`.
+    opix: usize,
+    /// Samples side by side in one product (`col` is `ckk × group·ncol`): several where
+    /// one sample's columns would fill gemm's 64-row tiles badly.
+    group: usize,
 }
 
 impl Shape {
@@ -380,13 +416,29 @@ impl Shape {
         // channel, output row) (narrowing y, widening dy) plus `wq - ow` junk columns in
         // every product; with ~5 ns per short copy and ~40 flop/ns of gemm that pays
         // when 5·(ckk - cout) > ckk·cout·(wq - ow) / 40. (Stems, with ckk = 9, lose.)
+        // Stride-1 rows of 16 or fewer values are fixed-size copies, ~4× cheaper.
         let junk = wp.div_ceil(g.stride) - ow;
+        let per_copy = if g.stride == 1 && ow <= 16 { 50 } else { 200 };
         // A kernel narrower than the stride (1×1 strided skips) would leave phase planes
         // unread: the narrow gather reads only what it needs.
-        let wide =
-            !direct && k >= g.stride && ckk > g.cout && 200 * (ckk - g.cout) > ckk * g.cout * junk;
+        let wide = !direct
+            && k >= g.stride
+            && ckk > g.cout
+            && per_copy * (ckk - g.cout) > ckk * g.cout * junk;
         let q = if wide { g.stride } else { 1 };
         let (hq, wq) = (hp.div_ceil(q), wp.div_ceil(q));
+        let ncol = if wide { oh * wq } else { oh * ow };
+        // Direct unfoldings group only in `backward_weight` (the other passes have
+        // `direct_grouped`), and only where they are small.
+        let group = if ncol >= GROUP_COLS || (direct && ncol >= GROUP_COLS / 2) {
+            1
+        } else {
+            let mut group = GROUP_COLS.div_ceil(ncol).min(g.batch);
+            while group > 1 && ckk * group * ncol > COL_BUDGET {
+                group -= 1;
+            }
+            group
+        };
         Ok(Self {
             cin: g.cin,
             cout: g.cout,
@@ -397,7 +449,7 @@ impl Shape {
             pad: g.pad,
             ow,
             ckk,
-            ncol: if wide { oh * wq } else { oh * ow },
+            ncol,
             x_n: g.cin * g.h * g.w,
             y_n: g.cout * oh * ow,
             direct,
@@ -406,6 +458,8 @@ impl Shape {
             q,
             hq,
             wq,
+            opix: oh * ow,
+            group,
         })
     }
 
@@ -419,8 +473,15 @@ impl Shape {
     /// place; when wide, spare zeros for the last rows' junk columns to read); the wide
     /// `y`/`dy`.
     fn scratch_parts(&self) -> [usize; 3] {
+        let gcols = self.group * self.ncol;
+        let wide = if self.gathers(gcols) {
+            self.cout * gcols
+        } else {
+            0
+        };
         if self.direct {
-            return [0; 3];
+            let col = if self.group > 1 { self.ckk * gcols } else { 0 };
+            return [col, 0, wide];
         }
         let padded = if self.wide {
             self.planes_len() + (self.k - 1) / self.q + 1
@@ -429,8 +490,7 @@ impl Shape {
         } else {
             0
         };
-        let wide = if self.junk { self.cout * self.ncol } else { 0 };
-        [self.ckk * self.ncol, padded, wide]
+        [self.ckk * gcols, padded, wide]
     }
 
     fn scratch_len(&self) -> usize {
@@ -590,9 +650,14 @@ impl Shape {
     /// a][j·s + b]` at `(i, j)` of plane `(a, b)`), in which each row of `col` (with `ox`
     /// over the whole plane width `wq`) is one contiguous slice: one copy per row rather
     /// than one per output row, which matters with outputs as narrow as 7 columns.
-    fn unfold<'a>(&self, x: &'a [f32], col: &'a mut [f32], padbuf: &'a mut [f32]) -> &'a [f32] {
+    ///
+    /// Row `r` is written at `col[r·ld..]`, so that samples can sit side by side.
+    fn unfold_into(&self, x: &[f32], col: &mut [f32], ld: usize, padbuf: &mut [f32]) {
         if self.direct {
-            return x;
+            for (r, row) in x.chunks_exact(self.ncol).enumerate() {
+                col[r * ld..r * ld + self.ncol].copy_from_slice(row);
+            }
+            return;
         }
         let src: &[f32] = if padbuf.is_empty() {
             x
@@ -602,14 +667,23 @@ impl Shape {
         };
         let (k, s, ow, ncol, wq) = (self.k, self.stride, self.ow, self.ncol, self.wq);
         let span = (ow - 1) * s + 1;
-        let mut rows = col.chunks_exact_mut(ncol);
+        let mut r = 0;
         for ci in 0..self.cin {
             for ky in 0..k {
                 for kx in 0..k {
-                    let Some(dst) = rows.next() else { return col };
+                    let dst = &mut col[r * ld..r * ld + ncol];
+                    r += 1;
                     let origin = self.row_origin(ci, ky, kx);
                     if self.wide {
                         dst.copy_from_slice(&src[origin..origin + ncol]);
+                        continue;
+                    }
+                    if s == 1 && ow <= 16 {
+                        copy_short_rows(dst, src, origin, ow, wq);
+                        continue;
+                    }
+                    if s == 2 && ow <= 8 {
+                        gather_short_rows::<8, 16>(dst, src, origin, ow, 2 * wq);
                         continue;
                     }
                     for (oy, d) in dst.chunks_exact_mut(ow).enumerate() {
@@ -626,26 +700,74 @@ impl Shape {
                 }
             }
         }
-        col
     }
 
-    /// `dy[n]` as a `cout × ncol` matrix: itself, or with junk columns copied into `wide`
-    /// with zeros in them (so they add nothing to `dW` or `dx`).
-    fn widen<'a>(&self, dy: &'a [f32], wide: &'a mut [f32]) -> &'a [f32] {
-        if !self.junk {
-            return dy;
+    /// The im2col matrix (`ckk × cols`) of a group of samples side by side: a single
+    /// direct sample is its own; else each sample is unfolded into its columns of `col`.
+    fn unfold_group<'a>(&self, xg: &'a [f32], col: &'a mut [f32], padbuf: &mut [f32]) -> &'a [f32] {
+        let samples = xg.len() / self.x_n;
+        if self.direct && samples == 1 {
+            return xg;
         }
-        for (d, s) in wide.chunks_exact_mut(self.wq).zip(dy.chunks_exact(self.ow)) {
-            d[..self.ow].copy_from_slice(s);
-            d[self.ow..].fill(0.0);
+        let cols = samples * self.ncol;
+        for (i, xn) in xg.chunks_exact(self.x_n).enumerate() {
+            self.unfold_into(xn, &mut col[i * self.ncol..], cols, padbuf);
         }
-        wide
+        &col[..self.ckk * cols]
     }
 
-    /// Drops the junk columns of a wide `cout × ncol` product into `y[n]`.
-    fn narrow(&self, wide: &[f32], y: &mut [f32]) {
-        for (d, s) in y.chunks_exact_mut(self.ow).zip(wide.chunks_exact(self.wq)) {
-            d.copy_from_slice(&s[..self.ow]);
+    /// Whether a product of `cols` columns goes through the `wide` scratch (junk
+    /// columns, or several samples side by side) rather than `y`/`dy` in place.
+    fn gathers(&self, cols: usize) -> bool {
+        self.junk || cols > self.ncol
+    }
+
+    /// `dy` of a group of samples as a `cout × cols` matrix: itself (one sample, no junk
+    /// columns), or its samples side by side in `wide`, junk columns zeroed (so they add
+    /// nothing to `dW` or `dx`).
+    fn gather<'a>(&self, dyg: &'a [f32], wide: &'a mut [f32], cols: usize) -> &'a [f32] {
+        if !self.gathers(cols) {
+            return dyg;
+        }
+        let (ncol, ow, wq) = (self.ncol, self.ow, self.wq);
+        for (i, dyn_) in dyg.chunks_exact(self.y_n).enumerate() {
+            for (co, src) in dyn_.chunks_exact(self.opix).enumerate() {
+                let dst = &mut wide[co * cols + i * ncol..][..ncol];
+                if self.junk {
+                    for (d, s) in dst.chunks_exact_mut(wq).zip(src.chunks_exact(ow)) {
+                        d[..ow].copy_from_slice(s);
+                        d[ow..].fill(0.0);
+                    }
+                } else {
+                    dst.copy_from_slice(src);
+                }
+            }
+        }
+        &wide[..self.cout * cols]
+    }
+
+    /// The inverse of [`Self::gather`]: copies a `cout × cols` product to the samples of
+    /// `yg`, dropping junk columns.
+    fn scatter(&self, wide: &[f32], cols: usize, yg: &mut [f32]) {
+        let (ncol, ow, wq) = (self.ncol, self.ow, self.wq);
+        for (i, yn) in yg.chunks_exact_mut(self.y_n).enumerate() {
+            for (co, dst) in yn.chunks_exact_mut(self.opix).enumerate() {
+                let src = &wide[co * cols + i * ncol..][..ncol];
+                if self.junk {
+                    for (d, s) in dst.chunks_exact_mut(ow).zip(src.chunks_exact(wq)) {
+                        d.copy_from_slice(&s[..ow]);
+                    }
+                } else {
+                    dst.copy_from_slice(src);
+                }
+            }
+        }
+    }
+
+    /// col2im of each sample of a group (its columns of a `ckk × cols` `col`) into `dxg`.
+    fn fold_group(&self, col: &[f32], cols: usize, padbuf: &mut [f32], dxg: &mut [f32]) {
+        for (i, dxn) in dxg.chunks_exact_mut(self.x_n).enumerate() {
+            self.fold_into(&col[i * self.ncol..], cols, padbuf, dxn);
         }
     }
 
@@ -653,22 +775,36 @@ impl Shape {
     /// entry at the input position it was unfolded from (padding entries are dropped).
     /// Mirrors [`Self::unfold`]: sums go to the padded copy when there is one (wide junk
     /// columns hold zeros and land harmlessly), then its sample positions to `dx`.
-    fn fold(&self, col: &[f32], padbuf: &mut [f32], dx: &mut [f32]) {
+    /// Row `r` of `col` is read at `col[r·ld..]`.
+    fn fold_into(&self, col: &[f32], ld: usize, padbuf: &mut [f32], dx: &mut [f32]) {
         let padded = !padbuf.is_empty();
         let acc: &mut [f32] = if padded { padbuf } else { dx };
         acc.fill(0.0);
         let (k, s, ow, ncol, wq) = (self.k, self.stride, self.ow, self.ncol, self.wq);
         let span = (ow - 1) * s + 1;
-        let mut rows = col.chunks_exact(ncol);
+        let mut r = 0;
         for ci in 0..self.cin {
             for ky in 0..k {
                 for kx in 0..k {
-                    let Some(src) = rows.next() else { break };
+                    let src = &col[r * ld..r * ld + ncol];
+                    r += 1;
                     let origin = self.row_origin(ci, ky, kx);
                     if self.wide {
                         for (o, v) in acc[origin..origin + ncol].iter_mut().zip(src) {
                             *o += *v;
                         }
+                        continue;
+                    }
+                    if s == 1 && ow <= 8 {
+                        add_short_rows::<8, 8>(acc, src, origin, ow, wq);
+                        continue;
+                    }
+                    if s == 1 && ow <= 16 {
+                        add_short_rows::<16, 16>(acc, src, origin, ow, wq);
+                        continue;
+                    }
+                    if s == 2 && ow <= 8 {
+                        add_short_rows::<8, 16>(acc, src, origin, ow, 2 * wq);
                         continue;
                     }
                     for (oy, c) in src.chunks_exact(ow).enumerate() {
@@ -689,6 +825,83 @@ impl Shape {
         }
         if padded {
             self.unpad_into(padbuf, dx);
+        }
+    }
+}
+
+/// `dst[oy·ow..][..ow] = src[origin + oy·wq..][..ow]` for every row `oy` of `dst`, with
+/// `ow <= 16`: rows this short would be one `memcpy` call each, so each is a fixed-size
+/// copy of 8 or 16 values instead (the overshoot lands in the next row, rewritten next;
+/// rows too close to an end take the exact copy).
+fn copy_short_rows(dst: &mut [f32], src: &[f32], origin: usize, ow: usize, wq: usize) {
+    fn rows<const B: usize>(dst: &mut [f32], src: &[f32], origin: usize, ow: usize, wq: usize) {
+        for oy in 0..dst.len() / ow {
+            let (d, f) = (oy * ow, origin + oy * wq);
+            if d + B <= dst.len() && f + B <= src.len() {
+                let block: &[f32; B] = src[f..f + B].try_into().unwrap_or(&[0.0; B]);
+                dst[d..d + B].copy_from_slice(block);
+            } else {
+                dst[d..d + ow].copy_from_slice(&src[f..f + ow]);
+            }
+        }
+    }
+    if ow <= 8 {
+        rows::<8>(dst, src, origin, ow, wq);
+    } else {
+        rows::<16>(dst, src, origin, ow, wq);
+    }
+}
+
+/// `dst[oy·ow + j] = src[origin + oy·step + j·S]` for `j < ow <= B` and every row `oy`
+/// of `dst`, with `S = BS / B`: each row a fixed-size block (the overshoot lands in the
+/// next row, rewritten next; rows too close to an end take the exact loop).
+fn gather_short_rows<const B: usize, const BS: usize>(
+    dst: &mut [f32],
+    src: &[f32],
+    origin: usize,
+    ow: usize,
+    step: usize,
+) {
+    let stride = BS / B;
+    for oy in 0..dst.len() / ow {
+        let (d, f) = (oy * ow, origin + oy * step);
+        if d + B <= dst.len() && f + BS <= src.len() {
+            let block: &[f32; BS] = src[f..f + BS].try_into().unwrap_or(&[0.0; BS]);
+            let picked: [f32; B] = std::array::from_fn(|j| block[j * stride]);
+            dst[d..d + B].copy_from_slice(&picked);
+        } else {
+            for j in 0..ow {
+                dst[d + j] = src[f + j * stride];
+            }
+        }
+    }
+}
+
+/// `acc[origin + oy·step + j·S] += src[oy·ow + j]` for `j < ow <= B` and every row `oy`
+/// of `src`, with `S = BS / B`: each row one fixed-size read-add-write of `BS` values
+/// (lanes past `ow`, and between strided lanes, add zero).
+fn add_short_rows<const B: usize, const BS: usize>(
+    acc: &mut [f32],
+    src: &[f32],
+    origin: usize,
+    ow: usize,
+    step: usize,
+) {
+    let stride = BS / B;
+    for (oy, c) in src.chunks_exact(ow).enumerate() {
+        let f = origin + oy * step;
+        if f + BS <= acc.len() {
+            let mut add = [0f32; BS];
+            for (j, v) in c.iter().enumerate() {
+                add[j * stride] = *v;
+            }
+            for (o, v) in acc[f..f + BS].iter_mut().zip(add) {
+                *o += v;
+            }
+        } else {
+            for (j, v) in c.iter().enumerate() {
+                acc[f + j * stride] += *v;
+            }
         }
     }
 }
@@ -819,7 +1032,22 @@ mod tests {
     #[test]
     fn every_path_is_taken_and_matches_reference() {
         type Path = fn(&Shape) -> bool;
-        let cases: [(&str, ConvGeom, Path); 10] = [
+        let cases: [(&str, ConvGeom, Path); 13] = [
+            (
+                "narrow, stride 1, rows of 9 to 16",
+                geom(2, 1, 8, 12, 3, 1, 1),
+                |s| !s.direct && !s.wide && s.stride == 1 && s.ow > 8 && s.ow <= 16,
+            ),
+            (
+                "narrow, stride 2, k7 on 7x7",
+                geom(3, 2, 40, 7, 7, 2, 3),
+                |s| !s.wide && s.stride == 2 && s.group > 1,
+            ),
+            (
+                "wide, samples grouped, last group partial",
+                geom(9, 8, 8, 7, 5, 1, 2),
+                |s| s.wide && s.junk && s.group > 1 && 9 % s.group != 0,
+            ),
             ("direct, per sample", geom(3, 16, 24, 14, 1, 1, 0), |s| {
                 s.direct && !s.grouped()
             }),
