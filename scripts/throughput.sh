@@ -7,7 +7,10 @@
 # PATH usually has no torch.
 #
 # Usage:
-#     scripts/throughput.sh [--images N] [--batch B] [--rounds R] [ARCH ARGS...]
+#     scripts/throughput.sh --six [--rounds R] [--kernels fast|burn]
+#         the six figures of issue 28 (three architectures x 1 and 2 threads): runs
+#         scripts/throughput_six.sh
+#     scripts/throughput.sh [--images N] [--batch B] [--rounds R] [--kernels K] [ARCH ARGS...]
 # ARCH ARGS choose the architecture as the fnas example does (default: the median
 # architecture of the default MNAS space):
 #     --arch "b1.op=... b5.layers=..."        a text form
@@ -26,6 +29,10 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--six" ]; then
+    shift
+    exec scripts/throughput_six.sh "$@"
+fi
 PYTHON=${PYTHON:-/usr/bin/python3}
 IMAGES=${IMAGES:-2048}
 BATCH=${BATCH:-64}
@@ -37,6 +44,7 @@ while [ $# -gt 0 ]; do
         --images) IMAGES=$2; shift 2 ;;
         --batch) BATCH=$2; shift 2 ;;
         --rounds) ROUNDS=$2; shift 2 ;;
+        --kernels) ARCH_ARGS+=(--kernels "$2"); shift 2 ;;
         -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
         *) ARCH_ARGS+=("$1"); shift ;;
     esac
