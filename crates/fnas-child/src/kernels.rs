@@ -92,8 +92,9 @@ impl FromStr for Kernels {
     }
 }
 
-/// Whether `device` (with or without autodiff) is burn's Flex CPU device.
-fn is_flex(device: &Device) -> bool {
+/// Whether `device` (with or without autodiff) is burn's Flex CPU device, the only one
+/// the fast kernels run on.
+pub fn is_flex(device: &Device) -> bool {
     matches!(
         device.as_dispatch().clone().inner(),
         DispatchDevice::Flex(_)

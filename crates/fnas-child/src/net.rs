@@ -61,7 +61,7 @@ impl ConvBn {
         let weight = self.conv.weight.val();
         let (k, stride) = (weight.dims()[2], self.conv.stride[0]);
         let geom = kernels::conv_geom(&x.dims(), &weight.dims(), stride, k / 2);
-        if !self.fast || geom.is_none() {
+        if !self.fast || geom.is_none() || !kernels::is_flex(&x.device()) {
             let y = self.bn.forward(self.conv.forward(x));
             return if relu { activation::relu(y) } else { y };
         }
