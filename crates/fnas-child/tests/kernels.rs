@@ -50,13 +50,12 @@ fn rel_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
 }
 
+/// Output, input gradient and (shape, gradient) of each parameter.
+type Run = (Vec<f32>, Vec<f32>, Vec<(String, Vec<f32>)>);
+
 /// Output, input gradient and parameter gradients of `layer` on `x`, with loss
 /// `sum(out * probe)`.
-fn run(
-    layer: &Layer,
-    x: &Tensor<4>,
-    probe: &Tensor<4>,
-) -> (Vec<f32>, Vec<f32>, Vec<(String, Vec<f32>)>) {
+fn run(layer: &Layer, x: &Tensor<4>, probe: &Tensor<4>) -> Run {
     let x = x.clone().require_grad();
     let out = layer.forward(x.clone());
     let loss = (out.clone() * probe.clone()).sum();
@@ -140,6 +139,7 @@ fn check(plan: &LayerPlan, batch: usize) -> Result<(), String> {
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn layer(
     op: LayerOp,
     kernel: usize,
