@@ -31,6 +31,10 @@
 //! and transposed): a deeper product and no scatter-add. `dW` is summed transposed when
 //! `cout < cin·k·k`, so gemm packs the small `dy` per sample rather than the large `col`.
 //!
+//! Before all of these, `forward` (hence also the stride-1 `backward_input` below) tries
+//! the direct AVX-512 kernel of `direct.rs` (k ≥ 2, stride 1 or 2, 8 or more input
+//! channels, `avx512f` detected): 1.2-1.6× faster than im2col + gemm on these layers.
+//!
 //! Threads: the batch is cut into a few chunks per thread of the calling rayon pool,
 //! each chunk with its own scratch, and `gemm` runs single-threaded inside (its own
 //! threading would split matrices that are far too small to pay for it). On a pool of
@@ -53,6 +57,9 @@ pub fn forward(g: &ConvGeom, x: &[f32], w: &[f32], y: &mut [f32]) -> Result<(), 
         ("y", y.len(), g.y_len()),
     ])?;
     let s = Shape::new(g)?;
+    if crate::direct::try_forward(g, x, w, y) {
+        return Ok(());
+    }
     let per = samples_per_chunk(g.batch);
     let run = |xc: &[f32], yc: &mut [f32]| {
         if s.grouped() {

@@ -14,6 +14,7 @@ pub mod bn;
 pub mod conv;
 pub mod dense;
 pub mod depthwise;
+mod direct;
 mod geom;
 pub mod reference;
 

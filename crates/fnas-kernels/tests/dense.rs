@@ -129,19 +129,25 @@ fn odd_shapes_match_reference() {
         geom(2, 3, 4, 2, 2, 5, 2, 2),  // ... strided
         geom(2, 6, 5, 7, 7, 3, 2, 1),  // stride 2 on odd sizes
         geom(2, 6, 5, 9, 9, 5, 2, 2),
-        geom(2, 6, 5, 7, 7, 1, 2, 0),   // 1×1 stride 2 on odd size
-        geom(2, 3, 4, 5, 3, 3, 2, 1),   // h != w
-        geom(2, 3, 4, 4, 7, 2, 1, 0),   // even kernel
-        geom(2, 3, 4, 8, 8, 3, 3, 0),   // stride 3
-        geom(2, 4, 6, 3, 3, 3, 1, 0),   // kernel covers the whole input (no im2col)
-        geom(2, 1, 12, 6, 6, 3, 1, 0),  // narrow stride-1 unfolding, unpadded
-        geom(2, 2, 24, 5, 6, 3, 1, 1),  // narrow stride-1 unfolding, padded
-        geom(2, 1, 12, 7, 7, 3, 2, 0),  // narrow strided unfolding, unpadded
-        geom(2, 4, 6, 4, 4, 1, 1, 2),   // 1×1 kernel with padding
-        geom(2, 4, 6, 3, 3, 3, 1, 3),   // padding wider than half the kernel
-        geom(5, 3, 4, 6, 6, 3, 1, 1),   // batch not a multiple of the threads
+        geom(2, 6, 5, 7, 7, 1, 2, 0),  // 1×1 stride 2 on odd size
+        geom(2, 3, 4, 5, 3, 3, 2, 1),  // h != w
+        geom(2, 3, 4, 4, 7, 2, 1, 0),  // even kernel
+        geom(2, 3, 4, 8, 8, 3, 3, 0),  // stride 3
+        geom(2, 4, 6, 3, 3, 3, 1, 0),  // kernel covers the whole input (no im2col)
+        geom(2, 1, 12, 6, 6, 3, 1, 0), // narrow stride-1 unfolding, unpadded
+        geom(2, 2, 24, 5, 6, 3, 1, 1), // narrow stride-1 unfolding, padded
+        geom(2, 1, 12, 7, 7, 3, 2, 0), // narrow strided unfolding, unpadded
+        geom(2, 4, 6, 4, 4, 1, 1, 2),  // 1×1 kernel with padding
+        geom(2, 4, 6, 3, 3, 3, 1, 3),  // padding wider than half the kernel
+        geom(5, 3, 4, 6, 6, 3, 1, 1),  // batch not a multiple of the threads
+        // 8 or more input channels: the direct AVX-512 kernel where the CPU has it.
+        geom(2, 9, 17, 5, 7, 3, 1, 1), // h != w, one lane of a second block
+        geom(2, 8, 33, 9, 9, 4, 2, 1), // even kernel, stride 2, odd block count
+        geom(2, 8, 5, 3, 3, 3, 1, 3),  // padding wider than the kernel
+        geom(3, 12, 20, 11, 13, 7, 2, 3), // wide kernel, stride 2, odd sizes
+        geom(5, 16, 16, 30, 29, 5, 1, 2), // one block, long rows
         geom(13, 8, 12, 7, 7, 1, 1, 0), // grouped 1×1 samples with a remainder group
-        geom(9, 20, 6, 1, 1, 1, 1, 0),  // one position per sample: the chunk is one product
+        geom(9, 20, 6, 1, 1, 1, 1, 0), // one position per sample: the chunk is one product
     ] {
         check_against_reference(&g);
     }

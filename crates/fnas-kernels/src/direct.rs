@@ -1,0 +1,365 @@
+//! Direct (no im2col) dense convolution forward pass with AVX-512 register tiles.
+//!
+//! The weight is repacked once per call to `[block group][cin][k][k][16·nb]`: blocks of
+//! 16 output channels (the last one zero-padded), taken one or two at a time (`nb`),
+//! so one 512-bit register holds 16 output channels of one tap. Each sample is copied
+//! once into a zero-bordered buffer (wide and tall enough for the tiles' junk
+//! positions), then for every block group and every tile of `R × P` output positions
+//! (R rows of P columns) an accumulator tile `nb × R × P` zmm registers sums over
+//! `cin × k × k`: one weight load per block and one broadcast input value per position
+//! and tap. The tile goes through a small buffer to the NCHW output (positions past the
+//! output edge and channels past `cout` are dropped).
+//!
+//! Used only where `avx512f` is detected at run time; otherwise (and for shapes it does
+//! not take: 1×1 kernels, strides other than 1 and 2) [`try_forward`] returns `false`
+//! and the caller keeps its im2col + gemm path. Threads as in `dense`: chunks of the
+//! batch per rayon task of the calling pool, a plain loop on a pool of one thread.
+
+use crate::geom::ConvGeom;
+
+/// Runs `y = conv(x, w)` directly and returns `true` where the CPU and the shape suit
+/// the direct kernel; returns `false` (leaving `y` untouched) otherwise. The shape and
+/// buffer lengths must already be checked (`groups == 1`).
+pub(crate) fn try_forward(g: &ConvGeom, x: &[f32], w: &[f32], y: &mut [f32]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if !is_x86_feature_detected!("avx512f") {
+            return false;
+        }
+        let Some(plan) = avx512::Plan::new(g) else {
+            return false;
+        };
+        plan.run(x, w, y);
+        true
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (g, x, w, y);
+        false
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+    use std::cell::RefCell;
+
+    use rayon::prelude::*;
+
+    use crate::geom::ConvGeom;
+
+    /// Lanes of one zmm register.
+    const L: usize = 16;
+
+    /// One tile kernel: see [`tile`].
+    type TileFn = unsafe fn(&TileArgs, *mut f32);
+
+    /// Runtime sizes of one tile call.
+    struct TileArgs {
+        /// Padded input at the tile's first tap (channel 0).
+        x: *const f32,
+        /// Packed weight of the block group (`[cin][k][k][16·nb]`).
+        w: *const f32,
+        cin: usize,
+        k: usize,
+        /// Row length and channel plane size of the padded input.
+        wp: usize,
+        plane: usize,
+    }
+
+    /// Accumulates one `CB × R × P` tile of 16-channel vectors over `cin × k × k`
+    /// and stores it to `out` as `[CB][R][P][16]`.
+    ///
+    /// # Safety
+    /// `avx512f` must be available; `a.x` must be readable at every
+    /// `ci·plane + (r·S + ky)·wp + c·S + kx` for `ci < cin`, `r < R`, `c < P`,
+    /// `ky, kx < k`; `a.w` readable for `cin·k·k·16·CB` values; `out` writable for
+    /// `CB·R·P·16` values.
+    #[target_feature(enable = "avx512f")]
+    // Indices over the three accumulator axes read as the tile they address.
+    #[allow(clippy::needless_range_loop)]
+    unsafe fn tile<const CB: usize, const R: usize, const P: usize, const S: usize>(
+        a: &TileArgs,
+        out: *mut f32,
+    ) {
+        let mut acc = [[[_mm512_setzero_ps(); P]; R]; CB];
+        let (k, wp) = (a.k, a.wp);
+        let mut wq = a.w;
+        for ci in 0..a.cin {
+            // SAFETY: in bounds of the padded sample by the caller's contract.
+            let xc = unsafe { a.x.add(ci * a.plane) };
+            for ky in 0..k {
+                // SAFETY: as above.
+                let xrow = unsafe { xc.add(ky * wp) };
+                for kx in 0..k {
+                    let mut wv = [_mm512_setzero_ps(); CB];
+                    for (b, v) in wv.iter_mut().enumerate() {
+                        // SAFETY: `wq` walks the group's `cin·k·k·16·CB` packed values.
+                        *v = unsafe { _mm512_loadu_ps(wq.add(b * L)) };
+                    }
+                    for r in 0..R {
+                        for c in 0..P {
+                            // SAFETY: tap (ky, kx) of position (r, c), within the contract.
+                            let xv = unsafe { *xrow.add(r * S * wp + c * S + kx) };
+                            let bv = _mm512_set1_ps(xv);
+                            for b in 0..CB {
+                                acc[b][r][c] = _mm512_fmadd_ps(wv[b], bv, acc[b][r][c]);
+                            }
+                        }
+                    }
+                    // SAFETY: stays within (or one past) the group's packed weight.
+                    wq = unsafe { wq.add(CB * L) };
+                }
+            }
+        }
+        for (b, rows) in acc.iter().enumerate() {
+            for (r, cols) in rows.iter().enumerate() {
+                for (c, v) in cols.iter().enumerate() {
+                    // SAFETY: `out` holds CB·R·P·16 values by the contract.
+                    unsafe { _mm512_storeu_ps(out.add(((b * R + r) * P + c) * L), *v) };
+                }
+            }
+        }
+    }
+
+    /// Tile shapes `(R, P)` compiled for one and two blocks (`R·P ≤ 14`).
+    macro_rules! kernels {
+        ($key:expr; pairs: $(($r2:literal, $p2:literal)),*; singles: $(($r1:literal, $p1:literal)),*) => {
+            match $key {
+                $(
+                    (1, $r2, $p2, 1) => Some(tile::<1, $r2, $p2, 1> as TileFn),
+                    (1, $r2, $p2, 2) => Some(tile::<1, $r2, $p2, 2> as TileFn),
+                    (2, $r2, $p2, 1) => Some(tile::<2, $r2, $p2, 1> as TileFn),
+                    (2, $r2, $p2, 2) => Some(tile::<2, $r2, $p2, 2> as TileFn),
+                )*
+                $(
+                    (1, $r1, $p1, 1) => Some(tile::<1, $r1, $p1, 1> as TileFn),
+                    (1, $r1, $p1, 2) => Some(tile::<1, $r1, $p1, 2> as TileFn),
+                )*
+                _ => None,
+            }
+        };
+    }
+
+    /// Tile shapes for two blocks (also compiled for one block).
+    const PAIRS: [(usize, usize); 7] = [(1, 14), (2, 7), (1, 12), (2, 6), (3, 4), (1, 8), (2, 4)];
+    /// Extra tile shapes for one block only (`R·P ≤ 28`).
+    const SINGLES: [(usize, usize); 6] = [(2, 14), (4, 7), (2, 12), (3, 8), (4, 4), (1, 16)];
+
+    fn kernel(cb: usize, r: usize, p: usize, s: usize) -> Option<TileFn> {
+        kernels!((cb, r, p, s);
+            pairs: (1, 14), (2, 7), (1, 12), (2, 6), (3, 4), (1, 8), (2, 4);
+            singles: (2, 14), (4, 7), (2, 12), (3, 8), (4, 4), (1, 16))
+    }
+
+    /// The tiling of one convolution.
+    pub(super) struct Plan {
+        cin: usize,
+        cout: usize,
+        h: usize,
+        w: usize,
+        k: usize,
+        s: usize,
+        pad: usize,
+        oh: usize,
+        ow: usize,
+        /// Tile rows and columns.
+        r: usize,
+        p: usize,
+        /// Blocks per group (1 or 2) and blocks of 16 output channels.
+        cb: usize,
+        nblk: usize,
+        /// Padded buffer height, width.
+        hp: usize,
+        wp: usize,
+        full: TileFn,
+        /// The one-block kernel of the same tile, for an odd last block.
+        single: TileFn,
+    }
+
+    impl Plan {
+        pub(super) fn new(g: &ConvGeom) -> Option<Self> {
+            let (k, s) = (g.kernel, g.stride);
+            // Few input channels (stems) leave too little work per tile: the gemm
+            // path is faster there (0.39 against 0.64 ms on a 3×3 1→16 28×28 stem).
+            if k < 2 || g.cin < 8 || !(s == 1 || s == 2) || g.groups != 1 {
+                return None;
+            }
+            let (oh, ow) = (g.out_h(), g.out_w());
+            let nblk = g.cout.div_ceil(L);
+            let cb = if nblk >= 2 { 2 } else { 1 };
+            let cands: Vec<(usize, usize)> = if cb == 2 {
+                PAIRS.to_vec()
+            } else {
+                PAIRS.iter().chain(SINGLES.iter()).copied().collect()
+            };
+            // Cost: FMA cycles of every tile (junk positions included) plus a few per
+            // tap of each tile for the weight loads and loop.
+            let (r, p) = cands.into_iter().min_by_key(|&(r, p)| {
+                let tiles = oh.div_ceil(r) * ow.div_ceil(p);
+                tiles * (cb * r * p + 2)
+            })?;
+            let full = kernel(cb, r, p, s)?;
+            let single = kernel(1, r, p, s)?;
+            let hp = (g.h + 2 * g.pad).max((oh.div_ceil(r) * r - 1) * s + k);
+            let wp = (g.w + 2 * g.pad).max((ow.div_ceil(p) * p - 1) * s + k);
+            Some(Self {
+                cin: g.cin,
+                cout: g.cout,
+                h: g.h,
+                w: g.w,
+                k,
+                s,
+                pad: g.pad,
+                oh,
+                ow,
+                r,
+                p,
+                cb,
+                nblk,
+                hp,
+                wp,
+                full,
+                single,
+            })
+        }
+
+        /// Packs `w` (`[cout][cin][k][k]`) as `[group][cin][k][k][16·nb]`, zeros past
+        /// `cout`; group `gi` starts at block `gi·cb`, value `gi·cb·16·cin·k·k`.
+        fn pack(&self, w: &[f32]) -> Vec<f32> {
+            let kk = self.k * self.k;
+            let per_block = L * self.cin * kk;
+            let mut out = vec![0f32; self.nblk * per_block];
+            let mut b0 = 0;
+            while b0 < self.nblk {
+                let nb = self.cb.min(self.nblk - b0);
+                let base = b0 * per_block;
+                for co in b0 * L..((b0 + nb) * L).min(self.cout) {
+                    let (b, lane) = (co / L - b0, co % L);
+                    for ci in 0..self.cin {
+                        for t in 0..kk {
+                            out[base + (ci * kk + t) * nb * L + b * L + lane] =
+                                w[(co * self.cin + ci) * kk + t];
+                        }
+                    }
+                }
+                b0 += nb;
+            }
+            out
+        }
+
+        fn padded_len(&self) -> usize {
+            self.cin * self.hp * self.wp
+        }
+
+        pub(super) fn run(&self, x: &[f32], w: &[f32], y: &mut [f32]) {
+            let packed = self.pack(w);
+            let x_n = self.cin * self.h * self.w;
+            let y_n = self.cout * self.oh * self.ow;
+            let batch = x.len() / x_n;
+            let threads = rayon::current_num_threads().max(1);
+            let run = |xc: &[f32], yc: &mut [f32]| {
+                with_scratch(self.padded_len(), |xp| {
+                    xp.fill(0.0);
+                    for (xs, ys) in xc.chunks_exact(x_n).zip(yc.chunks_exact_mut(y_n)) {
+                        self.sample(xs, &packed, xp, ys);
+                    }
+                })
+            };
+            if threads == 1 {
+                run(x, y);
+            } else {
+                let per = batch.div_ceil(4 * threads).max(1);
+                x.par_chunks(per * x_n)
+                    .zip(y.par_chunks_mut(per * y_n))
+                    .for_each(|(xc, yc)| run(xc, yc));
+            }
+        }
+
+        /// One sample: pad into `xp` (whose border is already zero), then every tile.
+        fn sample(&self, x: &[f32], packed: &[f32], xp: &mut [f32], y: &mut [f32]) {
+            let plane = self.hp * self.wp;
+            for (src, dst) in x
+                .chunks_exact(self.h * self.w)
+                .zip(xp.chunks_exact_mut(plane))
+            {
+                for (srow, drow) in src
+                    .chunks_exact(self.w)
+                    .zip(dst[self.pad * self.wp..].chunks_mut(self.wp))
+                {
+                    drow[self.pad..self.pad + self.w].copy_from_slice(srow);
+                }
+            }
+            let (r, p, s) = (self.r, self.p, self.s);
+            let kk = self.k * self.k;
+            let per_block = L * self.cin * kk;
+            let opix = self.oh * self.ow;
+            let mut tmp = [0f32; 2 * 28 * L];
+            let mut b0 = 0;
+            while b0 < self.nblk {
+                let nb = self.cb.min(self.nblk - b0);
+                let f = if nb == self.cb {
+                    self.full
+                } else {
+                    self.single
+                };
+                let wg = &packed[b0 * per_block..(b0 + nb) * per_block];
+                for oy0 in (0..self.oh).step_by(r) {
+                    for ox0 in (0..self.ow).step_by(p) {
+                        let off = oy0 * s * self.wp + ox0 * s;
+                        let args = TileArgs {
+                            x: xp[off..].as_ptr(),
+                            w: wg.as_ptr(),
+                            cin: self.cin,
+                            k: self.k,
+                            wp: self.wp,
+                            plane,
+                        };
+                        // SAFETY: avx512f was detected in `try_forward`. The padded
+                        // buffer holds `hp ≥ (⌈oh/r⌉·r − 1)·s + k` rows and
+                        // `wp ≥ (⌈ow/p⌉·p − 1)·s + k` columns per channel, so every
+                        // tap of every tile position is inside it; `wg` is the group's
+                        // `cin·k·k·16·nb` values; `tmp` holds 2·28·16 ≥ nb·r·p·16.
+                        unsafe { f(&args, tmp.as_mut_ptr()) };
+                        let rows = r.min(self.oh - oy0);
+                        let cols = p.min(self.ow - ox0);
+                        for b in 0..nb {
+                            for lane in 0..L {
+                                let co = (b0 + b) * L + lane;
+                                if co >= self.cout {
+                                    break;
+                                }
+                                let yc = &mut y[co * opix..][..opix];
+                                for rr in 0..rows {
+                                    let yr = &mut yc[(oy0 + rr) * self.ow + ox0..][..cols];
+                                    let t = &tmp[((b * r + rr) * p) * L + lane..];
+                                    for (c, v) in yr.iter_mut().enumerate() {
+                                        *v = t[c * L];
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                b0 += nb;
+            }
+        }
+    }
+
+    thread_local! {
+        /// Padded-sample scratch kept per thread between calls.
+        static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    }
+
+    fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut buf) => {
+                if buf.len() < len {
+                    buf.resize(len, 0.0);
+                }
+                f(&mut buf[..len])
+            }
+            Err(_) => f(&mut vec![0f32; len]),
+        })
+    }
+}
