@@ -14,7 +14,9 @@
 //! it to that pool's single worker: `current_num_threads()` is 1 there, and parallel
 //! iterators run inline on the worker. burn-flex spawns no threads of its own and has no
 //! global pool besides rayon's (checked by reading `burn-flex-0.22.1/src`; the only
-//! `ThreadPoolBuilder` uses are in its tests). The integration test
+//! `ThreadPoolBuilder` uses are in its tests). fnas's own kernels (`fnas-kernels`, the
+//! default on the CPU) parallelise the same way, with rayon on the current pool and
+//! gemm with `Parallelism::None`. The integration test
 //! `latency_runs_on_one_thread` (tests/net.rs) checks it from the outside: during a
 //! measurement the global rayon pool's workers get no CPU time, and the process's CPU
 //! time does not exceed the wall time; the same forwards run outside the pool do use
