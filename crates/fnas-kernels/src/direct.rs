@@ -1,4 +1,5 @@
-//! Direct (no im2col) dense convolution forward pass with AVX-512 register tiles.
+//! Direct (no im2col) dense convolution forward pass and weight gradient with AVX-512
+//! register tiles.
 //!
 //! The weight is repacked once per call to `[block group][cin][k][k][16·nb]`: blocks of
 //! 16 output channels (the last one zero-padded), taken one or two at a time (`nb`),
@@ -9,6 +10,14 @@
 //! `cin × k × k`: one weight load per block and one broadcast input value per position
 //! and tap. The tile goes through a small buffer to the NCHW output (positions past the
 //! output edge and channels past `cout` are dropped).
+//!
+//! The weight gradient ([`try_backward_weight`]) is tiled the other way round: `dy` is
+//! transposed per sample to `[oh·ow][16 output channels]` and each tile keeps
+//! `blocks × input channels × one kernel row` accumulators (≤ 28 zmm), summing over
+//! every output position one `dy` vector per block times one broadcast input value per
+//! (channel, tap); the sums stay packed `[block group][cin][k][k][16·nb]` across the
+//! samples of a chunk and are unpacked to `[cout][cin][k][k]` once. Input channels are
+//! padded with zero planes to a multiple of the tile's channel count.
 //!
 //! Used only where `avx512f` is detected at run time; otherwise (and for shapes it does
 //! not take: 1×1 kernels, strides other than 1 and 2) [`try_forward`] returns `false`
@@ -35,6 +44,28 @@ pub(crate) fn try_forward(g: &ConvGeom, x: &[f32], w: &[f32], y: &mut [f32]) -> 
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = (g, x, w, y);
+        false
+    }
+}
+
+/// Runs `dw = Σ dy ⋆ x` (the weight gradient) directly and returns `true` where the CPU
+/// and the shape suit the direct kernel; returns `false` (leaving `dw` untouched)
+/// otherwise. The shape and buffer lengths must already be checked (`groups == 1`).
+pub(crate) fn try_backward_weight(g: &ConvGeom, x: &[f32], dy: &[f32], dw: &mut [f32]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if !is_x86_feature_detected!("avx512f") {
+            return false;
+        }
+        let Some(plan) = avx512::WPlan::new(g) else {
+            return false;
+        };
+        plan.run(x, dy, dw);
+        true
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (g, x, dy, dw);
         false
     }
 }
@@ -339,6 +370,302 @@ mod avx512 {
                                 }
                             }
                         }
+                    }
+                }
+                b0 += nb;
+            }
+        }
+    }
+
+    /// One weight-gradient tile kernel: see [`wtile`].
+    type WTileFn = unsafe fn(&WTileArgs);
+
+    /// Runtime sizes of one weight-gradient tile call.
+    struct WTileArgs {
+        /// Padded sample at the tile's first channel, kernel row `ky`, column 0.
+        x: *const f32,
+        /// The group's transposed `dy`: `[oh·ow][16·CB]`.
+        dy: *const f32,
+        /// The group's packed sums at the tile's first channel, row `ky`, column 0
+        /// (`[ci][k][k][16·CB]`, `ci_stride` values per channel).
+        acc: *mut f32,
+        ci_stride: usize,
+        oh: usize,
+        ow: usize,
+        wp: usize,
+        plane: usize,
+    }
+
+    /// Adds to the packed sums of `CB` blocks of 16 output channels, `CI` input
+    /// channels and the `T` taps of one kernel row the products of every output
+    /// position: one `dy` vector per block and one broadcast input value per channel
+    /// and tap.
+    ///
+    /// # Safety
+    /// `avx512f` must be available; `a.x` readable at every
+    /// `j·plane + oy·S·wp + ox·S + t` (`j < CI`, `oy < oh`, `ox < ow`, `t < T`); `a.dy`
+    /// readable for `oh·ow·16·CB` values; `a.acc` readable and writable at every
+    /// `j·ci_stride + t·16·CB + b·16 + lane`.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::needless_range_loop)]
+    unsafe fn wtile<const CB: usize, const CI: usize, const T: usize, const S: usize>(
+        a: &WTileArgs,
+    ) {
+        let mut acc = [[[_mm512_setzero_ps(); T]; CI]; CB];
+        for b in 0..CB {
+            for j in 0..CI {
+                for t in 0..T {
+                    // SAFETY: within the sums by the caller's contract.
+                    acc[b][j][t] =
+                        unsafe { _mm512_loadu_ps(a.acc.add(j * a.ci_stride + (t * CB + b) * L)) };
+                }
+            }
+        }
+        let mut dq = a.dy;
+        for oy in 0..a.oh {
+            // SAFETY: row `oy·S` of the tile's window, within the contract.
+            let xrow = unsafe { a.x.add(oy * S * a.wp) };
+            for ox in 0..a.ow {
+                // SAFETY: as above.
+                let xq = unsafe { xrow.add(ox * S) };
+                let mut dv = [_mm512_setzero_ps(); CB];
+                for (b, v) in dv.iter_mut().enumerate() {
+                    // SAFETY: `dq` walks the group's `oh·ow·16·CB` values.
+                    *v = unsafe { _mm512_loadu_ps(dq.add(b * L)) };
+                }
+                for j in 0..CI {
+                    for t in 0..T {
+                        // SAFETY: channel `j`, tap `t` of this position, in the contract.
+                        let bv = _mm512_set1_ps(unsafe { *xq.add(j * a.plane + t) });
+                        for b in 0..CB {
+                            acc[b][j][t] = _mm512_fmadd_ps(dv[b], bv, acc[b][j][t]);
+                        }
+                    }
+                }
+                // SAFETY: stays within (or one past) the group's values.
+                dq = unsafe { dq.add(CB * L) };
+            }
+        }
+        for b in 0..CB {
+            for j in 0..CI {
+                for t in 0..T {
+                    // SAFETY: as for the loads above.
+                    unsafe {
+                        _mm512_storeu_ps(
+                            a.acc.add(j * a.ci_stride + (t * CB + b) * L),
+                            acc[b][j][t],
+                        )
+                    };
+                }
+            }
+        }
+    }
+
+    /// The weight-gradient kernel of `cb` blocks, kernel size `k` and stride `s`, with
+    /// its channels per tile (`cb·CI·k ≤ 28` accumulators).
+    fn wkernel(cb: usize, k: usize, s: usize) -> Option<(usize, WTileFn)> {
+        macro_rules! pick {
+            ($(($cb:literal, $k:literal, $ci:literal)),*) => {
+                match (cb, k, s) {
+                    $(
+                        ($cb, $k, 1) => Some(($ci, wtile::<$cb, $ci, $k, 1> as WTileFn)),
+                        ($cb, $k, 2) => Some(($ci, wtile::<$cb, $ci, $k, 2> as WTileFn)),
+                    )*
+                    _ => None,
+                }
+            };
+        }
+        pick!(
+            (1, 2, 8),
+            (1, 3, 8),
+            (1, 4, 6),
+            (1, 5, 5),
+            (1, 6, 4),
+            (1, 7, 4),
+            (2, 2, 4),
+            (2, 3, 4),
+            (2, 4, 3),
+            (2, 5, 2),
+            (2, 6, 2),
+            (2, 7, 2)
+        )
+    }
+
+    /// The tiling of one weight gradient: per sample, `x` is zero-bordered and `dy`
+    /// transposed to `[group][oh·ow][16·nb]`, then every (block group, channel group,
+    /// kernel row) tile adds its products into packed sums `[group][ci][k][k][16·nb]`.
+    pub(super) struct WPlan {
+        cin: usize,
+        cout: usize,
+        h: usize,
+        w: usize,
+        k: usize,
+        pad: usize,
+        oh: usize,
+        ow: usize,
+        cb: usize,
+        nblk: usize,
+        /// Channels padded to a multiple of each tile's channel count (the larger).
+        cinp: usize,
+        hp: usize,
+        wp: usize,
+        full: (usize, WTileFn),
+        single: (usize, WTileFn),
+    }
+
+    impl WPlan {
+        pub(super) fn new(g: &ConvGeom) -> Option<Self> {
+            let (k, s) = (g.kernel, g.stride);
+            if k < 2 || g.cin < 8 || !(s == 1 || s == 2) || g.groups != 1 {
+                return None;
+            }
+            let nblk = g.cout.div_ceil(L);
+            let cb = if nblk >= 2 { 2 } else { 1 };
+            let full = wkernel(cb, k, s)?;
+            let single = wkernel(1, k, s)?;
+            let cinp = g
+                .cin
+                .next_multiple_of(full.0)
+                .max(g.cin.next_multiple_of(single.0));
+            Some(Self {
+                cin: g.cin,
+                cout: g.cout,
+                h: g.h,
+                w: g.w,
+                k,
+                pad: g.pad,
+                oh: g.out_h(),
+                ow: g.out_w(),
+                cb,
+                nblk,
+                cinp,
+                hp: g.h + 2 * g.pad,
+                wp: g.w + 2 * g.pad,
+                full,
+                single,
+            })
+        }
+
+        fn sums_len(&self) -> usize {
+            self.nblk * L * self.cinp * self.k * self.k
+        }
+
+        pub(super) fn run(&self, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+            let x_n = self.cin * self.h * self.w;
+            let y_n = self.cout * self.oh * self.ow;
+            let batch = x.len() / x_n;
+            let threads = rayon::current_num_threads().max(1);
+            let xp_len = self.cinp * self.hp * self.wp;
+            let dyt_len = self.nblk * L * self.oh * self.ow;
+            let run = |xc: &[f32], dyc: &[f32]| {
+                let mut sums = vec![0f32; self.sums_len()];
+                with_scratch(xp_len + dyt_len, |buf| {
+                    buf.fill(0.0);
+                    let (xp, dyt) = buf.split_at_mut(xp_len);
+                    for (xs, ds) in xc.chunks_exact(x_n).zip(dyc.chunks_exact(y_n)) {
+                        self.sample(xs, ds, xp, dyt, &mut sums);
+                    }
+                });
+                sums
+            };
+            let sums = if threads == 1 {
+                run(x, dy)
+            } else {
+                let per = batch.div_ceil(4 * threads).max(1);
+                let parts: Vec<Vec<f32>> = x
+                    .par_chunks(per * x_n)
+                    .zip(dy.par_chunks(per * y_n))
+                    .map(|(xc, dyc)| run(xc, dyc))
+                    .collect();
+                let mut total = vec![0f32; self.sums_len()];
+                for part in parts {
+                    for (t, p) in total.iter_mut().zip(part) {
+                        *t += p;
+                    }
+                }
+                total
+            };
+            self.unpack(&sums, dw);
+        }
+
+        /// `dw[co][ci][t]` from the packed sums.
+        fn unpack(&self, sums: &[f32], dw: &mut [f32]) {
+            let kk = self.k * self.k;
+            let per_block = L * self.cinp * kk;
+            for co in 0..self.cout {
+                let blk = co / L;
+                let b0 = blk - blk % self.cb;
+                let nb = self.cb.min(self.nblk - b0);
+                let base = b0 * per_block;
+                let (b, lane) = (blk - b0, co % L);
+                for ci in 0..self.cin {
+                    for t in 0..kk {
+                        dw[(co * self.cin + ci) * kk + t] =
+                            sums[base + (ci * kk + t) * nb * L + b * L + lane];
+                    }
+                }
+            }
+        }
+
+        /// One sample: pad `x` into `xp` and transpose `dy` into `dyt` (both zero past
+        /// the real values), then every tile.
+        fn sample(&self, x: &[f32], dy: &[f32], xp: &mut [f32], dyt: &mut [f32], sums: &mut [f32]) {
+            let plane = self.hp * self.wp;
+            for (src, dst) in x
+                .chunks_exact(self.h * self.w)
+                .zip(xp.chunks_exact_mut(plane))
+            {
+                for (srow, drow) in src
+                    .chunks_exact(self.w)
+                    .zip(dst[self.pad * self.wp..].chunks_mut(self.wp))
+                {
+                    drow[self.pad..self.pad + self.w].copy_from_slice(srow);
+                }
+            }
+            let opix = self.oh * self.ow;
+            for (co, src) in dy.chunks_exact(opix).enumerate() {
+                let blk = co / L;
+                let b0 = blk - blk % self.cb;
+                let nb = self.cb.min(self.nblk - b0);
+                let dst = &mut dyt[b0 * L * opix..][..nb * L * opix];
+                let lane = (blk - b0) * L + co % L;
+                for (p, v) in src.iter().enumerate() {
+                    dst[p * nb * L + lane] = *v;
+                }
+            }
+            let kk = self.k * self.k;
+            let per_block = L * self.cinp * kk;
+            let mut b0 = 0;
+            while b0 < self.nblk {
+                let nb = self.cb.min(self.nblk - b0);
+                let (ci_step, f) = if nb == self.cb {
+                    self.full
+                } else {
+                    self.single
+                };
+                let dg = &dyt[b0 * L * opix..][..nb * L * opix];
+                let sg = &mut sums[b0 * per_block..][..nb * per_block];
+                for ci0 in (0..self.cin.next_multiple_of(ci_step)).step_by(ci_step) {
+                    for ky in 0..self.k {
+                        let args = WTileArgs {
+                            x: xp[ci0 * plane + ky * self.wp..].as_ptr(),
+                            dy: dg.as_ptr(),
+                            acc: sg[(ci0 * kk + ky * self.k) * nb * L..].as_mut_ptr(),
+                            ci_stride: kk * nb * L,
+                            oh: self.oh,
+                            ow: self.ow,
+                            wp: self.wp,
+                            plane,
+                        };
+                        // SAFETY: avx512f was detected in `try_backward_weight`. `xp`
+                        // holds `cinp` planes of `hp × wp` with `(oh−1)·s + k ≤ hp` and
+                        // `(ow−1)·s + k ≤ wp`, so every tap of every position of
+                        // channels `ci0..ci0 + ci_step ≤ cinp` (the larger of the two
+                        // paddings) is inside it; `dg` is the
+                        // group's `oh·ow·16·nb` values; `sg` holds `cinp·k·k·16·nb`
+                        // sums, of which the tile touches channels `ci0..ci0 + ci_step`,
+                        // row `ky`.
+                        unsafe { f(&args) };
                     }
                 }
                 b0 += nb;
