@@ -183,6 +183,80 @@ mod avx512 {
             singles: (2, 14), (4, 7), (2, 12), (3, 8), (4, 4), (1, 16))
     }
 
+    /// [`tile`] for one block of which only the first 8 output channels are real: 256-bit
+    /// accumulators (half the FMA work of a 16-lane block), same packed weight and same
+    /// `[R][P][16]` output layout (lanes 8..16 left as they were).
+    ///
+    /// # Safety
+    /// As for [`tile`] with `CB = 1`, and `avx512vl` must be available.
+    #[target_feature(enable = "avx512f,avx512vl")]
+    #[allow(clippy::needless_range_loop)]
+    unsafe fn tile_half<const R: usize, const P: usize, const S: usize>(
+        a: &TileArgs,
+        out: *mut f32,
+    ) {
+        let mut acc = [[_mm256_setzero_ps(); P]; R];
+        let (k, wp) = (a.k, a.wp);
+        let mut wq = a.w;
+        for ci in 0..a.cin {
+            // SAFETY: in bounds of the padded sample by the caller's contract.
+            let xc = unsafe { a.x.add(ci * a.plane) };
+            for ky in 0..k {
+                // SAFETY: as above.
+                let xrow = unsafe { xc.add(ky * wp) };
+                for kx in 0..k {
+                    // SAFETY: `wq` walks the block's `cin·k·k·16` packed values.
+                    let wv = unsafe { _mm256_loadu_ps(wq) };
+                    for r in 0..R {
+                        for c in 0..P {
+                            // SAFETY: tap (ky, kx) of position (r, c), within the contract.
+                            let xv = unsafe { *xrow.add(r * S * wp + c * S + kx) };
+                            acc[r][c] = _mm256_fmadd_ps(wv, _mm256_set1_ps(xv), acc[r][c]);
+                        }
+                    }
+                    // SAFETY: stays within (or one past) the block's packed weight.
+                    wq = unsafe { wq.add(L) };
+                }
+            }
+        }
+        for (r, cols) in acc.iter().enumerate() {
+            for (c, v) in cols.iter().enumerate() {
+                // SAFETY: `out` holds R·P·16 values by the contract.
+                unsafe { _mm256_storeu_ps(out.add((r * P + c) * L), *v) };
+            }
+        }
+    }
+
+    /// The half-block kernel of a tile shape (any of [`kernel`]'s shapes).
+    fn kernel_half(r: usize, p: usize, s: usize) -> Option<TileFn> {
+        macro_rules! pick {
+            ($(($r:literal, $p:literal)),*) => {
+                match (r, p, s) {
+                    $(
+                        ($r, $p, 1) => Some(tile_half::<$r, $p, 1> as TileFn),
+                        ($r, $p, 2) => Some(tile_half::<$r, $p, 2> as TileFn),
+                    )*
+                    _ => None,
+                }
+            };
+        }
+        pick!(
+            (1, 14),
+            (2, 7),
+            (1, 12),
+            (2, 6),
+            (3, 4),
+            (1, 8),
+            (2, 4),
+            (2, 14),
+            (4, 7),
+            (2, 12),
+            (3, 8),
+            (4, 4),
+            (1, 16)
+        )
+    }
+
     /// The tiling of one convolution.
     pub(super) struct Plan {
         cin: usize,
@@ -206,6 +280,9 @@ mod avx512 {
         full: TileFn,
         /// The one-block kernel of the same tile, for an odd last block.
         single: TileFn,
+        /// The 8-lane kernel of the same tile, for a last block of ≤ 8 channels (which
+        /// then is a group of its own).
+        half: Option<TileFn>,
     }
 
     impl Plan {
@@ -218,7 +295,12 @@ mod avx512 {
             }
             let (oh, ow) = (g.out_h(), g.out_w());
             let nblk = g.cout.div_ceil(L);
-            let cb = if nblk >= 2 { 2 } else { 1 };
+            // A last block of 8 or fewer channels runs alone on 256-bit accumulators;
+            // the full blocks before it pair up as usual.
+            let half_ok =
+                (1..=L / 2).contains(&(g.cout % L)) && is_x86_feature_detected!("avx512vl");
+            let nfull = if half_ok { nblk - 1 } else { nblk };
+            let cb = if nfull >= 2 { 2 } else { 1 };
             let cands: Vec<(usize, usize)> = if cb == 2 {
                 PAIRS.to_vec()
             } else {
@@ -232,6 +314,11 @@ mod avx512 {
             })?;
             let full = kernel(cb, r, p, s)?;
             let single = kernel(1, r, p, s)?;
+            let half = if half_ok {
+                Some(kernel_half(r, p, s)?)
+            } else {
+                None
+            };
             let hp = (g.h + 2 * g.pad).max((oh.div_ceil(r) * r - 1) * s + k);
             let wp = (g.w + 2 * g.pad).max((ow.div_ceil(p) * p - 1) * s + k);
             Some(Self {
@@ -252,6 +339,7 @@ mod avx512 {
                 wp,
                 full,
                 single,
+                half,
             })
         }
 
@@ -329,10 +417,10 @@ mod avx512 {
             let mut b0 = 0;
             while b0 < self.nblk {
                 let nb = self.cb.min(self.nblk - b0);
-                let f = if nb == self.cb {
-                    self.full
-                } else {
-                    self.single
+                let f = match self.half {
+                    Some(h) if nb == 1 && b0 + 1 == self.nblk => h,
+                    _ if nb == self.cb => self.full,
+                    _ => self.single,
                 };
                 let wg = &packed[b0 * per_block..(b0 + nb) * per_block];
                 for oy0 in (0..self.oh).step_by(r) {
@@ -346,7 +434,8 @@ mod avx512 {
                             wp: self.wp,
                             plane,
                         };
-                        // SAFETY: avx512f was detected in `try_forward`. The padded
+                        // SAFETY: avx512f was detected in `try_forward` (and avx512vl
+                        // in `Plan::new` where the half kernel exists). The padded
                         // buffer holds `hp ≥ (⌈oh/r⌉·r − 1)·s + k` rows and
                         // `wp ≥ (⌈ow/p⌉·p − 1)·s + k` columns per channel, so every
                         // tap of every tile position is inside it; `wg` is the group's
