@@ -580,6 +580,66 @@ mod avx512 {
         )
     }
 
+    /// [`wtile`] for one block of which only the first 8 output channels are real:
+    /// 256-bit `dy` vectors and sums (lanes 8..16 of the packed sums left as they were).
+    ///
+    /// # Safety
+    /// As for [`wtile`] with `CB = 1`, and `avx512vl` must be available.
+    #[target_feature(enable = "avx512f,avx512vl")]
+    #[allow(clippy::needless_range_loop)]
+    unsafe fn wtile_half<const CI: usize, const T: usize, const S: usize>(a: &WTileArgs) {
+        let mut acc = [[_mm256_setzero_ps(); T]; CI];
+        for j in 0..CI {
+            for t in 0..T {
+                // SAFETY: within the sums by the caller's contract.
+                acc[j][t] = unsafe { _mm256_loadu_ps(a.acc.add(j * a.ci_stride + t * L)) };
+            }
+        }
+        let mut dq = a.dy;
+        for oy in 0..a.oh {
+            // SAFETY: row `oy·S` of the tile's window, within the contract.
+            let xrow = unsafe { a.x.add(oy * S * a.wp) };
+            for ox in 0..a.ow {
+                // SAFETY: as above.
+                let xq = unsafe { xrow.add(ox * S) };
+                // SAFETY: `dq` walks the block's `oh·ow·16` values.
+                let dv = unsafe { _mm256_loadu_ps(dq) };
+                for j in 0..CI {
+                    for t in 0..T {
+                        // SAFETY: channel `j`, tap `t` of this position, in the contract.
+                        let bv = _mm256_set1_ps(unsafe { *xq.add(j * a.plane + t) });
+                        acc[j][t] = _mm256_fmadd_ps(dv, bv, acc[j][t]);
+                    }
+                }
+                // SAFETY: stays within (or one past) the block's values.
+                dq = unsafe { dq.add(L) };
+            }
+        }
+        for j in 0..CI {
+            for t in 0..T {
+                // SAFETY: as for the loads above.
+                unsafe { _mm256_storeu_ps(a.acc.add(j * a.ci_stride + t * L), acc[j][t]) };
+            }
+        }
+    }
+
+    /// The half-block weight-gradient kernel of kernel size `k` and stride `s`, with its
+    /// channels per tile.
+    fn wkernel_half(k: usize, s: usize) -> Option<(usize, WTileFn)> {
+        macro_rules! pick {
+            ($(($k:literal, $ci:literal)),*) => {
+                match (k, s) {
+                    $(
+                        ($k, 1) => Some(($ci, wtile_half::<$ci, $k, 1> as WTileFn)),
+                        ($k, 2) => Some(($ci, wtile_half::<$ci, $k, 2> as WTileFn)),
+                    )*
+                    _ => None,
+                }
+            };
+        }
+        pick!((2, 8), (3, 8), (4, 6), (5, 5), (6, 4), (7, 4))
+    }
+
     /// The tiling of one weight gradient: per sample, `x` is zero-bordered and `dy`
     /// transposed to `[group][oh·ow][16·nb]`, then every (block group, channel group,
     /// kernel row) tile adds its products into packed sums `[group][ci][k][k][16·nb]`.
@@ -600,6 +660,8 @@ mod avx512 {
         wp: usize,
         full: (usize, WTileFn),
         single: (usize, WTileFn),
+        /// The 8-lane tile for a last block of ≤ 8 channels (then a group of its own).
+        half: Option<(usize, WTileFn)>,
     }
 
     impl WPlan {
@@ -609,13 +671,24 @@ mod avx512 {
                 return None;
             }
             let nblk = g.cout.div_ceil(L);
-            let cb = if nblk >= 2 { 2 } else { 1 };
+            // A last block of 8 or fewer channels runs alone on 256-bit sums.
+            let half_ok =
+                (1..=L / 2).contains(&(g.cout % L)) && is_x86_feature_detected!("avx512vl");
+            let nfull = if half_ok { nblk - 1 } else { nblk };
+            let cb = if nfull >= 2 { 2 } else { 1 };
             let full = wkernel(cb, k, s)?;
             let single = wkernel(1, k, s)?;
-            let cinp = g
-                .cin
-                .next_multiple_of(full.0)
-                .max(g.cin.next_multiple_of(single.0));
+            let half = if half_ok {
+                Some(wkernel_half(k, s)?)
+            } else {
+                None
+            };
+            let cinp = [Some(full), Some(single), half]
+                .into_iter()
+                .flatten()
+                .map(|(ci, _)| g.cin.next_multiple_of(ci))
+                .max()
+                .unwrap_or(g.cin);
             Some(Self {
                 cin: g.cin,
                 cout: g.cout,
@@ -632,6 +705,7 @@ mod avx512 {
                 wp: g.w + 2 * g.pad,
                 full,
                 single,
+                half,
             })
         }
 
@@ -727,10 +801,10 @@ mod avx512 {
             let mut b0 = 0;
             while b0 < self.nblk {
                 let nb = self.cb.min(self.nblk - b0);
-                let (ci_step, f) = if nb == self.cb {
-                    self.full
-                } else {
-                    self.single
+                let (ci_step, f) = match self.half {
+                    Some(h) if nb == 1 && b0 + 1 == self.nblk => h,
+                    _ if nb == self.cb => self.full,
+                    _ => self.single,
                 };
                 let dg = &dyt[b0 * L * opix..][..nb * L * opix];
                 let sg = &mut sums[b0 * per_block..][..nb * per_block];
@@ -746,10 +820,11 @@ mod avx512 {
                             wp: self.wp,
                             plane,
                         };
-                        // SAFETY: avx512f was detected in `try_backward_weight`. `xp`
+                        // SAFETY: avx512f was detected in `try_backward_weight` (and
+                        // avx512vl in `WPlan::new` where the half tile exists). `xp`
                         // holds `cinp` planes of `hp × wp` with `(oh−1)·s + k ≤ hp` and
                         // `(ow−1)·s + k ≤ wp`, so every tap of every position of
-                        // channels `ci0..ci0 + ci_step ≤ cinp` (the larger of the two
+                        // channels `ci0..ci0 + ci_step ≤ cinp` (the largest of the
                         // paddings) is inside it; `dg` is the
                         // group's `oh·ow·16·nb` values; `sg` holds `cinp·k·k·16·nb`
                         // sums, of which the tile touches channels `ci0..ci0 + ci_step`,
