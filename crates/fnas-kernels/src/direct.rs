@@ -646,6 +646,10 @@ mod avx512 {
         /// (`[ci][k][k][16·CB]`, `ci_stride` values per channel).
         acc: *mut f32,
         ci_stride: usize,
+        /// Samples, and the distance between two samples in `x` and in `dy`.
+        ns: usize,
+        xs: usize,
+        ds: usize,
         oh: usize,
         ow: usize,
         wp: usize,
@@ -659,8 +663,8 @@ mod avx512 {
     ///
     /// # Safety
     /// `avx512f` must be available; `a.x` readable at every
-    /// `j·plane + oy·S·wp + ox·S + t` (`j < CI`, `oy < oh`, `ox < ow`, `t < T`); `a.dy`
-    /// readable for `oh·ow·16·CB` values; `a.acc` readable and writable at every
+    /// `n·xs + j·plane + oy·S·wp + ox·S + t` (`n < ns`, `j < CI`, `oy < oh`, `ox < ow`,
+    /// `t < T`); `a.dy` readable for `oh·ow·16·CB` values from each `n·ds`; `a.acc` readable and writable at every
     /// `j·ci_stride + t·16·CB + b·16 + lane`.
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::needless_range_loop)]
@@ -677,29 +681,32 @@ mod avx512 {
                 }
             }
         }
-        let mut dq = a.dy;
-        for oy in 0..a.oh {
-            // SAFETY: row `oy·S` of the tile's window, within the contract.
-            let xrow = unsafe { a.x.add(oy * S * a.wp) };
-            for ox in 0..a.ow {
-                // SAFETY: as above.
-                let xq = unsafe { xrow.add(ox * S) };
-                let mut dv = [_mm512_setzero_ps(); CB];
-                for (b, v) in dv.iter_mut().enumerate() {
-                    // SAFETY: `dq` walks the group's `oh·ow·16·CB` values.
-                    *v = unsafe { _mm512_loadu_ps(dq.add(b * L)) };
-                }
-                for j in 0..CI {
-                    for t in 0..T {
-                        // SAFETY: channel `j`, tap `t` of this position, in the contract.
-                        let bv = _mm512_set1_ps(unsafe { *xq.add(j * a.plane + t) });
-                        for b in 0..CB {
-                            acc[b][j][t] = _mm512_fmadd_ps(dv[b], bv, acc[b][j][t]);
+        for n in 0..a.ns {
+            // SAFETY: sample `n` of the tile, within the contract.
+            let (xn, mut dq) = unsafe { (a.x.add(n * a.xs), a.dy.add(n * a.ds)) };
+            for oy in 0..a.oh {
+                // SAFETY: row `oy·S` of the tile's window, within the contract.
+                let xrow = unsafe { xn.add(oy * S * a.wp) };
+                for ox in 0..a.ow {
+                    // SAFETY: as above.
+                    let xq = unsafe { xrow.add(ox * S) };
+                    let mut dv = [_mm512_setzero_ps(); CB];
+                    for (b, v) in dv.iter_mut().enumerate() {
+                        // SAFETY: `dq` walks the group's `oh·ow·16·CB` values.
+                        *v = unsafe { _mm512_loadu_ps(dq.add(b * L)) };
+                    }
+                    for j in 0..CI {
+                        for t in 0..T {
+                            // SAFETY: channel `j`, tap `t` of this position, in the contract.
+                            let bv = _mm512_set1_ps(unsafe { *xq.add(j * a.plane + t) });
+                            for b in 0..CB {
+                                acc[b][j][t] = _mm512_fmadd_ps(dv[b], bv, acc[b][j][t]);
+                            }
                         }
                     }
+                    // SAFETY: stays within (or one past) the group's values.
+                    dq = unsafe { dq.add(CB * L) };
                 }
-                // SAFETY: stays within (or one past) the group's values.
-                dq = unsafe { dq.add(CB * L) };
             }
         }
         for b in 0..CB {
@@ -762,24 +769,27 @@ mod avx512 {
                 acc[j][t] = unsafe { _mm256_loadu_ps(a.acc.add(j * a.ci_stride + t * L)) };
             }
         }
-        let mut dq = a.dy;
-        for oy in 0..a.oh {
-            // SAFETY: row `oy·S` of the tile's window, within the contract.
-            let xrow = unsafe { a.x.add(oy * S * a.wp) };
-            for ox in 0..a.ow {
-                // SAFETY: as above.
-                let xq = unsafe { xrow.add(ox * S) };
-                // SAFETY: `dq` walks the block's `oh·ow·16` values.
-                let dv = unsafe { _mm256_loadu_ps(dq) };
-                for j in 0..CI {
-                    for t in 0..T {
-                        // SAFETY: channel `j`, tap `t` of this position, in the contract.
-                        let bv = _mm256_set1_ps(unsafe { *xq.add(j * a.plane + t) });
-                        acc[j][t] = _mm256_fmadd_ps(dv, bv, acc[j][t]);
+        for n in 0..a.ns {
+            // SAFETY: sample `n` of the tile, within the contract.
+            let (xn, mut dq) = unsafe { (a.x.add(n * a.xs), a.dy.add(n * a.ds)) };
+            for oy in 0..a.oh {
+                // SAFETY: row `oy·S` of the tile's window, within the contract.
+                let xrow = unsafe { xn.add(oy * S * a.wp) };
+                for ox in 0..a.ow {
+                    // SAFETY: as above.
+                    let xq = unsafe { xrow.add(ox * S) };
+                    // SAFETY: `dq` walks the block's `oh·ow·16` values.
+                    let dv = unsafe { _mm256_loadu_ps(dq) };
+                    for j in 0..CI {
+                        for t in 0..T {
+                            // SAFETY: channel `j`, tap `t` of this position, in the contract.
+                            let bv = _mm256_set1_ps(unsafe { *xq.add(j * a.plane + t) });
+                            acc[j][t] = _mm256_fmadd_ps(dv, bv, acc[j][t]);
+                        }
                     }
+                    // SAFETY: stays within (or one past) the block's values.
+                    dq = unsafe { dq.add(L) };
                 }
-                // SAFETY: stays within (or one past) the block's values.
-                dq = unsafe { dq.add(L) };
             }
         }
         for j in 0..CI {
@@ -806,6 +816,9 @@ mod avx512 {
         }
         pick!((2, 8), (3, 8), (4, 6), (5, 5), (6, 4), (7, 4))
     }
+
+    /// Bytes of prepared samples per weight-gradient tile call.
+    const BATCH_BYTES: usize = 512 << 10;
 
     /// The tiling of one weight gradient: per sample, `x` is zero-bordered and `dy`
     /// transposed to `[group][oh·ow][16·nb]`, then every (block group, channel group,
@@ -876,6 +889,14 @@ mod avx512 {
             })
         }
 
+        fn xp_len(&self) -> usize {
+            self.cinp * self.hp * self.wp
+        }
+
+        fn dyt_len(&self) -> usize {
+            self.nblk * L * self.oh * self.ow
+        }
+
         fn sums_len(&self) -> usize {
             self.nblk * L * self.cinp * self.k * self.k
         }
@@ -885,15 +906,29 @@ mod avx512 {
             let y_n = self.cout * self.oh * self.ow;
             let batch = x.len() / x_n;
             let threads = rayon::current_num_threads().max(1);
-            let xp_len = self.cinp * self.hp * self.wp;
-            let dyt_len = self.nblk * L * self.oh * self.ow;
+            let (xp_len, dyt_len) = (self.xp_len(), self.dyt_len());
+            // Samples per tile call: the sums stay in registers over all of them; their
+            // buffers (about 512 KB) stay in cache.
+            let per_tile = (BATCH_BYTES / (4 * (xp_len + dyt_len))).clamp(1, 16);
             let run = |xc: &[f32], dyc: &[f32]| {
                 let mut sums = vec![0f32; self.sums_len()];
-                with_scratch(xp_len + dyt_len, |buf| {
+                let ns = per_tile.min(xc.len() / x_n);
+                with_scratch(ns * (xp_len + dyt_len), |buf| {
                     buf.fill(0.0);
-                    let (xp, dyt) = buf.split_at_mut(xp_len);
-                    for (xs, ds) in xc.chunks_exact(x_n).zip(dyc.chunks_exact(y_n)) {
-                        self.sample(xs, ds, xp, dyt, &mut sums);
+                    let (xp, dyt) = buf.split_at_mut(ns * xp_len);
+                    for (xg, dg) in xc.chunks(ns * x_n).zip(dyc.chunks(ns * y_n)) {
+                        let n = xg.len() / x_n;
+                        for (i, (xs, ds)) in
+                            xg.chunks_exact(x_n).zip(dg.chunks_exact(y_n)).enumerate()
+                        {
+                            self.prepare(
+                                xs,
+                                ds,
+                                &mut xp[i * xp_len..][..xp_len],
+                                &mut dyt[i * dyt_len..][..dyt_len],
+                            );
+                        }
+                        self.tiles(xp, dyt, n, &mut sums);
                     }
                 });
                 sums
@@ -938,8 +973,8 @@ mod avx512 {
         }
 
         /// One sample: pad `x` into `xp` and transpose `dy` into `dyt` (both zero past
-        /// the real values), then every tile.
-        fn sample(&self, x: &[f32], dy: &[f32], xp: &mut [f32], dyt: &mut [f32], sums: &mut [f32]) {
+        /// the real values).
+        fn prepare(&self, x: &[f32], dy: &[f32], xp: &mut [f32], dyt: &mut [f32]) {
             let plane = self.hp * self.wp;
             for (src, dst) in x
                 .chunks_exact(self.h * self.w)
@@ -963,6 +998,14 @@ mod avx512 {
                     dst[p * nb * L + lane] = *v;
                 }
             }
+        }
+
+        /// Every tile over `ns` prepared samples (`xp`, `dyt` their buffers, one after
+        /// the other).
+        fn tiles(&self, xp: &[f32], dyt: &[f32], ns: usize, sums: &mut [f32]) {
+            let plane = self.hp * self.wp;
+            let opix = self.oh * self.ow;
+            let (xs, ds) = (self.xp_len(), self.dyt_len());
             let kk = self.k * self.k;
             let per_block = L * self.cinp * kk;
             let mut b0 = 0;
@@ -973,7 +1016,8 @@ mod avx512 {
                     _ if nb == self.cb => self.full,
                     _ => self.single,
                 };
-                let dg = &dyt[b0 * L * opix..][..nb * L * opix];
+                // The group's values of the first sample; later samples `ds` further.
+                let dg = &dyt[b0 * L * opix..];
                 let sg = &mut sums[b0 * per_block..][..nb * per_block];
                 for ci0 in (0..self.cin.next_multiple_of(ci_step)).step_by(ci_step) {
                     for ky in 0..self.k {
@@ -982,6 +1026,9 @@ mod avx512 {
                             dy: dg.as_ptr(),
                             acc: sg[(ci0 * kk + ky * self.k) * nb * L..].as_mut_ptr(),
                             ci_stride: kk * nb * L,
+                            ns,
+                            xs,
+                            ds,
                             oh: self.oh,
                             ow: self.ow,
                             wp: self.wp,
@@ -989,7 +1036,8 @@ mod avx512 {
                         };
                         // SAFETY: avx512f was detected in `try_backward_weight` (and
                         // avx512vl in `WPlan::new` where the half tile exists). `xp`
-                        // holds `cinp` planes of `hp × wp` with `(oh−1)·s + k ≤ hp` and
+                        // holds `ns` samples `xs` apart (`dyt` likewise, `ds` apart), each
+                        // `cinp` planes of `hp × wp` with `(oh−1)·s + k ≤ hp` and
                         // `(ow−1)·s + k ≤ wp`, so every tap of every position of
                         // channels `ci0..ci0 + ci_step ≤ cinp` (the largest of the
                         // paddings) is inside it; `dg` is the
