@@ -28,7 +28,9 @@
 //! Used only where `avx512f` is detected at run time; otherwise (and for shapes it does
 //! not take: 1×1 kernels, strides other than 1 and 2) [`try_forward`] returns `false`
 //! and the caller keeps its im2col + gemm path. Threads as in `dense`: chunks of the
-//! batch per rayon task of the calling pool, a plain loop on a pool of one thread.
+//! batch per rayon task of the calling pool, a plain loop on a pool of one thread; the
+//! weight gradient one chunk per thread (each sums into its own packed copy) with up to
+//! 16 samples per tile call, so the sums stay in registers across samples.
 
 use crate::geom::ConvGeom;
 
@@ -936,7 +938,9 @@ mod avx512 {
             let sums = if threads == 1 {
                 run(x, dy)
             } else {
-                let per = batch.div_ceil(4 * threads).max(1);
+                // One chunk per thread: each chunk sums into its own packed copy of
+                // `dw`, which costs more to allocate and add than an uneven split.
+                let per = batch.div_ceil(threads).max(1);
                 let parts: Vec<Vec<f32>> = x
                     .par_chunks(per * x_n)
                     .zip(dy.par_chunks(per * y_n))
