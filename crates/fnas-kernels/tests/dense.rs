@@ -146,6 +146,16 @@ fn odd_shapes_match_reference() {
         geom(2, 8, 5, 3, 3, 3, 1, 3),  // padding wider than the kernel
         geom(3, 12, 20, 11, 13, 7, 2, 3), // wide kernel, stride 2, odd sizes
         geom(5, 16, 16, 30, 29, 5, 1, 2), // one block, long rows
+        geom(2, 9, 17, 1, 1, 3, 1, 1), // 1×1 spatial input
+        geom(2, 9, 17, 1, 1, 3, 2, 1), // ... strided
+        geom(1, 24, 40, 9, 7, 5, 2, 2), // batch 1, channel tails of both tiles
+        geom(3, 13, 40, 7, 7, 7, 2, 3), // k7 stride 2 on 7×7, three blocks
+        geom(2, 10, 20, 6, 6, 2, 1, 0), // 2×2 kernel, two blocks
+        geom(2, 11, 36, 8, 8, 6, 1, 2), // 6×6 kernel
+        geom(2, 10, 9, 8, 8, 3, 2, 0), // stride-2 phases, unpadded, even size
+        geom(20, 8, 24, 6, 6, 3, 2, 1), // weight-gradient tiles of 16 samples, then 4
+        geom(2, 8, 12, 3, 3, 3, 2, 3), // stride-2 phases, padding wider than the kernel
+        geom(2, 12, 8, 10, 9, 6, 2, 1), // stride-2 phases, even kernel, odd pad
         geom(13, 8, 12, 7, 7, 1, 1, 0), // grouped 1×1 samples with a remainder group
         geom(9, 20, 6, 1, 1, 1, 1, 0), // one position per sample: the chunk is one product
     ] {
