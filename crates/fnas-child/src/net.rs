@@ -172,6 +172,23 @@ impl Layer {
         layer
     }
 
+    /// Whether its conv+BN parts use the fast kernels ([`ChildNet::with_kernels`]).
+    pub fn set_fast(&mut self, fast: bool) {
+        for part in [
+            &mut self.expand,
+            &mut self.conv,
+            &mut self.dw,
+            &mut self.pw,
+            &mut self.project,
+            &mut self.skip,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            part.fast = fast;
+        }
+    }
+
     /// Runs the parts present in op order: expand+ReLU, conv+ReLU, dw+ReLU, SE, pw,
     /// project, then the residual.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
@@ -258,19 +275,7 @@ impl ChildNet {
         self.stem.fast = fast;
         self.head.fast = fast;
         for layer in self.blocks.iter_mut().flat_map(|b| b.layers.iter_mut()) {
-            for part in [
-                &mut layer.expand,
-                &mut layer.conv,
-                &mut layer.dw,
-                &mut layer.pw,
-                &mut layer.project,
-                &mut layer.skip,
-            ]
-            .into_iter()
-            .flatten()
-            {
-                part.fast = fast;
-            }
+            layer.set_fast(fast);
         }
         self
     }

@@ -28,22 +28,6 @@ impl ModuleVisitor for GradCollector<'_> {
     }
 }
 
-fn set_fast(layer: &mut Layer, fast: bool) {
-    for part in [
-        &mut layer.expand,
-        &mut layer.conv,
-        &mut layer.dw,
-        &mut layer.pw,
-        &mut layer.project,
-        &mut layer.skip,
-    ]
-    .into_iter()
-    .flatten()
-    {
-        part.fast = fast;
-    }
-}
-
 fn rel_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     let scale = a.iter().fold(1f32, |m, v| m.max(v.abs()));
@@ -80,9 +64,9 @@ fn run(layer: &Layer, x: &Tensor<4>, probe: &Tensor<4>) -> Run {
 fn check(plan: &LayerPlan, batch: usize) -> Result<(), String> {
     let ad = Device::flex().autodiff();
     let mut fast = Layer::new(plan, &ad);
-    set_fast(&mut fast, true);
+    fast.set_fast(true);
     let mut slow = fast.clone();
-    set_fast(&mut slow, false);
+    slow.set_fast(false);
     let x = Tensor::<4>::random(
         [batch, plan.cin, plan.in_res, plan.in_res],
         Distribution::Normal(0.0, 1.0),
