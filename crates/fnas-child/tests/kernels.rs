@@ -60,8 +60,20 @@ fn run(layer: &Layer, x: &Tensor<4>, probe: &Tensor<4>) -> Run {
     )
 }
 
-/// Checks one layer both ways; returns a description of the first mismatch.
+/// Checks one layer both ways on a random draw of weights and data, and on a second
+/// draw if the first differs: the two paths round differently (1e-7), so once in a few
+/// hundred draws a ReLU input lies within that of zero and takes the other side of the
+/// kink in one path, which moves a few gradient values by a whole term. Both runs of
+/// such a draw repeat exactly; a fresh draw does not hit the kink again, a real error
+/// fails both.
 fn check(plan: &LayerPlan, batch: usize) -> Result<(), String> {
+    check_draw(plan, batch).or_else(|first| {
+        check_draw(plan, batch).map_err(|second| format!("{first}\n  and again: {second}"))
+    })
+}
+
+/// One draw of [`check`].
+fn check_draw(plan: &LayerPlan, batch: usize) -> Result<(), String> {
     let ad = Device::flex().autodiff();
     let mut fast = Layer::new(plan, &ad);
     fast.set_fast(true);
@@ -229,32 +241,50 @@ fn odd_shapes_match_burn() {
 
 #[test]
 fn a_stem_convolution_from_one_channel_matches_burn() {
-    // The stem: a dense 3x3 conv from the image channels, input not tracked.
-    let ad = Device::flex().autodiff();
+    // The stem: a dense 3x3 conv from the image channels, input not tracked; a second
+    // draw where the first hits a ReLU kink (see `check`).
     for (cin, stride) in [(1, 1), (3, 2)] {
-        let fast = ConvBn::new(cin, 16, 3, stride, 1, &ad);
-        let mut slow = fast.clone();
-        slow.fast = false;
-        let x = Tensor::<4>::random([4, cin, 28, 28], Distribution::Normal(0.0, 1.0), &ad);
-        let yf = fast.forward_act(x.clone(), true);
-        let ys = slow.forward_act(x, true);
-        let (gf, gs) = (yf.clone().sum().backward(), ys.clone().sum().backward());
-        let d = rel_diff(
-            &ys.into_data().try_into_vec::<f32>().unwrap_or_default(),
-            &yf.into_data().try_into_vec::<f32>().unwrap_or_default(),
-        );
-        assert!(d <= TOL, "stem output differs by {d:e}");
-        let w = |m: &ConvBn, g| {
-            m.conv
-                .weight
-                .val()
-                .grad(g)
-                .map(|t| t.into_data().try_into_vec::<f32>().unwrap_or_default())
-                .unwrap_or_default()
-        };
-        let d = rel_diff(&w(&slow, &gs), &w(&fast, &gf));
-        assert!(d <= TOL, "stem weight gradient differs by {d:e}");
+        let r = stem_draw(cin, stride).or_else(|first| {
+            stem_draw(cin, stride).map_err(|second| format!("{first}; and again: {second}"))
+        });
+        assert!(r.is_ok(), "{r:?}");
     }
+}
+
+/// One draw of the stem check.
+fn stem_draw(cin: usize, stride: usize) -> Result<(), String> {
+    let ad = Device::flex().autodiff();
+    let fast = ConvBn::new(cin, 16, 3, stride, 1, &ad);
+    let mut slow = fast.clone();
+    slow.fast = false;
+    let x = Tensor::<4>::random([4, cin, 28, 28], Distribution::Normal(0.0, 1.0), &ad);
+    let yf = fast.forward_act(x.clone(), true);
+    let ys = slow.forward_act(x, true);
+    let (gf, gs) = (yf.clone().sum().backward(), ys.clone().sum().backward());
+    let d = rel_diff(
+        &ys.into_data().try_into_vec::<f32>().unwrap_or_default(),
+        &yf.into_data().try_into_vec::<f32>().unwrap_or_default(),
+    );
+    if d > TOL {
+        return Err(format!(
+            "stem output differs by {d:e} (cin {cin}, stride {stride})"
+        ));
+    }
+    let w = |m: &ConvBn, g| {
+        m.conv
+            .weight
+            .val()
+            .grad(g)
+            .map(|t| t.into_data().try_into_vec::<f32>().unwrap_or_default())
+            .unwrap_or_default()
+    };
+    let d = rel_diff(&w(&slow, &gs), &w(&fast, &gf));
+    if d > TOL {
+        return Err(format!(
+            "stem weight gradient differs by {d:e} (cin {cin}, stride {stride})"
+        ));
+    }
+    Ok(())
 }
 
 #[test]
