@@ -312,17 +312,7 @@ pub fn train_backward(
     dgamma: &mut [f32],
     dbeta: &mut [f32],
 ) -> Result<(), KernelError> {
-    let (len, c) = (g.len(), g.channels);
-    g.check_buffers(&[
-        ("x", x.len(), len),
-        ("dy", dy.len(), len),
-        ("dx", dx.len(), len),
-        ("gamma", gamma.len(), c),
-        ("mean", mean.len(), c),
-        ("var", var.len(), c),
-        ("dgamma", dgamma.len(), c),
-        ("dbeta", dbeta.len(), c),
-    ])?;
+    g.check_backward(x, dy, gamma, mean, var, dx, dgamma, dbeta)?;
     train_backward_impl(
         g,
         x,
@@ -356,18 +346,8 @@ pub fn train_backward_relu(
     dgamma: &mut [f32],
     dbeta: &mut [f32],
 ) -> Result<(), KernelError> {
-    let (len, c) = (g.len(), g.channels);
-    g.check_buffers(&[
-        ("x", x.len(), len),
-        ("y_after_relu", y_after_relu.len(), len),
-        ("dy", dy.len(), len),
-        ("dx", dx.len(), len),
-        ("gamma", gamma.len(), c),
-        ("mean", mean.len(), c),
-        ("var", var.len(), c),
-        ("dgamma", dgamma.len(), c),
-        ("dbeta", dbeta.len(), c),
-    ])?;
+    g.check_backward(x, dy, gamma, mean, var, dx, dgamma, dbeta)?;
+    g.check_buffers(&[("y_after_relu", y_after_relu.len(), g.len())])?;
     train_backward_impl(
         g,
         x,

@@ -54,13 +54,7 @@ use crate::geom::{ConvGeom, KernelError};
 
 /// `y = conv(x, w)` for `groups == 1`; overwrites `y`.
 pub fn forward(g: &ConvGeom, x: &[f32], w: &[f32], y: &mut [f32]) -> Result<(), KernelError> {
-    // Shape first: the lengths below divide by the stride and subtract the kernel.
-    g.check()?;
-    g.check_buffers(&[
-        ("x", x.len(), g.x_len()),
-        ("w", w.len(), g.w_len()),
-        ("y", y.len(), g.y_len()),
-    ])?;
+    g.check_forward(x, w, y)?;
     let s = Shape::new(g)?;
     if crate::direct::try_forward(g, x, w, y) {
         return Ok(());
@@ -117,13 +111,7 @@ pub fn backward_input(
     w: &[f32],
     dx: &mut [f32],
 ) -> Result<(), KernelError> {
-    // Shape first: the lengths below divide by the stride and subtract the kernel.
-    g.check()?;
-    g.check_buffers(&[
-        ("dy", dy.len(), g.y_len()),
-        ("w", w.len(), g.w_len()),
-        ("dx", dx.len(), g.x_len()),
-    ])?;
+    g.check_backward_input(dy, w, dx)?;
     let s = Shape::new(g)?;
     if crate::direct::try_backward_input(g, dy, w, dx) {
         return Ok(());
@@ -230,13 +218,7 @@ pub fn backward_weight(
     dy: &[f32],
     dw: &mut [f32],
 ) -> Result<(), KernelError> {
-    // Shape first: the lengths below divide by the stride and subtract the kernel.
-    g.check()?;
-    g.check_buffers(&[
-        ("x", x.len(), g.x_len()),
-        ("dy", dy.len(), g.y_len()),
-        ("dw", dw.len(), g.w_len()),
-    ])?;
+    g.check_backward_weight(x, dy, dw)?;
     let s = Shape::new(g)?;
     if crate::direct::try_backward_weight(g, x, dy, dw) {
         return Ok(());

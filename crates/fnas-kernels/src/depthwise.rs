@@ -652,11 +652,7 @@ fn forward_isa(
     isa: Isa,
 ) -> Result<(), KernelError> {
     check_depthwise(g)?;
-    g.check_buffers(&[
-        ("x", x.len(), g.x_len()),
-        ("w", w.len(), g.w_len()),
-        ("y", y.len(), g.y_len()),
-    ])?;
+    g.check_forward(x, w, y)?;
     let (c, hw, kk) = (g.cin, g.h * g.w, g.kernel * g.kernel);
     let (oh, ow) = (g.out_h(), g.out_w());
     let pd = Padded::new(g.h, g.stride, g.kernel, g.pad, ow);
@@ -691,11 +687,7 @@ fn backward_input_isa(
     isa: Isa,
 ) -> Result<(), KernelError> {
     check_depthwise(g)?;
-    g.check_buffers(&[
-        ("dy", dy.len(), g.y_len()),
-        ("w", w.len(), g.w_len()),
-        ("dx", dx.len(), g.x_len()),
-    ])?;
+    g.check_backward_input(dy, w, dx)?;
     let (c, hw, kk) = (g.cin, g.h * g.w, g.kernel * g.kernel);
     let (oh, ow) = (g.out_h(), g.out_w());
     let ohw = oh * ow;
@@ -752,11 +744,7 @@ fn backward_weight_isa(
     isa: Isa,
 ) -> Result<(), KernelError> {
     check_depthwise(g)?;
-    g.check_buffers(&[
-        ("x", x.len(), g.x_len()),
-        ("dy", dy.len(), g.y_len()),
-        ("dw", dw.len(), g.w_len()),
-    ])?;
+    g.check_backward_weight(x, dy, dw)?;
     let (c, hw, kk) = (g.cin, g.h * g.w, g.kernel * g.kernel);
     let (oh, ow) = (g.out_h(), g.out_w());
     let pd = Padded::new(g.h, g.stride, g.kernel, g.pad, ow);

@@ -92,6 +92,43 @@ impl ConvGeom {
         Ok(())
     }
 
+    /// [`ConvGeom::check_buffers`] for a forward pass `y = conv(x, w)`.
+    pub fn check_forward(&self, x: &[f32], w: &[f32], y: &[f32]) -> Result<(), KernelError> {
+        self.check_buffers(&[
+            ("x", x.len(), self.x_len()),
+            ("w", w.len(), self.w_len()),
+            ("y", y.len(), self.y_len()),
+        ])
+    }
+
+    /// [`ConvGeom::check_buffers`] for the input gradient `dx` from `dy` and `w`.
+    pub fn check_backward_input(
+        &self,
+        dy: &[f32],
+        w: &[f32],
+        dx: &[f32],
+    ) -> Result<(), KernelError> {
+        self.check_buffers(&[
+            ("dy", dy.len(), self.y_len()),
+            ("w", w.len(), self.w_len()),
+            ("dx", dx.len(), self.x_len()),
+        ])
+    }
+
+    /// [`ConvGeom::check_buffers`] for the weight gradient `dw` from `x` and `dy`.
+    pub fn check_backward_weight(
+        &self,
+        x: &[f32],
+        dy: &[f32],
+        dw: &[f32],
+    ) -> Result<(), KernelError> {
+        self.check_buffers(&[
+            ("x", x.len(), self.x_len()),
+            ("dy", dy.len(), self.y_len()),
+            ("dw", dw.len(), self.w_len()),
+        ])
+    }
+
     /// Checks the shape and that each buffer has the length the shape implies.
     pub fn check_buffers(&self, bufs: &[(&'static str, usize, usize)]) -> Result<(), KernelError> {
         self.check()?;

@@ -42,11 +42,7 @@ fn for_each_term(g: &ConvGeom, mut f: impl FnMut(usize, usize, usize)) {
 
 /// `y = conv(x, w)`.
 pub fn conv_forward(g: &ConvGeom, x: &[f32], w: &[f32], y: &mut [f32]) -> Result<(), KernelError> {
-    g.check_buffers(&[
-        ("x", x.len(), g.x_len()),
-        ("w", w.len(), g.w_len()),
-        ("y", y.len(), g.y_len()),
-    ])?;
+    g.check_forward(x, w, y)?;
     y.fill(0.0);
     for_each_term(g, |yi, xi, wi| y[yi] += x[xi] * w[wi]);
     Ok(())
@@ -59,11 +55,7 @@ pub fn conv_backward_input(
     w: &[f32],
     dx: &mut [f32],
 ) -> Result<(), KernelError> {
-    g.check_buffers(&[
-        ("dy", dy.len(), g.y_len()),
-        ("w", w.len(), g.w_len()),
-        ("dx", dx.len(), g.x_len()),
-    ])?;
+    g.check_backward_input(dy, w, dx)?;
     dx.fill(0.0);
     for_each_term(g, |yi, xi, wi| dx[xi] += dy[yi] * w[wi]);
     Ok(())
@@ -76,11 +68,7 @@ pub fn conv_backward_weight(
     dy: &[f32],
     dw: &mut [f32],
 ) -> Result<(), KernelError> {
-    g.check_buffers(&[
-        ("x", x.len(), g.x_len()),
-        ("dy", dy.len(), g.y_len()),
-        ("dw", dw.len(), g.w_len()),
-    ])?;
+    g.check_backward_weight(x, dy, dw)?;
     let mut acc = vec![0f64; dw.len()];
     for_each_term(g, |yi, xi, wi| {
         acc[wi] += f64::from(dy[yi]) * f64::from(x[xi])
@@ -109,6 +97,32 @@ impl BnGeom {
     /// Whether the input is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// [`BnGeom::check_buffers`] for the BatchNorm backward's common buffers.
+    #[allow(clippy::too_many_arguments)]
+    pub fn check_backward(
+        &self,
+        x: &[f32],
+        dy: &[f32],
+        gamma: &[f32],
+        mean: &[f32],
+        var: &[f32],
+        dx: &[f32],
+        dgamma: &[f32],
+        dbeta: &[f32],
+    ) -> Result<(), KernelError> {
+        let (len, c) = (self.len(), self.channels);
+        self.check_buffers(&[
+            ("x", x.len(), len),
+            ("dy", dy.len(), len),
+            ("dx", dx.len(), len),
+            ("gamma", gamma.len(), c),
+            ("mean", mean.len(), c),
+            ("var", var.len(), c),
+            ("dgamma", dgamma.len(), c),
+            ("dbeta", dbeta.len(), c),
+        ])
     }
 
     /// Checks that every size is positive and each buffer has the implied length
@@ -197,17 +211,8 @@ pub fn bn_train_backward(
     dgamma: &mut [f32],
     dbeta: &mut [f32],
 ) -> Result<(), KernelError> {
-    let (len, c) = (g.len(), g.channels);
-    g.check_buffers(&[
-        ("x", x.len(), len),
-        ("dy", dy.len(), len),
-        ("dx", dx.len(), len),
-        ("gamma", gamma.len(), c),
-        ("mean", mean.len(), c),
-        ("var", var.len(), c),
-        ("dgamma", dgamma.len(), c),
-        ("dbeta", dbeta.len(), c),
-    ])?;
+    g.check_backward(x, dy, gamma, mean, var, dx, dgamma, dbeta)?;
+    let c = g.channels;
     let m = (g.batch * g.hw) as f64;
     for ch in 0..c {
         let idx = |n: usize, p: usize| (n * c + ch) * g.hw + p;
